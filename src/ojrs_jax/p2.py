@@ -1,0 +1,201 @@
+"""Resource allocation sub-problem P2 for a fixed offloading decision (paper eqs. 5-13, SPEC 1).
+
+A decision is an integer vector a (N,) with a_i = 0 for local execution and a_i = j for MEC j.
+Given a, P2 separates (SPEC 1): offloading UEs transmit at p = P_max (no interference), local UEs
+run at f_i0 = min(F_L, (P_max/kappa)^(1/3)), and the UEs S_j on MEC j share its CPU by the KKT rule
+f_ij = F_MEC_j sqrt(w_i F_i) / sum_{k in S_j} sqrt(w_k F_k). The weighted latency is then
+
+    L(a) = sum_{i local} w_i F_i / f_i0 + sum_{i offloaded} w_i D_i / r_{i,a_i}
+           + sum_j (sum_{i: a_i = j} sqrt(w_i F_i))^2 / F_MEC_j.
+
+`latency` is that closed form (the fast exact path, jit/vmap friendly). `solve_p2_pg` solves the
+CPU shares numerically with jaxopt's ProjectedGradient, the solver the user's design asks for;
+`solve_p2` picks one by name and both return the same `Allocation`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ojrs_jax.scenario import ConfigError, Scenario, local_speed, rate
+
+P2_METHODS = ("closed_form", "jaxopt")
+
+
+class Allocation(NamedTuple):
+    """Solution of P2 for one decision."""
+
+    f: chex.Array  # (N,) CPU speed given to UE i's task on its chosen server, Hz
+    p: chex.Array  # (N,) UE power: transmit power if offloaded, kappa f^3 if local, W
+    latency: chex.Array  # () weighted latency sum_i w_i T_i, s
+    per_ue: chex.Array  # (N,) latency T_i of each UE, s
+
+
+def _parts(scn: Scenario, h: jax.Array, a: jax.Array):
+    """Shared pieces: one-hot (N, M+1), upload time (N,) of the chosen link, sqrt(w F) (N,)."""
+    chex.assert_rank([h, a], [2, 1])
+    onehot = jax.nn.one_hot(a, scn.n_mec + 1, dtype=h.dtype)
+    r = rate(scn, h, scn.p_max)  # (N, M)
+    # Picking the chosen link's rate by one-hot keeps the local rows free of 1/0.
+    r_chosen = jnp.sum(onehot[:, 1:] * r, axis=1) + onehot[:, 0]
+    t_up = jnp.where(a > 0, scn.data_bits / r_chosen, 0.0)
+    s = jnp.sqrt(scn.weights * scn.cycles)
+    return onehot, t_up, s
+
+
+def latency(scn: Scenario, h: jax.Array, a: jax.Array) -> jax.Array:
+    """Weighted latency L(a) of decision a (N,) under channel h (N, M), P2 solved exactly."""
+    onehot, t_up, s = _parts(scn, h, a)
+    local = jnp.sum(onehot[:, 0] * scn.weights * scn.cycles) / local_speed(scn)
+    upload = jnp.sum(scn.weights * t_up)
+    load = s @ onehot[:, 1:]  # (M,) sum of sqrt(w F) per MEC
+    compute = jnp.sum(load**2 / scn.f_mec)
+    return local + upload + compute
+
+
+def batched_latency(scn: Scenario, h: jax.Array, a: jax.Array) -> jax.Array:
+    """L for a batch: h (B, N, M) with a (B, N), or one h (N, M) with many a (K, N)."""
+    h_axis = 0 if h.ndim == 3 else None
+    return jax.vmap(latency, in_axes=(None, h_axis, 0))(scn, h, a)
+
+
+def _allocation(scn: Scenario, h: jax.Array, a: jax.Array, f: jax.Array) -> Allocation:
+    """Assemble (f, p, latency, per-UE times) from CPU speeds f (N,) on the chosen servers."""
+    _, t_up, _ = _parts(scn, h, a)
+    t = t_up + scn.cycles / f
+    p = jnp.where(a > 0, scn.p_max, scn.kappa * f**3)
+    return Allocation(f=f, p=p, latency=jnp.sum(scn.weights * t), per_ue=t)
+
+
+def solve_p2_closed_form(scn: Scenario, h: jax.Array, a: jax.Array) -> Allocation:
+    """Exact P2 allocation by the KKT rule (SPEC 1)."""
+    onehot, _, s = _parts(scn, h, a)
+    load = s @ onehot[:, 1:]  # (M,)
+    mec = jnp.clip(a - 1, 0, scn.n_mec - 1)
+    f_off = scn.f_mec[mec] * s / jnp.maximum(load[mec], jnp.finfo(s.dtype).tiny)
+    f = jnp.where(a > 0, f_off, local_speed(scn))
+    return _allocation(scn, h, a, f)
+
+
+def _project_shares(g: jax.Array, a: jax.Array, n_mec: int, eps: float, iters: int) -> jax.Array:
+    """Euclidean projection of normalised shares g (N,) onto {g >= eps, sum_{a_i=j} g_i <= 1 for
+    every MEC j, g_i <= 1 for local UEs}, by bisection on each MEC's threshold tau_j >= 0:
+    g_i -> max(g_i - tau_j, eps)."""
+    onehot = jax.nn.one_hot(a - 1, n_mec, dtype=g.dtype)  # (N, M); local rows are all zero
+    on_mec = a > 0
+
+    def group_sum(tau):  # (M,) -> (M,)
+        return jnp.sum(onehot * jnp.maximum(g[:, None] - tau[None, :], eps), axis=0)
+
+    lo = jnp.zeros((n_mec,), g.dtype)
+    hi = jnp.full((n_mec,), jnp.max(g), g.dtype)
+    need = group_sum(lo) > 1.0
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        over = group_sum(mid) > 1.0
+        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    tau = jnp.where(need, hi, 0.0)
+    tau_i = onehot @ tau
+    return jnp.where(on_mec, jnp.maximum(g - tau_i, eps), jnp.clip(g, eps, 1.0))
+
+
+def solve_p2_pg(
+    scn: Scenario,
+    h: jax.Array,
+    a: jax.Array,
+    maxiter: int = 2000,
+    tol: float = 1e-7,
+    eps: float = 1e-6,
+) -> tuple[Allocation, jax.Array]:
+    """P2's CPU shares by jaxopt ProjectedGradient; returns (allocation, iterations used).
+
+    Variables are normalised shares g_i = f_i / F_MEC_j (offloaded) or f_i / f_i0 (local), so the
+    objective sum_i w_i F_i / f_i is well scaled; start from equal shares. Transmit power is
+    P_max (optimal in this interference-free model, SPEC 1).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAXopt is no longer maintained")
+        from jaxopt import ProjectedGradient
+
+    n_mec = scn.n_mec
+    onehot = jax.nn.one_hot(a - 1, n_mec, dtype=h.dtype)
+    count = jnp.sum(onehot, axis=0)  # (M,)
+    scale = jnp.where(a > 0, onehot @ scn.f_mec, local_speed(scn))  # Hz per unit share
+    coef = scn.weights * scn.cycles / scale  # (N,)
+    g0 = jnp.where(a > 0, 1.0 / jnp.maximum(onehot @ count, 1.0), 1.0)
+
+    def objective(g, coef):
+        return jnp.sum(coef / g)
+
+    def projection(g, hyper):
+        (a_,) = hyper
+        return _project_shares(g, a_, n_mec, eps, 60)
+
+    pg = ProjectedGradient(fun=objective, projection=projection, maxiter=maxiter, tol=tol,
+                           implicit_diff=False, unroll=False, jit=True)  # fmt: skip
+    g, state = pg.run(g0, hyperparams_proj=(a,), coef=coef)
+    return _allocation(scn, h, a, g * scale), state.iter_num
+
+
+def solve_p2(scn: Scenario, h: jax.Array, a: jax.Array, method: str = "closed_form") -> Allocation:
+    """P2 by `method` in P2_METHODS (the config switch `p2.method`)."""
+    if method == "closed_form":
+        return solve_p2_closed_form(scn, h, a)
+    if method == "jaxopt":
+        return solve_p2_pg(scn, h, a)[0]
+    raise ConfigError(f"p2 method must be one of {', '.join(P2_METHODS)}, got {method!r}")
+
+
+def check_decision(a, n_ue: int, n_mec: int) -> np.ndarray:
+    """Validate a decision (C1-C2 in integer coding): shape (..., N), integers in 0..M."""
+    arr = np.asarray(a)
+    if arr.ndim == 0 or arr.shape[-1] != n_ue:
+        raise ConfigError(f"decision must have last dimension N={n_ue}, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+            raise ConfigError("decision entries must be integers")
+        arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr > n_mec)
+    if np.any(bad):
+        raise ConfigError(f"decision option {int(arr[bad][0])} outside 0..M={n_mec}")
+    return arr.astype(np.int32)
+
+
+def evaluate(scn: Scenario, h, a, method: str = "closed_form") -> Allocation:
+    """Validating public entry point: check shapes, gains and the decision, then solve P2."""
+    h = np.asarray(h, dtype=np.float64)
+    if h.shape != (scn.n_ue, scn.n_mec):
+        raise ConfigError(f"channel must have shape (N, M)={(scn.n_ue, scn.n_mec)}, got {h.shape}")
+    if not np.all(np.isfinite(h)) or np.any(h <= 0):
+        raise ConfigError("channel gains must be finite and positive")
+    a = check_decision(a, scn.n_ue, scn.n_mec)
+    return solve_p2(scn, jnp.asarray(h, jnp.float32), jnp.asarray(a), method)
+
+
+def feasibility(scn: Scenario, a, alloc: Allocation, rtol: float = 1e-5) -> dict[str, bool]:
+    """Check constraints C1-C5 of P0 for a decision and its allocation; one bool per constraint."""
+    a = np.asarray(a)
+    f = np.asarray(alloc.f, np.float64)
+    p = np.asarray(alloc.p, np.float64)
+    f_local, p_max = float(scn.f_local), float(scn.p_max)
+    kappa = float(scn.kappa)
+    loc = a == 0
+    loads = np.array([f[a == j + 1].sum() for j in range(scn.n_mec)])
+    return {
+        "C1_C2_one_option": bool(np.all((a >= 0) & (a <= scn.n_mec))),
+        "C3_local_cpu": bool(np.all(f[loc] <= f_local * (1 + rtol))),
+        "C4_power": bool(np.all(p <= p_max * (1 + rtol))
+                         and np.all(kappa * f[loc] ** 3 <= p_max * (1 + rtol))),  # fmt: skip
+        "C5_mec_cpu": bool(np.all(loads <= np.asarray(scn.f_mec, np.float64) * (1 + rtol))),
+        "positive": bool(np.all(f > 0) and np.all(p > 0)),
+    }
