@@ -1,4 +1,4 @@
-"""Certified optimum of P1 (the offloading decision) with P2 in closed form, as a convex MIQP (SPEC 2).
+"""Certified optimum of P1 (offloading decision) with P2 in closed form as a convex MIQP (SPEC 2).
 
 With binary x_ij (j = 0 local, j >= 1 MEC j) and c_ij = sqrt(w_i F_i / F_MEC_j), the objective
 L(a) of `ojrs_jax.p2.latency` becomes

@@ -1,4 +1,4 @@
-"""System model of the MEC network: deployment, tasks and Rayleigh channels (paper Sec. III, eqs. 1-3).
+"""MEC system model: deployment, tasks and Rayleigh channels (paper Sec. III, eqs. 1-3).
 
 A `Scenario` is a pytree holding everything that is fixed for a deployment: UE and MEC positions,
 task sizes, weights and the physical constants. Sizes (N UEs, M MECs) are read from array shapes,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import hydra
 import jax
-import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
@@ -95,7 +94,7 @@ def run_baselines(cfg: DictConfig | dict) -> dict[str, dict[str, np.ndarray]]:
 
 
 def summarise(results: dict[str, dict[str, np.ndarray]]) -> list[tuple]:
-    """Rows (method, mean L, std L, mean reward 1/L, mean seconds per decision, draws beating exact)."""
+    """Rows (method, mean L, std L, mean 1/L, seconds per decision, draws beating exact)."""
     rows = []
     exact = results.get(EXACT)
     for name, r in results.items():
@@ -135,8 +134,14 @@ def main(cfg: DictConfig) -> None:
     write_csv(out / "baselines.csv", ["epoch", "method", "latency", "reward", "seconds"], per_epoch)
     write_csv(
         out / "summary.csv",
-        ["method", "latency_mean", "latency_std", "reward_mean", "seconds_per_decision",
-         "draws_below_exact"],  # fmt: skip
+        [
+            "method",
+            "latency_mean",
+            "latency_std",
+            "reward_mean",
+            "seconds_per_decision",
+            "draws_below_exact",
+        ],  # fmt: skip
         rows,
     )
     print(f"wrote {out / 'summary.csv'} and {out / 'baselines.csv'}")
