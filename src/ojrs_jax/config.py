@@ -7,6 +7,7 @@ raises `ConfigError` with one line naming the field, which `cli_guard` turns int
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,8 @@ def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Hydra logs at INFO; JAX's backend probing ("Unable to initialize backend 'tpu'") is noise.
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:

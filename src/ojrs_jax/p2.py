@@ -83,45 +83,48 @@ def solve_p2_closed_form(scn: Scenario, h: jax.Array, a: jax.Array) -> Allocatio
     return _allocation(scn, h, a, f)
 
 
-def _project_shares(g: jax.Array, a: jax.Array, n_mec: int, eps: float, iters: int) -> jax.Array:
+def _project_shares(g: jax.Array, a: jax.Array, n_mec: int, eps: float) -> jax.Array:
     """Euclidean projection of normalised shares g (N,) onto {g >= eps, sum_{a_i=j} g_i <= 1 for
-    every MEC j, g_i <= 1 for local UEs}, by bisection on each MEC's threshold tau_j >= 0:
-    g_i -> max(g_i - tau_j, eps)."""
-    onehot = jax.nn.one_hot(a - 1, n_mec, dtype=g.dtype)  # (N, M); local rows are all zero
-    on_mec = a > 0
+    every MEC j, g_i <= 1 for local UEs}.
 
-    def group_sum(tau):  # (M,) -> (M,)
-        return jnp.sum(onehot * jnp.maximum(g[:, None] - tau[None, :], eps), axis=0)
-
-    lo = jnp.zeros((n_mec,), g.dtype)
-    hi = jnp.full((n_mec,), jnp.max(g), g.dtype)
-    need = group_sum(lo) > 1.0
-
-    def body(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        over = group_sum(mid) > 1.0
-        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-    tau = jnp.where(need, hi, 0.0)
-    tau_i = onehot @ tau
-    return jnp.where(on_mec, jnp.maximum(g - tau_i, eps), jnp.clip(g, eps, 1.0))
+    Per MEC, if clipping at eps already fits the budget that is the projection; otherwise it is
+    eps plus the projection of g - eps onto the simplex of mass 1 - n_j eps (sort-based, exact).
+    """
+    n = g.shape[0]
+    mask = jax.nn.one_hot(a - 1, n_mec, dtype=bool).T  # (M, N); local UEs in no row
+    u = jnp.where(mask, g[None, :] - eps, -jnp.inf)
+    u_sorted = -jnp.sort(-u, axis=1)  # descending; masked entries last
+    valid = jnp.isfinite(u_sorted)
+    mass = 1.0 - eps * jnp.sum(mask, axis=1, keepdims=True)  # (M, 1)
+    css = jnp.cumsum(jnp.where(valid, u_sorted, 0.0), axis=1) - mass
+    k = jnp.arange(1, n + 1, dtype=g.dtype)[None, :]
+    support = valid & (u_sorted - css / k > 0)
+    rho = jnp.maximum(jnp.sum(support, axis=1), 1)  # (M,)
+    theta = jnp.take_along_axis(css, (rho - 1)[:, None], axis=1)[:, 0] / rho
+    over = jnp.sum(jnp.where(mask, jnp.maximum(g[None, :], eps), 0.0), axis=1) > 1.0  # (M,)
+    theta_i = jnp.where(over, theta, -jnp.inf)[jnp.clip(a - 1, 0, n_mec - 1)]
+    on_mec = jnp.maximum(jnp.maximum(g - eps - theta_i, 0.0) + eps, eps)
+    return jnp.where(a > 0, on_mec, jnp.clip(g, eps, 1.0))
 
 
 def solve_p2_pg(
     scn: Scenario,
     h: jax.Array,
     a: jax.Array,
-    maxiter: int = 2000,
-    tol: float = 1e-7,
-    eps: float = 1e-6,
+    maxiter: int = 1000,
+    tol: float = 1e-4,
+    eps: float = 1e-4,
+    acceleration: bool = False,
 ) -> tuple[Allocation, jax.Array]:
     """P2's CPU shares by jaxopt ProjectedGradient; returns (allocation, iterations used).
 
     Variables are normalised shares g_i = f_i / F_MEC_j (offloaded) or f_i / f_i0 (local), so the
     objective sum_i w_i F_i / f_i is well scaled; start from equal shares. Transmit power is
-    P_max (optimal in this interference-free model, SPEC 1).
+    P_max (optimal in this interference-free model, SPEC 1). The lower bound `eps` on a share
+    keeps the 1/g objective's curvature bounded; FISTA acceleration is off by default because
+    its extrapolated points can leave that region and jaxopt's line search then accepts a bad
+    step (seen at M = 5 with uneven weights). In float32 the gradient-mapping norm can stall
+    above `tol` once the objective is within ~1e-6 of optimal, so `maxiter` also ends runs.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="JAXopt is no longer maintained")
@@ -134,15 +137,28 @@ def solve_p2_pg(
     coef = scn.weights * scn.cycles / scale  # (N,)
     g0 = jnp.where(a > 0, 1.0 / jnp.maximum(onehot @ count, 1.0), 1.0)
 
+    # Normalised by its value at the start, so jaxopt's line search (which restarts at step 1
+    # below step 1e-6) works on an objective of order one whatever the units.
+    norm = jnp.sum(coef / g0)
+
     def objective(g, coef):
-        return jnp.sum(coef / g)
+        return jnp.sum(coef / g) / norm
 
     def projection(g, hyper):
         (a_,) = hyper
-        return _project_shares(g, a_, n_mec, eps, 60)
+        return _project_shares(g, a_, n_mec, eps)
 
-    pg = ProjectedGradient(fun=objective, projection=projection, maxiter=maxiter, tol=tol,
-                           implicit_diff=False, unroll=False, jit=True)  # fmt: skip
+    pg = ProjectedGradient(
+        fun=objective,
+        projection=projection,
+        maxiter=maxiter,
+        tol=tol,
+        maxls=50,
+        acceleration=acceleration,
+        implicit_diff=False,
+        unroll=False,  # with implicit_diff=False, unroll=True would be a maxiter-step scan
+        jit=True,
+    )
     g, state = pg.run(g0, hyperparams_proj=(a,), coef=coef)
     return _allocation(scn, h, a, g * scale), state.iter_num
 
