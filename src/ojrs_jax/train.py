@@ -1,0 +1,317 @@
+"""Online DRL training of OJRS as one `lax.scan` (paper Algorithm 3, Sec. IV.C-E, eqs. 24-30).
+
+Every epoch t: draw h_t, encode s_t = encoder(h_t) (2r-SAE, eq. 19), act a_t = argmax pi(s_t)
+(eq. 24), search a*_t = ASA(a_t, h_t, T_SA) (Algorithm 2), and store (s_t, a*_t, ||theta||^2) in
+the replay buffer (2p-ER, or a uniform FIFO for "traditional DRL"). Every phi epochs the policy
+takes one Adam step on a sampled batch (eq. 25); the loss decrease Delta-delta of that step sets
+the sampled transitions' priorities and adapts T_SA (eq. 30).
+
+Because the policy and T_SA only change on a training step, the phi epochs of one block are
+independent given the block's start: they are vmapped (channels, encoding, actions and the phi
+ASA searches run in parallel), then the phi transitions enter the buffer in order and one training
+step follows. A block is one `lax.scan` step; `run_chunk` scans many blocks in one jitted call,
+and a host loop over chunks shows progress and writes checkpoints. Metrics leave the scan as
+stacked outputs, one row per epoch.
+
+Dynamic environment (paper Sec. V.E): from epoch `change_epoch` on, the task weights switch to
+`weights_after` (drawn uniformly in [weight_low, weight_high] from the run's key).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from ojrs_jax import sae as sae_mod
+from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
+from ojrs_jax.p2 import latency
+from ojrs_jax.policy import (
+    PolicyNet,
+    act,
+    init_policy,
+    make_optimizer,
+    params_norm_sq,
+    policy_loss,
+    scaled_hidden,
+)
+from ojrs_jax.replay import PERParams, ReplayState, make_buffer
+from ojrs_jax.scenario import ConfigError, Scenario, sample_channel
+
+REPLAYS = ("per", "uniform")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Static settings of Algorithm 3 (Python ints and choices; numbers to sweep are leaves)."""
+
+    epochs: int = 10000  # T_DRL (rounded up to whole blocks of phi epochs)
+    phi: int = 10  # training interval: one policy update every phi epochs
+    batch: int = 128  # transitions per policy update
+    buffer: int = 1024  # replay capacity
+    replay: str = "per"  # per (2p-ER) | uniform (traditional FIFO)
+    hidden: tuple[int, ...] | str = (120, 80)  # policy widths, or "auto" (scale with N (M+1))
+    learning_rate: float = 1e-3  # Adam step size (eq. 25)
+    lam: float = 0.02  # lambda of eq. 25's L2 term
+    explore_eps: float = 0.0  # epsilon-greedy: chance per UE of a random option before ASA
+    t_sa0: int = 20  # T_SA(0)
+    adaptive: bool = True  # eq. 30 on (False: T_SA stays t_sa0)
+    change_epoch: int = 5000  # epoch at which the weights change (<= 0 or >= epochs: never)
+    weight_low: float = 0.5  # new weights ~ U[weight_low, weight_high]
+    weight_high: float = 1.5
+    incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
+    chunk: int = 1000  # epochs per jitted scan chunk (progress and checkpoints between chunks)
+    asa: ASAConfig = field(default_factory=ASAConfig)
+    asa_params: ASAParams = field(default_factory=ASAParams)
+    per: PERParams = field(default_factory=PERParams)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "phi", "batch", "buffer", "t_sa0", "chunk"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.change_epoch, int) or isinstance(self.change_epoch, bool):
+            raise ConfigError(f"train.change_epoch must be an integer, got {self.change_epoch!r}")
+        if self.replay not in REPLAYS:
+            raise ConfigError(f"train.replay must be one of per, uniform, got {self.replay!r}")
+        for name in ("learning_rate", "lam", "weight_low", "weight_high"):
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (name in ("learning_rate", "weight_low") and v == 0):
+                raise ConfigError(f"train.{name} must be a finite positive number, got {v!r}")
+        if self.weight_high < self.weight_low:
+            raise ConfigError(
+                f"train.weight_high ({self.weight_high}) must be >= weight_low ({self.weight_low})"
+            )
+        e = self.explore_eps
+        if isinstance(e, bool) or not isinstance(e, int | float) or not 0 <= e <= 1:
+            raise ConfigError(f"train.explore_eps must be in [0, 1], got {e!r}")
+        if self.hidden != "auto":
+            h = self.hidden
+            if not isinstance(h, tuple) or not all(isinstance(w, int) and w > 0 for w in h):
+                raise ConfigError(f"train.hidden must be 'auto' or positive widths, got {h!r}")
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.epochs // self.phi)
+
+    @property
+    def chunk_blocks(self) -> int:
+        """Blocks per chunk: the largest divisor of n_blocks not above chunk/phi, so every chunk
+        has the same length and compiles once."""
+        want = max(1, self.chunk // self.phi)
+        return max(d for d in range(1, min(want, self.n_blocks) + 1) if self.n_blocks % d == 0)
+
+    def policy_hidden(self, n_ue: int, n_mec: int) -> tuple[int, ...]:
+        return scaled_hidden(n_ue, n_mec) if self.hidden == "auto" else tuple(self.hidden)
+
+    @classmethod
+    def from_mapping(cls, m: dict) -> TrainConfig:
+        """Build from plain dicts (the `train` node, with `asa` and `per` sub-nodes)."""
+        m = dict(m)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(m) - known - {"asa", "per"})
+        if unknown:
+            raise ConfigError(f"unknown train setting {unknown[0]!r}")
+        from ojrs_jax.asa import asa_from_mapping
+
+        asa_cfg, asa_par = asa_from_mapping(dict(m.pop("asa", {}) or {}))
+        per = dict(m.pop("per", {}) or {})
+        bad = sorted(set(per) - {"rho_max", "tau", "epsilon"})
+        if bad:
+            raise ConfigError(f"unknown train.per setting {bad[0]!r}")
+        for k, v in per.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                raise ConfigError(f"train.per.{k} must be a positive number, got {v!r}")
+        if isinstance(m.get("hidden"), list):
+            m["hidden"] = tuple(m["hidden"])
+        per_params = PERParams(**{k: float(v) for k, v in per.items()})
+        return cls(**m, asa=asa_cfg, asa_params=asa_par, per=per_params)
+
+
+@struct.dataclass
+class Env:
+    """What the environment is made of: the deployment and its dynamic change."""
+
+    scn: Scenario  # weights before the change
+    weights_after: chex.Array  # (N,) task weights from change_epoch on
+    change_epoch: chex.Array  # () int32
+    stats: sae_mod.ChannelStats  # preprocessing of h into the SAE input
+
+
+@struct.dataclass
+class Hyper:
+    """Sweepable numbers of the loop (pytree leaves)."""
+
+    lam: chex.Array  # () lambda of eq. 25
+    explore_eps: chex.Array  # () epsilon-greedy rate
+    asa: ASAParams
+
+
+@struct.dataclass
+class TrainState:
+    """Carry of the training scan."""
+
+    key: jax.Array  # typed PRNG key
+    epoch: chex.Array  # () int32 epochs done
+    policy: Any  # policy parameters theta
+    opt_state: optax.OptState  # Adam state (learning rate injected, a leaf)
+    buffer: ReplayState  # replay memory (2p-ER or uniform)
+    t_sa: chex.Array  # () int32 current ASA iteration count T_SA
+    sae: sae_mod.IncrementalState  # SAE under incremental learning + online encoder
+    hyper: Hyper
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Bound pure functions of one configuration: `init`, `run_chunk`, `train`, `decide`."""
+
+    cfg: TrainConfig
+    sae_cfg: sae_mod.SAEConfig
+    net: PolicyNet
+    init: Callable[..., TrainState]
+    run_chunk: Callable[[TrainState, Env], tuple[TrainState, dict]]
+    train: Callable[[jax.Array, Env, Any], tuple[TrainState, dict]]
+    decide: Callable[[Any, Any, Env, jax.Array], jax.Array]
+
+
+def make_env(key: jax.Array, scn: Scenario, cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig) -> Env:
+    """The environment of a run: new weights drawn from `key` for the dynamic change."""
+    w_new = jax.random.uniform(
+        key, scn.weights.shape, minval=cfg.weight_low, maxval=cfg.weight_high
+    )
+    change = cfg.change_epoch if 0 < cfg.change_epoch < cfg.epochs else 2**30
+    return Env(
+        scn=scn,
+        weights_after=w_new.astype(scn.weights.dtype),
+        change_epoch=jnp.asarray(change, jnp.int32),
+        stats=sae_mod.channel_stats(scn, sae_cfg.preprocess),
+    )
+
+
+def weights_at(env: Env, epoch: jax.Array) -> jax.Array:
+    """Task weights in force at `epoch` (N,)."""
+    return jnp.where(epoch >= env.change_epoch, env.weights_after, env.scn.weights)
+
+
+def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec: int) -> Trainer:
+    """Derive everything static, then return the pure, jitted functions of Algorithm 3."""
+    phi, k, max_iter = cfg.phi, cfg.asa.k, cfg.asa.max_iter
+    n_in, state_dim = n_ue * n_mec, sae_cfg.latent
+    net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
+    buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
+    opt = make_optimizer(cfg.learning_rate)
+
+    def init(key: jax.Array, sae_params: Any) -> TrainState:
+        k_pol, key = jax.random.split(key)
+        params = init_policy(k_pol, net, state_dim)
+        return TrainState(
+            key=key,
+            epoch=jnp.zeros((), jnp.int32),
+            policy=params,
+            opt_state=opt.init(params),
+            buffer=buf.init(cfg.per),
+            t_sa=jnp.asarray(cfg.t_sa0, jnp.int32),
+            sae=sae_mod.incremental_init(sae_cfg, sae_params, n_in),
+            hyper=Hyper(
+                lam=jnp.asarray(cfg.lam, jnp.float32),
+                explore_eps=jnp.asarray(cfg.explore_eps, jnp.float32),
+                asa=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), cfg.asa_params),
+            ),
+        )
+
+    def one_epoch(key, st: TrainState, env: Env, epoch, h):
+        """Act and search for one epoch (vmapped over the phi epochs of a block)."""
+        k_exp, k_opt, k_asa = jax.random.split(key, 3)
+        scn = env.scn.replace(weights=weights_at(env, epoch))
+        s = sae_mod.online_encode(st.sae, sae_cfg, sae_mod.preprocess(h, env.stats).reshape(-1))
+        a = act(net, st.policy, s)
+        explore = jax.random.uniform(k_exp, (n_ue,)) < st.hyper.explore_eps
+        a0 = jnp.where(explore, jax.random.randint(k_opt, (n_ue,), 0, n_mec + 1), a)
+        a_star, l_star, _ = asa_search(
+            k_asa, scn, h, a0, st.t_sa, st.hyper.asa, k=k, max_iter=max_iter
+        )
+        return s, a_star, {"latency": latency(scn, h, a), "latency_search": l_star}
+
+    def block(st: TrainState, env: Env) -> tuple[TrainState, dict]:
+        key, k_h, k_ep, k_sae, k_batch = jax.random.split(st.key, 5)
+        epochs = st.epoch + jnp.arange(phi, dtype=jnp.int32)
+        H = jax.vmap(sample_channel, (0, None))(jax.random.split(k_h, phi), env.scn)
+        S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0, 0))(
+            jax.random.split(k_ep, phi), st, env, epochs, H
+        )
+        # transitions enter in epoch order, tagged with the policy's current ||theta||^2
+        norm = params_norm_sq(st.policy)
+        buffer = jax.lax.fori_loop(
+            0, phi, lambda i, b: buf.add(b, S[i], A_star[i], norm), st.buffer
+        )
+        # incremental SAE learning on the block's channels (Alg. 1)
+        sae_state = st.sae
+        if cfg.incremental_sae:
+            X = sae_mod.preprocess(H, env.stats).reshape(phi, n_in)
+            sae_state, _ = jax.lax.scan(
+                lambda s, kx: sae_mod.incremental_step(kx[0], s, sae_cfg, kx[1], env.stats),
+                sae_state,
+                (jax.random.split(k_sae, phi), X),
+            )
+        # one policy update; Delta-delta = loss before - loss after on the same batch
+        s_b, a_b, idx = buf.sample(k_batch, buffer)
+
+        def loss_fn(p):
+            return policy_loss(net, p, s_b, a_b, st.hyper.lam)
+
+        loss_before, grads = jax.value_and_grad(loss_fn)(st.policy)
+        updates, opt_state = opt.update(grads, st.opt_state, st.policy)
+        policy = optax.apply_updates(st.policy, updates)
+        loss_after = loss_fn(policy)
+        delta = loss_before - loss_after
+        buffer = buf.set_priorities(buffer, idx, jnp.abs(delta))
+        t_sa = st.t_sa
+        if cfg.adaptive:
+            t_sa = adapt_t_sa(t_sa, delta, st.hyper.asa.eps, max_iter=max_iter)
+        new = st.replace(
+            key=key,
+            epoch=st.epoch + phi,
+            policy=policy,
+            opt_state=opt_state,
+            buffer=buffer,
+            t_sa=t_sa,
+            sae=sae_state,
+        )
+        rep = lambda x: jnp.full((phi,), x)  # noqa: E731  per-block value on each epoch row
+        metrics = {
+            **out,
+            "reward": 1.0 / out["latency"],
+            "t_sa": jnp.full((phi,), st.t_sa),
+            "loss": rep(loss_after),
+            "delta": rep(delta),
+            "theta_norm_sq": rep(params_norm_sq(policy)),
+            "buffer_size": rep(jnp.sum(buffer.valid)),
+        }
+        return new, metrics
+
+    def scan_blocks(st: TrainState, env: Env, n_blocks: int) -> tuple[TrainState, dict]:
+        st, m = jax.lax.scan(lambda c, _: block(c, env), st, None, length=n_blocks)
+        return st, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), m)
+
+    run_chunk = jax.jit(lambda st, env: scan_blocks(st, env, cfg.chunk_blocks))
+
+    @jax.jit
+    def train(key: jax.Array, env: Env, sae_params: Any) -> tuple[TrainState, dict]:
+        """The whole run in one call (vmap it over keys for many seeds)."""
+        return scan_blocks(init(key, sae_params), env, cfg.n_blocks)
+
+    @jax.jit
+    def decide(policy: Any, sae_online: Any, env: Env, h: jax.Array) -> jax.Array:
+        """Trained pipeline for channels h (..., N, M): encoder, policy argmax -> a (..., N)."""
+        x = sae_mod.preprocess(h, env.stats).reshape(*h.shape[:-2], n_in)
+        return act(net, policy, sae_mod.encode(sae_online, sae_cfg, x))
+
+    return Trainer(cfg, sae_cfg, net, jax.jit(init), run_chunk, train, decide)
