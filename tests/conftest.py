@@ -30,8 +30,10 @@ def paper_m2():
 
 @pytest.fixture(scope="session", params=[1, 2, 3, 4, 5])
 def hetero_scn(request):
-    return hetero(make_scenario(SystemConfig(n_ue=30, n_mec=request.param, seed=request.param)),
-                  seed=request.param)  # fmt: skip
+    return hetero(
+        make_scenario(SystemConfig(n_ue=30, n_mec=request.param, seed=request.param)),
+        seed=request.param,
+    )
 
 
 @pytest.fixture(scope="session")

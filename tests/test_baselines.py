@@ -71,8 +71,9 @@ def test_exact_miqp_matches_exhaustive(n, m, seed):
         np.testing.assert_allclose(res.latency, float(l_ex), rtol=1e-5)
         np.testing.assert_allclose(res.bound, res.latency, rtol=1e-6)
         # SCIP's decision, re-evaluated by the JAX model, is as good as the enumerated one
-        np.testing.assert_allclose(float(latency(scn, h, jnp.asarray(res.a))), float(l_ex),
-                                   rtol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            float(latency(scn, h, jnp.asarray(res.a))), float(l_ex), rtol=1e-5
+        )
         # exhaustive really is the minimum over all decisions
         every = batched_latency(scn, h, all_decisions(n, m))
         assert float(l_ex) <= float(every.min()) * (1 + 1e-6)

@@ -38,11 +38,19 @@ def test_baselines_cli_writes_table_and_csv(tmp_path):
 
 @pytest.mark.parametrize(
     "override,needle",
-    [("scale.n_ue=0", "n_ue"), ("scale.n_mec=-2", "n_mec"), ("system.p_max=-1", "p_max"),
-     ("system.bandwidth=nan", "bandwidth"), ("system.data_bits=-8", "data_bits"),
-     ("system.f_mec=0", "f_mec"), ("scale.layout=hexagon", "layout"), ("epochs=0", "epochs"),
-     ("methods=[greedy,magic]", "magic"), ("p2.method=newton", "p2.method")],
-)  # fmt: skip
+    [
+        ("scale.n_ue=0", "n_ue"),
+        ("scale.n_mec=-2", "n_mec"),
+        ("system.p_max=-1", "p_max"),
+        ("system.bandwidth=nan", "bandwidth"),
+        ("system.data_bits=-8", "data_bits"),
+        ("system.f_mec=0", "f_mec"),
+        ("scale.layout=hexagon", "layout"),
+        ("epochs=0", "epochs"),
+        ("methods=[greedy,magic]", "magic"),
+        ("p2.method=newton", "p2.method"),
+    ],
+)
 def test_bad_config_fails_with_one_line(tmp_path, override, needle):
     extra = [] if override.startswith("epochs") else ["epochs=1"]
     p = run([*extra, override, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
@@ -57,10 +65,22 @@ def test_configs_found_after_plain_install(tmp_path):
     """A non-editable install carries conf/ inside the package; run it from an unrelated folder."""
     target = tmp_path / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert pip.returncode == 0, pip.stderr
     assert (target / "ojrs_jax" / "conf" / "scale" / "paper_m2.yaml").exists()
     elsewhere = tmp_path / "elsewhere"
@@ -68,10 +88,21 @@ def test_configs_found_after_plain_install(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = "import ojrs_jax; print(ojrs_jax.__file__); import ojrs_jax.cli.baselines as b; b.main()"
     p = subprocess.run(
-        [sys.executable, "-c", code, "scale=tiny", "epochs=2", "methods=[greedy]",
-         f"hydra.run.dir={elsewhere / 'out'}"],
-        cwd=elsewhere, capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            "scale=tiny",
+            "epochs=2",
+            "methods=[greedy]",
+            f"hydra.run.dir={elsewhere / 'out'}",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[0].startswith(str(target))  # the installed copy ran
     assert (elsewhere / "out" / "summary.csv").exists()

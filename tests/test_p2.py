@@ -70,8 +70,14 @@ def slsqp_p2(ref: RefModel, h, a) -> float:
         on = np.nonzero(a == j)[0]
         x0[on] = np.linspace(0.5, 1.5, len(on)) / (2 * len(on))
     scale = latency_of(x0)
-    res = minimize(lambda x: latency_of(x) / scale, x0, method="SLSQP", bounds=bounds,
-                   constraints=cons, options={"maxiter": 2000, "ftol": 1e-14})  # fmt: skip
+    res = minimize(
+        lambda x: latency_of(x) / scale,
+        x0,
+        method="SLSQP",
+        bounds=bounds,
+        constraints=cons,
+        options={"maxiter": 2000, "ftol": 1e-14},
+    )
     assert res.success, res.message
     return res.fun * scale
 
@@ -96,8 +102,10 @@ def test_jaxopt_solver_agrees_with_closed_form(hetero_scn):
     pg, iters = jax.jit(jax.vmap(solve_p2_pg, (None, 0, 0)))(hetero_scn, H, A)
     np.testing.assert_allclose(np.asarray(pg.latency), np.asarray(cf.latency), rtol=1e-4)
     iters = np.asarray(iters)
-    print(f"\njaxopt ProjectedGradient iterations at M={hetero_scn.n_mec}: median "
-          f"{np.median(iters):.0f}, max {iters.max()}")  # fmt: skip
+    print(
+        f"\njaxopt ProjectedGradient iterations at M={hetero_scn.n_mec}: median "
+        f"{np.median(iters):.0f}, max {iters.max()}"
+    )
     # the numerical allocation is feasible too
     for k in range(4):
         alloc_k = jax.tree.map(lambda x, k=k: x[k], pg)
@@ -108,7 +116,8 @@ def test_config_switch_selects_solver(paper_m2, channels_m2):
     a = jnp.array([0, 1, 2] * 10, jnp.int32)
     h = channels_m2[0]
     assert float(solve_p2(paper_m2, h, a, "jaxopt").latency) == pytest.approx(
-        float(solve_p2(paper_m2, h, a, "closed_form").latency), rel=1e-4)  # fmt: skip
+        float(solve_p2(paper_m2, h, a, "closed_form").latency), rel=1e-4
+    )
     with pytest.raises(ConfigError, match="p2 method"):
         solve_p2(paper_m2, h, a, "newton")
 
@@ -128,12 +137,14 @@ def test_allocation_satisfies_constraints(hetero_scn):
 def test_batched_equals_looped(paper_m2, channels_m2):
     A = random_decisions(jax.random.key(3), 30, 2, channels_m2.shape[0])
     looped = np.array([float(latency(paper_m2, h, a)) for h, a in zip(channels_m2, A, strict=True)])
-    np.testing.assert_allclose(np.asarray(batched_latency(paper_m2, channels_m2, A)), looped,
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(batched_latency(paper_m2, channels_m2, A)), looped, rtol=1e-6
+    )
     # one channel, many decisions
     one = np.array([float(latency(paper_m2, channels_m2[0], a)) for a in A])
-    np.testing.assert_allclose(np.asarray(batched_latency(paper_m2, channels_m2[0], A)), one,
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(batched_latency(paper_m2, channels_m2[0], A)), one, rtol=1e-6
+    )
 
 
 def test_no_recompilation_for_new_numbers(paper_m2, channels_m2):
@@ -164,5 +175,6 @@ def test_evaluate_validates_decisions(paper_m2, channels_m2):
     with pytest.raises(ConfigError, match="finite and positive"):
         evaluate(paper_m2, -h, np.zeros(30, int))
     ok = evaluate(paper_m2, h, np.ones(30, int))
-    np.testing.assert_allclose(float(ok.latency), RefModel(paper_m2).latency(h.astype(float),
-                               np.ones(30, int)), rtol=2e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        float(ok.latency), RefModel(paper_m2).latency(h.astype(float), np.ones(30, int)), rtol=2e-5
+    )

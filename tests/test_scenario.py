@@ -42,8 +42,9 @@ def test_generated_layouts_inside_area(layout, m):
 
 
 def test_path_gain_matches_reference(paper_m2):
-    np.testing.assert_allclose(np.asarray(path_gain(paper_m2)), RefModel(paper_m2).path_gain(),
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(path_gain(paper_m2)), RefModel(paper_m2).path_gain(), rtol=1e-5
+    )
 
 
 def test_distance_clipped_at_one_metre():
@@ -79,8 +80,9 @@ def test_rate_matches_reference(paper_m2, channels_m2):
     ref = RefModel(paper_m2)
     h = np.asarray(channels_m2[0], np.float64)
     want = np.vectorize(ref.rate)(h)
-    np.testing.assert_allclose(np.asarray(rate(paper_m2, channels_m2[0], paper_m2.p_max)), want,
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(rate(paper_m2, channels_m2[0], paper_m2.p_max)), want, rtol=1e-5
+    )
 
 
 def test_scenario_file_roundtrip(tmp_path, hetero_scn):
@@ -106,9 +108,18 @@ def test_scenario_file_errors(tmp_path, paper_m2):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("n_ue", 0), ("n_mec", -1), ("p_max", -1.0), ("bandwidth", float("nan")), ("noise", 0.0),
-     ("data_bits", float("inf")), ("f_mec", -5e9), ("cycles", "many"), ("layout", "hexagon")],
-)  # fmt: skip
+    [
+        ("n_ue", 0),
+        ("n_mec", -1),
+        ("p_max", -1.0),
+        ("bandwidth", float("nan")),
+        ("noise", 0.0),
+        ("data_bits", float("inf")),
+        ("f_mec", -5e9),
+        ("cycles", "many"),
+        ("layout", "hexagon"),
+    ],
+)
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError) as e:
         SystemConfig(**{field: value})

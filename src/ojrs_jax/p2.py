@@ -212,7 +212,7 @@ def feasibility(scn: Scenario, a, alloc: Allocation, rtol: float = 1e-5) -> dict
         "C3_local_cpu": bool(np.all(f[loc] <= f_local * (1 + rtol))),
         "C4_power": bool(
             np.all(p <= p_max * (1 + rtol)) and np.all(kappa * f[loc] ** 3 <= p_max * (1 + rtol))
-        ),  # fmt: skip
+        ),
         "C5_mec_cpu": bool(np.all(loads <= np.asarray(scn.f_mec, np.float64) * (1 + rtol))),
         "positive": bool(np.all(f > 0) and np.all(p > 0)),
     }

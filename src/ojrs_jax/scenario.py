@@ -92,9 +92,18 @@ class SystemConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         for name in (
-            "area", "data_bits", "cycles", "weight", "bandwidth", "p_max",
-            "beta0", "noise", "kappa", "f_local", "f_mec",
-        ):  # fmt: skip
+            "area",
+            "data_bits",
+            "cycles",
+            "weight",
+            "bandwidth",
+            "p_max",
+            "beta0",
+            "noise",
+            "kappa",
+            "f_local",
+            "f_mec",
+        ):
             v = getattr(self, name)
             ok = isinstance(v, int | float) and not isinstance(v, bool)
             if not ok or not math.isfinite(v) or v <= 0:
@@ -126,8 +135,11 @@ def mec_layout(key: jax.Array, n_mec: int, area: float, layout: str) -> np.ndarr
     if layout == "grid":
         cols = math.ceil(math.sqrt(n_mec))
         rows = math.ceil(n_mec / cols)
-        cells = [((c + 0.5) * area / cols, (r + 0.5) * area / rows) for r in range(rows)
-                 for c in range(cols)]  # fmt: skip
+        cells = [
+            ((c + 0.5) * area / cols, (r + 0.5) * area / rows)
+            for r in range(rows)
+            for c in range(cols)
+        ]
         return np.asarray(cells[:n_mec], dtype=np.float64)
     if layout == "random":
         return np.asarray(jax.random.uniform(key, (n_mec, 2), maxval=area), dtype=np.float64)
@@ -201,8 +213,11 @@ _FIELDS = tuple(Scenario.__dataclass_fields__)
 
 def scenario_to_dict(scn: Scenario) -> dict:
     """Plain JSON-ready dict in SI units (lists of floats)."""
-    out: dict = {"format": "ojrs-scenario", "version": FORMAT_VERSION,
-                 "units": "SI: m, bit, cycle, Hz, W"}  # fmt: skip
+    out: dict = {
+        "format": "ojrs-scenario",
+        "version": FORMAT_VERSION,
+        "units": "SI: m, bit, cycle, Hz, W",
+    }
     for name in _FIELDS:
         out[name] = np.asarray(getattr(scn, name), dtype=np.float64).tolist()
     return out
@@ -217,8 +232,14 @@ def scenario_from_dict(d: dict) -> Scenario:
         raise ConfigError(f"scenario file lacks field {missing[0]!r}")
     arrs = {f: np.asarray(d[f], dtype=np.float64) for f in _FIELDS}
     n, m = arrs["ue_pos"].shape[0], arrs["mec_pos"].shape[0]
-    shapes = {"ue_pos": (n, 2), "mec_pos": (m, 2), "data_bits": (n,), "cycles": (n,),
-              "weights": (n,), "f_mec": (m,)}  # fmt: skip
+    shapes = {
+        "ue_pos": (n, 2),
+        "mec_pos": (m, 2),
+        "data_bits": (n,),
+        "cycles": (n,),
+        "weights": (n,),
+        "f_mec": (m,),
+    }
     for f, a in arrs.items():
         want = shapes.get(f, ())
         if a.shape != want:

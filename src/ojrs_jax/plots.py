@@ -1,0 +1,81 @@
+"""Figures of a training run: reward, loss and adaptive T_SA over epochs (paper Figs. 8-10).
+
+Matplotlib with the Agg backend; every PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ojrs_jax.io import atomic_write_bytes  # noqa: E402
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first values average what exists so far)."""
+    x = np.asarray(x, np.float64)
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    n = np.minimum(np.arange(1, x.size + 1), window)
+    return (c[1:] - c[np.arange(1, x.size + 1) - n]) / n
+
+
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _mark_change(ax: plt.Axes, change_epoch: int, n: int) -> None:
+    if 0 < change_epoch < n:
+        ax.axvline(change_epoch, color="grey", ls="--", lw=1, label="weights change")
+
+
+def plot_training(
+    m: dict[str, np.ndarray], out: Path, change_epoch: int = 0, window: int = 200
+) -> list[Path]:
+    """reward.png, loss.png and t_sa.png for one run's per-epoch metrics."""
+    out = Path(out)
+    n = len(m["reward"])
+    ep = np.arange(n)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ep, m["reward"], color="tab:blue", alpha=0.15, lw=0.5)
+    ax.plot(
+        ep,
+        moving_average(m["reward"], window),
+        color="tab:blue",
+        label=f"policy action, {window}-epoch average",
+    )
+    ax.plot(
+        ep,
+        moving_average(1.0 / m["latency_search"], window),
+        color="tab:orange",
+        label="after ASA search",
+    )
+    _mark_change(ax, change_epoch, n)
+    ax.set(xlabel="epoch", ylabel="reward 1/L (1/s)", title="Reward during online training")
+    ax.legend()
+    paths.append(save_figure(fig, out / "reward.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ep, m["loss"], color="tab:red", label="policy loss (eq. 25) after each update")
+    _mark_change(ax, change_epoch, n)
+    ax.set(xlabel="epoch", ylabel="loss", title="Training loss of the policy DNN")
+    ax.legend()
+    paths.append(save_figure(fig, out / "loss.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ep, m["t_sa"], color="tab:green", label="T_SA (eq. 30)")
+    _mark_change(ax, change_epoch, n)
+    ax.set(xlabel="epoch", ylabel="ASA iterations", title="Adaptive ASA iteration count")
+    ax.legend()
+    paths.append(save_figure(fig, out / "t_sa.png"))
+    return paths
