@@ -19,18 +19,45 @@ import jax
 import numpy as np
 from omegaconf import DictConfig
 
+from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, system_config, to_container
 from ojrs_jax.exact import exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
+from ojrs_jax.pso import pso, pso_from_mapping
 from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
 
 # A heuristic maps (key, scenario, h (N, M)) to a decision a (N,); it is jitted with P2.
 Decider = Callable[[jax.Array, Scenario, jax.Array], jax.Array]
+
+
+def search_heuristics(c: dict) -> dict[str, Decider]:
+    """ASA-only (T_SA(0) iterations), plain SA and PSO, each started from Greedy, configured by
+    the `asa`, `sa` and `pso` nodes of the config (defaults where a node is absent)."""
+    asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}))
+    sa_iter = positive_int({"iterations": asa_cfg.t_sa0, **c.get("sa", {})}, "iterations", "sa.")
+    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
+
+    def asa(key, scn, h):
+        a0 = greedy(scn, h)
+        return asa_search(key, scn, h, a0, asa_cfg.t_sa0, asa_par, k=asa_cfg.k,
+                          max_iter=asa_cfg.max_iter)[0]  # fmt: skip
+
+    def sa(key, scn, h):
+        return plain_sa(key, scn, h, greedy(scn, h), sa_iter, asa_par, k=asa_cfg.k)[0]
+
+    def pso_(key, scn, h):
+        return pso(key, scn, h, greedy(scn, h), pso_par, n_particles=pso_cfg.n_particles,
+                   n_iter=pso_cfg.n_iter)[0]  # fmt: skip
+
+    return {"asa": asa, "sa": sa, "pso": pso_}
+
+
 HEURISTICS: dict[str, Decider] = {
     "greedy": lambda key, scn, h: greedy(scn, h),
     "random": lambda key, scn, h: random_decision(key, scn),
+    **search_heuristics({}),
 }
 EXACT = "exact"
 
@@ -63,11 +90,12 @@ def run_baselines(cfg: DictConfig | dict) -> dict[str, dict[str, np.ndarray]]:
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
     H = sample_channels(k_h, scn, epochs)
     keys = jax.random.split(k_m, epochs)
+    heuristics = {**HEURISTICS, **search_heuristics(c)}
     results: dict[str, dict[str, np.ndarray]] = {}
     for name in methods:
         if name == EXACT:
             continue
-        decide = HEURISTICS[name]
+        decide = heuristics[name]
 
         @jax.jit
         def step(key, scn, h, decide=decide):

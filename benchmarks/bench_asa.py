@@ -1,0 +1,163 @@
+"""Benchmark of ASA (Algorithm 2) and PSO: gap to the exact MIQP optimum, time per decision.
+
+For M = 1..5 (conf/scale/paper_m{M}.yaml with conf/system/default.yaml, N = 30), over `--draws`
+channel draws: mean gap L / L* - 1 of Greedy, ASA from Greedy (T_SA = 20, conf/asa/default.yaml),
+plain SA (same K and iterations) and PSO (conf/baselines.yaml `pso`), where L* is SCIP's certified
+optimum. Every gap uses the float64 latency of the returned decision (ojrs_jax.exact.latency_np),
+not the search's own float32 value. Then the per-instance ASA time, single and vmapped over 256
+instances, against the paper's 0.2354 s (Table II). Prints figures; asserts nothing about time.
+
+    python benchmarks/bench_asa.py [--draws 200] [--k 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from omegaconf import OmegaConf
+
+from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
+from ojrs_jax.baselines import greedy
+from ojrs_jax.exact import exact_miqp, latency_np
+from ojrs_jax.pso import pso, pso_from_mapping
+from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PAPER_ASA_SECONDS = 0.2354
+
+
+def scenario(m: int):
+    system = OmegaConf.to_container(OmegaConf.load(CONF / "system" / "default.yaml"))
+    scale = OmegaConf.to_container(OmegaConf.load(CONF / "scale" / f"paper_m{m}.yaml"))
+    return make_scenario(SystemConfig.from_mapping({**system, **scale}))
+
+
+def best_time(fn, *args, reps: int) -> float:
+    """Minimum wall time of `reps` calls (after one warm-up call that compiles)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--k", type=int, default=None, help="K neighbours (default: conf/asa)")
+    ap.add_argument("--t-sa", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    asa_map = OmegaConf.to_container(OmegaConf.load(CONF / "asa" / "default.yaml"))
+    if args.k is not None:
+        asa_map["k"] = args.k
+    asa_cfg, params = asa_from_mapping(asa_map)
+    pso_cfg, pso_par = pso_from_mapping(
+        OmegaConf.to_container(OmegaConf.load(CONF / "baselines.yaml"))["pso"]
+    )
+    k, t_sa, d = asa_cfg.k, args.t_sa, args.draws
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; draws={d}, N=30, "
+        f"ASA: K={k}, T_SA={t_sa}, t0={params.t0}, phi_c={params.phi_c}, "
+        f"mut_scale={params.mut_scale}, local_weight={params.local_weight}; "
+        f"PSO: {pso_cfg.n_particles} particles x {pso_cfg.n_iter} iterations"
+    )
+    print(
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} (--xla_cpu_experimental_ynn_fusion_type= "
+        "disables jaxlib 0.10.2's CPU YNNPACK fusion,\n  which is slower here and miscompiles some "
+        "large reductions)"
+    )
+    print()
+    head = (
+        f"{'M':>2} {'greedy':>9} {'ASA':>9} {'ASA max':>9} {'ASA =opt':>9} {'SA':>9} "
+        f"{'PSO':>9} {'PSO =opt':>9} {'SCIP ms':>8}"
+    )
+    print("mean gap to the exact optimum, % (=opt: share of draws within 1e-6 of L*)")
+    print(head)
+    print("-" * len(head))
+    key = jax.random.key(args.seed)
+    for m in range(1, 6):
+        scn = scenario(m)
+        key, k_h, k_asa, k_sa, k_pso = jax.random.split(key, 5)
+        H = sample_channels(k_h, scn, d)
+        a0 = greedy(scn)
+
+        @jax.jit
+        def searches(k_asa, k_sa, k_pso, H, scn=scn, a0=a0):
+            one_asa = functools.partial(asa_search, k=k, max_iter=asa_cfg.max_iter)
+            asa = jax.vmap(lambda kk, h: one_asa(kk, scn, h, a0, t_sa, params)[0])
+            sa = jax.vmap(lambda kk, h: plain_sa(kk, scn, h, a0, t_sa, params, k=k)[0])
+            ps = jax.vmap(
+                lambda kk, h: pso(
+                    kk, scn, h, a0, pso_par, n_particles=pso_cfg.n_particles, n_iter=pso_cfg.n_iter
+                )[0]
+            )
+            return (
+                asa(jax.random.split(k_asa, d), H),
+                sa(jax.random.split(k_sa, d), H),
+                ps(jax.random.split(k_pso, d), H),
+            )
+
+        dec = dict(
+            zip(("asa", "sa", "pso"), map(np.asarray, searches(k_asa, k_sa, k_pso, H)), strict=True)
+        )
+        Hn = np.asarray(H)
+        res = [exact_miqp(scn, Hn[e], 60.0, np.asarray(a0)) for e in range(d)]
+        assert all(r.status == "optimal" for r in res), "SCIP did not certify every draw"
+        lx = np.array([r.latency for r in res])
+        gap = {"greedy": np.array([latency_np(scn, Hn[e], np.asarray(a0)) for e in range(d)]) / lx}
+        for name, a in dec.items():
+            gap[name] = np.array([latency_np(scn, Hn[e], a[e]) for e in range(d)]) / lx
+        gap = {n: g - 1 for n, g in gap.items()}
+        assert min(g.min() for g in gap.values()) > -1e-6, "a heuristic beat the certified optimum"
+        pct = {n: 100 * g.mean() for n, g in gap.items()}
+        print(
+            f"{m:>2} {pct['greedy']:>9.3f} {pct['asa']:>9.4f} {100 * gap['asa'].max():>9.3f} "
+            f"{np.mean(gap['asa'] < 1e-6):>9.2f} {pct['sa']:>9.4f} {pct['pso']:>9.4f} "
+            f"{np.mean(gap['pso'] < 1e-6):>9.2f} "
+            f"{1e3 * np.mean([r.seconds for r in res]):>8.1f}"
+        )
+
+    print()
+    print(
+        f"ASA time per instance (N=30, M=2, K={k}, T_SA={t_sa}, from Greedy, incl. P2 of every "
+        f"neighbour); paper Table II: {PAPER_ASA_SECONDS} s"
+    )
+    scn = scenario(2)
+    a0 = greedy(scn)
+    H = sample_channels(jax.random.key(1), scn, 256)
+    keys = jax.random.split(jax.random.key(2), 256)
+    single = jax.jit(
+        lambda kk, h: asa_search(kk, scn, h, a0, t_sa, params, k=k, max_iter=asa_cfg.max_iter)[:2]
+    )
+    batched = jax.jit(jax.vmap(single))
+    t1 = np.median([best_time(single, keys[i], H[i], reps=5) for i in range(20)])
+    tb = best_time(batched, keys, H, reps=5)
+    print(
+        f"  single instance (jit, one call): {1e3 * t1:8.3f} ms  "
+        f"({PAPER_ASA_SECONDS / t1:,.0f}x faster than the paper)"
+    )
+    print(
+        f"  vmapped over 256 instances     : {1e3 * tb / 256:8.3f} ms per instance "
+        f"({1e3 * tb:.1f} ms per batch; {PAPER_ASA_SECONDS / (tb / 256):,.0f}x)"
+    )
+    pso_single = jax.jit(
+        lambda kk, h: pso(
+            kk, scn, h, a0, pso_par, n_particles=pso_cfg.n_particles, n_iter=pso_cfg.n_iter
+        )[:2]
+    )
+    tp = np.median([best_time(pso_single, keys[i], H[i], reps=3) for i in range(5)])
+    print(f"  PSO single instance            : {1e3 * tp:8.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
