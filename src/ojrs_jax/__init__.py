@@ -1,7 +1,19 @@
-"""ojrs-jax: online joint resource scheduling in large-scale MEC networks, in JAX (Jiang et al.)."""
+"""ojrs-jax: online joint resource scheduling in large-scale MEC networks, in JAX (Jiang et al.).
 
-from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2
-from ojrs_jax.scenario import (
+Importing the package turns off XLA's experimental YNNPACK fusion on CPU before JAX starts its
+backend: with it, jaxlib 0.10.2 miscompiles some jitted, vmapped reductions (a batch of sums over
+one-hot selections returned other batch elements' values; see tests/test_xla_workaround.py).
+Set OJRS_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
+"""
+
+import os as _os
+
+_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+if not _os.environ.get("OJRS_KEEP_XLA_FLAGS") and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+
+from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402
+from ojrs_jax.scenario import (  # noqa: E402
     ConfigError,
     Scenario,
     SystemConfig,
@@ -24,5 +36,4 @@ __all__ = [
     "sample_channel",
     "sample_channels",
     "save_scenario",
-    "solve_p2",
 ]
