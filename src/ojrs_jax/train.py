@@ -46,6 +46,7 @@ from ojrs_jax.replay import PERParams, ReplayState, make_buffer
 from ojrs_jax.scenario import ConfigError, Scenario, sample_channel
 
 REPLAYS = ("per", "uniform")
+STATES = ("sae", "channel")
 
 
 @dataclass(frozen=True)
@@ -55,30 +56,33 @@ class TrainConfig:
     epochs: int = 10000  # T_DRL (rounded up to whole blocks of phi epochs)
     phi: int = 10  # training interval: one policy update every phi epochs
     batch: int = 128  # transitions per policy update
+    updates: int = 1  # Adam steps per training round (paper: 1), each on a fresh batch
     buffer: int = 1024  # replay capacity
     replay: str = "per"  # per (2p-ER) | uniform (traditional FIFO)
     hidden: tuple[int, ...] | str = (120, 80)  # policy widths, or "auto" (scale with N (M+1))
     learning_rate: float = 1e-3  # Adam step size (eq. 25)
     lam: float = 0.02  # lambda of eq. 25's L2 term
     explore_eps: float = 0.0  # epsilon-greedy: chance per UE of a random option before ASA
-    t_sa0: int = 20  # T_SA(0)
-    adaptive: bool = True  # eq. 30 on (False: T_SA stays t_sa0)
+    adaptive: bool = True  # eq. 30 on (False: T_SA stays asa.t_sa0)
     change_epoch: int = 5000  # epoch at which the weights change (<= 0 or >= epochs: never)
     weight_low: float = 0.5  # new weights ~ U[weight_low, weight_high]
     weight_high: float = 1.5
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
+    state: str = "sae"  # policy input: sae (the paper's 2r-SAE code) | channel (preprocessed h)
     chunk: int = 1000  # epochs per jitted scan chunk (progress and checkpoints between chunks)
     asa: ASAConfig = field(default_factory=ASAConfig)
     asa_params: ASAParams = field(default_factory=ASAParams)
     per: PERParams = field(default_factory=PERParams)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "phi", "batch", "buffer", "t_sa0", "chunk"):
+        for name in ("epochs", "phi", "batch", "updates", "buffer", "chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
         if not isinstance(self.change_epoch, int) or isinstance(self.change_epoch, bool):
             raise ConfigError(f"train.change_epoch must be an integer, got {self.change_epoch!r}")
+        if self.state not in STATES:
+            raise ConfigError(f"train.state must be one of sae, channel, got {self.state!r}")
         if self.replay not in REPLAYS:
             raise ConfigError(f"train.replay must be one of per, uniform, got {self.replay!r}")
         for name in ("learning_rate", "lam", "weight_low", "weight_high"):
@@ -113,27 +117,32 @@ class TrainConfig:
         return scaled_hidden(n_ue, n_mec) if self.hidden == "auto" else tuple(self.hidden)
 
     @classmethod
-    def from_mapping(cls, m: dict) -> TrainConfig:
-        """Build from plain dicts (the `train` node, with `asa` and `per` sub-nodes)."""
-        m = dict(m)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(m) - known - {"asa", "per"})
-        if unknown:
-            raise ConfigError(f"unknown train setting {unknown[0]!r}")
+    def from_mapping(
+        cls, train: dict, asa: dict | None = None, replay: dict | None = None
+    ) -> TrainConfig:
+        """Build from the plain `train`, `asa` and `replay` config nodes; unknown keys fail."""
         from ojrs_jax.asa import asa_from_mapping
 
-        asa_cfg, asa_par = asa_from_mapping(dict(m.pop("asa", {}) or {}))
-        per = dict(m.pop("per", {}) or {})
-        bad = sorted(set(per) - {"rho_max", "tau", "epsilon"})
+        m = dict(train)
+        known = {f.name for f in fields(cls)} - {"asa", "asa_params", "per", "replay"}
+        unknown = sorted(set(m) - known)
+        if unknown:
+            raise ConfigError(f"unknown train setting {unknown[0]!r}")
+        asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
+        rp = dict(replay or {})
+        kind = rp.pop("kind", "per")
+        if "explore_eps" in rp:
+            m["explore_eps"] = rp.pop("explore_eps")
+        bad = sorted(set(rp) - {"rho_max", "tau", "epsilon"})
         if bad:
-            raise ConfigError(f"unknown train.per setting {bad[0]!r}")
-        for k, v in per.items():
+            raise ConfigError(f"unknown replay setting {bad[0]!r}")
+        for k, v in rp.items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                raise ConfigError(f"train.per.{k} must be a positive number, got {v!r}")
+                raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
         if isinstance(m.get("hidden"), list):
             m["hidden"] = tuple(m["hidden"])
-        per_params = PERParams(**{k: float(v) for k, v in per.items()})
-        return cls(**m, asa=asa_cfg, asa_params=asa_par, per=per_params)
+        per = PERParams(**{k: float(v) for k, v in rp.items()})
+        return cls(**m, replay=kind, asa=asa_cfg, asa_params=asa_par, per=per)
 
 
 @struct.dataclass
@@ -204,7 +213,13 @@ def weights_at(env: Env, epoch: jax.Array) -> jax.Array:
 def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec: int) -> Trainer:
     """Derive everything static, then return the pure, jitted functions of Algorithm 3."""
     phi, k, max_iter = cfg.phi, cfg.asa.k, cfg.asa.max_iter
-    n_in, state_dim = n_ue * n_mec, sae_cfg.latent
+    n_in = n_ue * n_mec
+    state_dim = sae_cfg.latent if cfg.state == "sae" else n_in
+
+    def observe(sae_online: Any, x: jax.Array) -> jax.Array:
+        """Policy input from preprocessed channels x (..., N*M)."""
+        return sae_mod.encode(sae_online, sae_cfg, x) if cfg.state == "sae" else x
+
     net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
     opt = make_optimizer(cfg.learning_rate)
@@ -218,7 +233,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
             policy=params,
             opt_state=opt.init(params),
             buffer=buf.init(cfg.per),
-            t_sa=jnp.asarray(cfg.t_sa0, jnp.int32),
+            t_sa=jnp.asarray(cfg.asa.t_sa0, jnp.int32),
             sae=sae_mod.incremental_init(sae_cfg, sae_params, n_in),
             hyper=Hyper(
                 lam=jnp.asarray(cfg.lam, jnp.float32),
@@ -231,7 +246,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         """Act and search for one epoch (vmapped over the phi epochs of a block)."""
         k_exp, k_opt, k_asa = jax.random.split(key, 3)
         scn = env.scn.replace(weights=weights_at(env, epoch))
-        s = sae_mod.online_encode(st.sae, sae_cfg, sae_mod.preprocess(h, env.stats).reshape(-1))
+        s = observe(st.sae.online, sae_mod.preprocess(h, env.stats).reshape(-1))
         a = act(net, st.policy, s)
         explore = jax.random.uniform(k_exp, (n_ue,)) < st.hyper.explore_eps
         a0 = jnp.where(explore, jax.random.randint(k_opt, (n_ue,), 0, n_mec + 1), a)
@@ -254,25 +269,36 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         )
         # incremental SAE learning on the block's channels (Alg. 1)
         sae_state = st.sae
-        if cfg.incremental_sae:
+        if cfg.incremental_sae and cfg.state == "sae":
             X = sae_mod.preprocess(H, env.stats).reshape(phi, n_in)
             sae_state, _ = jax.lax.scan(
                 lambda s, kx: sae_mod.incremental_step(kx[0], s, sae_cfg, kx[1], env.stats),
                 sae_state,
                 (jax.random.split(k_sae, phi), X),
             )
-        # one policy update; Delta-delta = loss before - loss after on the same batch
-        s_b, a_b, idx = buf.sample(k_batch, buffer)
 
-        def loss_fn(p):
-            return policy_loss(net, p, s_b, a_b, st.hyper.lam)
+        # policy update(s); Delta-delta = loss before - loss after, on the same batch
+        def update(carry, k_b):
+            policy, opt_state, buffer = carry
+            s_b, a_b, idx = buf.sample(k_b, buffer)
 
-        loss_before, grads = jax.value_and_grad(loss_fn)(st.policy)
-        updates, opt_state = opt.update(grads, st.opt_state, st.policy)
-        policy = optax.apply_updates(st.policy, updates)
-        loss_after = loss_fn(policy)
-        delta = loss_before - loss_after
-        buffer = buf.set_priorities(buffer, idx, jnp.abs(delta))
+            def loss_fn(p):
+                return policy_loss(net, p, s_b, a_b, st.hyper.lam)
+
+            loss_before, grads = jax.value_and_grad(loss_fn)(policy)
+            upd, opt_state = opt.update(grads, opt_state, policy)
+            policy = optax.apply_updates(policy, upd)
+            loss_after = loss_fn(policy)
+            delta = loss_before - loss_after
+            buffer = buf.set_priorities(buffer, idx, jnp.abs(delta))
+            return (policy, opt_state, buffer), (loss_after, delta)
+
+        (policy, opt_state, buffer), (losses, deltas) = jax.lax.scan(
+            update, (st.policy, st.opt_state, buffer), jax.random.split(k_batch, cfg.updates)
+        )
+        # eq. 30 sees the mean decrease per Adam step, so its threshold means the same for any
+        # number of updates per round
+        loss_after, delta = losses[-1], jnp.mean(deltas)
         t_sa = st.t_sa
         if cfg.adaptive:
             t_sa = adapt_t_sa(t_sa, delta, st.hyper.asa.eps, max_iter=max_iter)
@@ -312,6 +338,6 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
     def decide(policy: Any, sae_online: Any, env: Env, h: jax.Array) -> jax.Array:
         """Trained pipeline for channels h (..., N, M): encoder, policy argmax -> a (..., N)."""
         x = sae_mod.preprocess(h, env.stats).reshape(*h.shape[:-2], n_in)
-        return act(net, policy, sae_mod.encode(sae_online, sae_cfg, x))
+        return act(net, policy, observe(sae_online, x))
 
     return Trainer(cfg, sae_cfg, net, jax.jit(init), run_chunk, train, decide)

@@ -1,0 +1,116 @@
+"""`ojrs-decide`: schedule measured channels with a trained OJRS run (encoder, policy, P2 eq. 5-13).
+
+    ojrs-decide --run RUN_DIR --channels IN.npz --out OUT.npz
+
+IN.npz holds `h` of shape (B, N, M): linear channel power gains. OUT.npz gets `a` (B, N) int32
+(0 = local, j = MEC j), `latency` (B,) weighted latency in s, `f` (B, N) CPU speed in Hz and `p`
+(B, N) power in W (transmit power if offloaded, local CPU power kappa f^3 if local). Weights are
+those in force at the end of training (the run's scenario.json). Bad input: one line, exit 2,
+no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from ojrs_jax.checkpoint import load_model
+from ojrs_jax.io import write_npz
+from ojrs_jax.p2 import solve_p2_closed_form
+from ojrs_jax.scenario import ConfigError, load_scenario
+
+
+def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
+    """Read and validate `h` (B, N, M) from an npz file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "h" not in z.files:
+                raise ConfigError(
+                    f"{path} has no array 'h' (found: {', '.join(z.files) or 'none'})"
+                )
+            h = np.asarray(z["h"])
+    except ConfigError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
+    if h.ndim != 3:
+        raise ConfigError(f"'h' must have shape (B, N, M) = (B, {n_ue}, {n_mec}), got {h.shape}")
+    if h.shape[1:] != (n_ue, n_mec):
+        raise ConfigError(
+            f"'h' has N, M = {h.shape[1:]}, but the run was trained for N, M = {(n_ue, n_mec)}"
+        )
+    if h.shape[0] == 0:
+        raise ConfigError("'h' is an empty batch (B = 0)")
+    if not np.issubdtype(h.dtype, np.number) or np.iscomplexobj(h):
+        raise ConfigError(f"'h' must be real numbers, got dtype {h.dtype}")
+    h = h.astype(np.float64)
+    if not np.all(np.isfinite(h)):
+        raise ConfigError("'h' has NaN or infinite gains")
+    if np.any(h <= 0):
+        raise ConfigError("'h' has zero or negative gains (linear power gains must be > 0)")
+    return h
+
+
+def decide_run(run_dir: Path, h: np.ndarray) -> dict[str, np.ndarray]:
+    """Decisions and allocations of a trained run for channels h (B, N, M)."""
+    from ojrs_jax.pipeline import build
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists() or not (run_dir / "model.msgpack").exists():
+        raise ConfigError(
+            f"{run_dir} is not a finished ojrs-train run (config.yaml, model.msgpack)"
+        )
+    spec = build(yaml.safe_load(cfg_path.read_text()))
+    scn = load_scenario(run_dir / "scenario.json")
+    env = spec.env().replace(scn=scn)
+    state = spec.trainer.init(jax.random.key(0), _sae_template(spec))
+    model = load_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
+    hj = jnp.asarray(h, jnp.float32)
+    a = spec.trainer.decide(model["policy"], model["encoder"], env, hj)
+    alloc = jax.vmap(solve_p2_closed_form, (None, 0, 0))(scn, hj, a)
+    return {
+        "a": np.asarray(a, np.int32),
+        "latency": np.asarray(alloc.latency, np.float64),
+        "f": np.asarray(alloc.f, np.float64),
+        "p": np.asarray(alloc.p, np.float64),
+    }
+
+
+def _sae_template(spec):
+    from ojrs_jax.sae import init_sae
+
+    return init_sae(jax.random.key(0), spec.sae_cfg, spec.scn.n_ue * spec.scn.n_mec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ojrs-decide", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, type=Path, help="directory of an ojrs-train run")
+    ap.add_argument("--channels", required=True, type=Path, help="npz with h (B, N, M)")
+    ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
+    args = ap.parse_args(argv)
+    try:
+        scn_path = args.run / "scenario.json"
+        if not args.run.is_dir():
+            raise ConfigError(f"run directory {str(args.run)!r} does not exist")
+        scn = load_scenario(scn_path)
+        h = load_channels(args.channels, scn.n_ue, scn.n_mec)
+        out = decide_run(args.run, h)
+        if not np.all(np.isfinite(out["latency"])):
+            raise ConfigError("non-finite latency for these channels; nothing written")
+        write_npz(args.out, **out)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {h.shape[0]} decisions, mean latency {out['latency'].mean():.4f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

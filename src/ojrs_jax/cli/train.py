@@ -1,0 +1,162 @@
+"""`ojrs-train`: pretrain the 2r-SAE, run OJRS's DRL (Algorithm 3) and evaluate it (paper Sec. V).
+
+    ojrs-train                                  # paper setting: N = 30, M = 2, T_DRL = 10000
+    ojrs-train scale=paper_m5 train.epochs=2000 replay=uniform
+
+Writes to the Hydra run directory: config.yaml, scenario.json (+ scenario_start.json),
+checkpoint/ (state after each chunk; `resume=true` continues a killed run), model.msgpack (for
+`ojrs-decide`), metrics.csv (one row per epoch), summary.json and the figures reward.png,
+loss.png and t_sa.png (paper Figs. 8-10).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ojrs_jax.checkpoint import load_state, save_model, save_state
+from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, to_container
+from ojrs_jax.io import atomic_write_text, write_csv
+from ojrs_jax.pipeline import build, epochs_to_stable, evaluate, final_scenario, pretrain_sae
+from ojrs_jax.plots import plot_training
+from ojrs_jax.scenario import save_scenario
+
+
+def _finite(tree) -> bool:
+    return all(
+        bool(np.all(np.isfinite(np.asarray(x))))
+        for x in jax.tree.leaves(tree)
+        if np.issubdtype(np.asarray(x).dtype, np.floating)
+    )
+
+
+def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
+    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
+    c = to_container(cfg)
+    spec = build(c)
+    ev = dict(c.get("eval", {}) or {})
+    n_eval = positive_int({"channels": 1000, **ev}, "channels", "eval.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
+    keys = spec.keys()
+    env = spec.env()
+    save_scenario(spec.scn, run_dir / "scenario_start.json")
+
+    t0 = time.perf_counter()
+    sae_params, sae_report = pretrain_sae(keys["sae"], spec)
+    state = spec.trainer.init(keys["train"], sae_params)
+    metrics: dict[str, list[np.ndarray]] = {}
+    restored = load_state(run_dir, state) if resume else None
+    if restored is not None:
+        state, saved, _ = restored
+        metrics = {k: [v] for k, v in saved.items()}
+        print(f"resuming {run_dir} at epoch {int(state.epoch)}")
+    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+    chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
+    compile_s = None
+    with tqdm(
+        total=total,
+        initial=int(state.epoch),
+        unit="epoch",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty() and not c.get("progress", False),
+    ) as bar:
+        while int(state.epoch) < total:
+            tc = time.perf_counter()
+            new_state, m = spec.trainer.run_chunk(state, env)
+            jax.block_until_ready(new_state)
+            if compile_s is None:
+                compile_s = time.perf_counter() - tc
+            m = jax.tree.map(np.asarray, m)
+            if not (_finite(new_state.policy) and np.all(np.isfinite(m["loss"]))):
+                bad = int(state.epoch) + int(np.argmax(~np.isfinite(m["loss"])))
+                print(
+                    f"error: non-finite loss or parameters at epoch {bad}; the last good "
+                    f"checkpoint (epoch {int(state.epoch)}) is kept in {run_dir / 'checkpoint'}",
+                    file=sys.stderr,
+                )
+                sys.exit(3)
+            state = new_state
+            for k, v in m.items():
+                metrics.setdefault(k, []).append(v)
+            flat = {k: np.concatenate(v) for k, v in metrics.items()}
+            save_state(run_dir, state, flat, int(state.epoch))
+            bar.update(chunk)
+            bar.set_postfix(
+                reward=f"{float(np.mean(m['reward'][-100:])):.4f}", t_sa=int(m["t_sa"][-1])
+            )
+    train_s = time.perf_counter() - t0 - sae_report["seconds"]
+    flat = {k: np.concatenate(v)[:total] for k, v in metrics.items()}
+
+    save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
+    save_scenario(final_scenario(spec, env, int(state.epoch)), run_dir / "scenario.json")
+    cols = list(flat)
+    write_csv(
+        run_dir / "metrics.csv",
+        ["epoch", *cols],
+        ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
+    )
+    plot_training(flat, run_dir, int(env.change_epoch))
+    report = evaluate(
+        spec,
+        state,
+        env,
+        keys["eval"],
+        n_eval,
+        bool(ev.get("exact", True)),
+        float(ev.get("time_limit", 60.0)),
+    )
+    summary = {
+        "epochs": total,
+        "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
+        "train_seconds": train_s,
+        "first_chunk_seconds_with_compile": compile_s,
+        "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, int(env.change_epoch))]),
+        "final_t_sa": int(state.t_sa),
+        "eval": report,
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    e = s["eval"]
+    lines = [
+        f"SAE: held-out accuracy {s['sae']['acc']:.4f}, CR {s['sae']['cr']:.3f} "
+        f"({s['sae']['seconds']:.1f} s)",
+        f"DRL: {s['epochs']} epochs in {s['train_seconds']:.1f} s "
+        f"(first chunk with compile {s['first_chunk_seconds_with_compile']:.1f} s), "
+        f"reward stable after {s['epochs_to_stable']} epochs, final T_SA {s['final_t_sa']}",
+        f"policy on {e['channels']} held-out channels: mean latency {e['latency_policy']:.3f} s "
+        f"(greedy {e['latency_greedy']:.3f}, random {e['latency_random']:.3f})",
+    ]
+    if "nrr" in e:
+        lines.append(
+            f"exact optimum {e['latency_exact']:.3f} s; NRR = L(exact)/L(policy): mean "
+            f"{e['nrr']:.4f}, median {e['nrr_median']:.4f}, 10th percentile {e['nrr_p10']:.4f}"
+        )
+    return "\n".join(lines)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+@cli_guard
+def main(cfg: DictConfig) -> None:
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    summary = train_run(cfg, out, resume=bool(cfg.get("resume", False)))
+    print(format_summary(summary))
+    print(f"run directory: {out}")
+    if not math.isfinite(summary["eval"]["latency_policy"]):
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

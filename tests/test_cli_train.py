@@ -1,0 +1,170 @@
+"""`ojrs-train` and `ojrs-decide` end to end in subprocesses: outputs, decisions, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ojrs_jax.scenario import load_scenario
+
+TINY_ARGS = [
+    "scale=tiny",
+    "sae.latent=8",
+    "sae.steps=50",
+    "sae.batch_size=32",
+    "sae.memory_size=64",
+    "asa.k=16",
+    "asa.max_iter=8",
+    "asa.t_sa0=4",
+    "train.epochs=200",
+    "train.phi=5",
+    "train.batch=32",
+    "train.buffer=64",
+    "train.chunk=100",
+    "train.change_epoch=100",
+    "sae_pretrain.channels=256",
+    "eval.channels=50",
+]
+
+
+def cli(module, args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=900, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train") / "run"
+    p = cli("ojrs_jax.cli.train", [*TINY_ARGS, f"hydra.run.dir={d}"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "NRR" in p.stdout
+    return d
+
+
+def test_train_writes_run_directory(run_dir):
+    for f in (
+        "config.yaml",
+        "scenario.json",
+        "scenario_start.json",
+        "model.msgpack",
+        "metrics.csv",
+        "summary.json",
+        "reward.png",
+        "loss.png",
+        "t_sa.png",
+        "checkpoint/state.msgpack",
+        "checkpoint/meta.json",
+    ):
+        assert (run_dir / f).is_file(), f
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["epochs"] == 200 and 0 < s["eval"]["nrr"] <= 1.0 + 1e-9
+    assert s["eval"]["exact_certified"] == 50
+    lines = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 201 and lines[0].startswith("epoch,")
+    # the weights changed at epoch 100: scenario.json holds the final ones
+    w0 = np.asarray(load_scenario(run_dir / "scenario_start.json").weights)
+    w1 = np.asarray(load_scenario(run_dir / "scenario.json").weights)
+    assert not np.allclose(w0, w1)
+
+
+def test_decide_outputs(run_dir, tmp_path):
+    import jax
+
+    from ojrs_jax.p2 import latency
+    from ojrs_jax.scenario import sample_channels
+
+    scn = load_scenario(run_dir / "scenario.json")
+    h = np.asarray(sample_channels(jax.random.key(1), scn, 7))
+    np.savez(tmp_path / "in.npz", h=h)
+    p = cli(
+        "ojrs_jax.cli.decide",
+        [
+            "--run",
+            str(run_dir),
+            "--channels",
+            str(tmp_path / "in.npz"),
+            "--out",
+            str(tmp_path / "out.npz"),
+        ],
+    )
+    assert p.returncode == 0, p.stderr
+    z = np.load(tmp_path / "out.npz")
+    assert z["a"].shape == (7, 6) and z["a"].dtype == np.int32
+    assert z["a"].min() >= 0 and z["a"].max() <= 2
+    assert z["latency"].shape == (7,) and z["f"].shape == (7, 6) and z["p"].shape == (7, 6)
+    for b in range(7):
+        want = float(latency(scn, h[b].astype(np.float32), z["a"][b]))
+        np.testing.assert_allclose(z["latency"][b], want, rtol=1e-5)
+        # allocation: P_max when offloaded, MEC budgets respected
+        off = z["a"][b] > 0
+        np.testing.assert_allclose(z["p"][b][off], float(scn.p_max))
+        for j in (1, 2):
+            assert z["f"][b][z["a"][b] == j].sum() <= float(scn.f_mec[j - 1]) * (1 + 1e-5)
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("missing", "cannot read channels file"),
+        ("garbage", "cannot read channels file"),
+        ("wrong_name", "no array 'h'"),
+        ("rank", "shape (B, N, M)"),
+        ("nm", "trained for N, M"),
+        ("negative", "zero or negative"),
+        ("zero", "zero or negative"),
+        ("nan", "NaN or infinite"),
+        ("inf", "NaN or infinite"),
+        ("empty", "empty batch"),
+    ],
+)
+def test_decide_rejects_bad_input(run_dir, tmp_path, case, needle):
+    good = np.full((3, 6, 2), 1e-5)
+    path = tmp_path / "in.npz"
+    if case == "garbage":
+        path.write_bytes(b"not an npz file")
+    elif case != "missing":
+        arrays = {
+            "wrong_name": {"H": good},
+            "rank": {"h": good[0]},
+            "nm": {"h": np.ones((3, 6, 3))},
+            "negative": {"h": -good},
+            "zero": {"h": good * 0},
+            "empty": {"h": good[:0]},
+            "nan": {"h": np.where(np.arange(2) == 0, np.nan, good)},
+            "inf": {"h": np.where(np.arange(2) == 0, np.inf, good)},
+        }[case]
+        np.savez(path, **arrays)
+    out = tmp_path / "out.npz"
+    p = cli(
+        "ojrs_jax.cli.decide", ["--run", str(run_dir), "--channels", str(path), "--out", str(out)]
+    )
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("error:") and needle in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+def test_decide_rejects_missing_run(tmp_path):
+    np.savez(tmp_path / "in.npz", h=np.ones((1, 6, 2)))
+    p = cli(
+        "ojrs_jax.cli.decide",
+        [
+            "--run",
+            str(tmp_path / "nope"),
+            "--channels",
+            str(tmp_path / "in.npz"),
+            "--out",
+            str(tmp_path / "o.npz"),
+        ],
+    )
+    assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def test_train_bad_config_one_line(tmp_path):
+    p = cli("ojrs_jax.cli.train", ["train.phi=0", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert p.returncode == 2 and "train.phi" in p.stderr and "Traceback" not in p.stderr
