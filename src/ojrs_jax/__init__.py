@@ -9,7 +9,8 @@ Set OJRS_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
 import os as _os
 
 _FLAG = "--xla_cpu_experimental_ynn_fusion_type="
-if not _os.environ.get("OJRS_KEEP_XLA_FLAGS") and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
+_KEEP = _os.environ.get("OJRS_KEEP_XLA_FLAGS", "") not in ("", "0")
+if not _KEEP and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402

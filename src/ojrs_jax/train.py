@@ -296,9 +296,8 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         (policy, opt_state, buffer), (losses, deltas) = jax.lax.scan(
             update, (st.policy, st.opt_state, buffer), jax.random.split(k_batch, cfg.updates)
         )
-        # eq. 30 sees the mean decrease per Adam step, so its threshold means the same for any
-        # number of updates per round
-        loss_after, delta = losses[-1], jnp.mean(deltas)
+        # Delta-delta of eq. 30 is the loss decrease achieved by the whole training round
+        loss_after, delta = losses[-1], jnp.sum(deltas)
         t_sa = st.t_sa
         if cfg.adaptive:
             t_sa = adapt_t_sa(t_sa, delta, st.hyper.asa.eps, max_iter=max_iter)
