@@ -43,10 +43,18 @@ def timed(fn, *args, repeats: int = 3) -> tuple[float, float]:
 
 
 def bench_scale(
-    n: int, m: int, layout: str, area: float, epochs: int, seeds: int, batch: int, hidden
+    n: int,
+    m: int,
+    layout: str,
+    area: float,
+    epochs: int,
+    seeds: int,
+    batch: int,
+    hidden,
+    sae_hidden: tuple[int, ...] = (),
 ) -> dict:
     scn = make_scenario(SystemConfig(n_ue=n, n_mec=m, layout=layout, area=area, noise=2e-7, seed=2))
-    scfg = sae_mod.SAEConfig(steps=100)
+    scfg = sae_mod.SAEConfig(steps=100, hidden=sae_hidden)
     cfg = TrainConfig(epochs=epochs, chunk=epochs, change_epoch=0, hidden=hidden)
     tr = make_trainer(cfg, scfg, n, m)
     env = make_env(jax.random.key(1), scn, cfg, scfg)
@@ -88,6 +96,8 @@ def bench_scale(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--small", action="store_true", help="tiny sizes, to check the script on CPU")
+    ap.add_argument("--large-epochs", type=int, default=200)
+    ap.add_argument("--large-batch", type=int, default=4096)
     args = ap.parse_args()
     res = {
         "device": str(jax.devices()[0]),
@@ -98,7 +108,18 @@ def main() -> None:
         res["paper"] = bench_scale(30, 2, "paper", 50.0, 200, 2, 256, (120, 80))
     else:
         res["paper"] = bench_scale(30, 2, "paper", 50.0, 2000, 64, 65536, (120, 80))
-        res["large"] = bench_scale(1000, 20, "grid", 500.0, 200, 4, 4096, "auto")
+    if not args.small or args.large_epochs < 200:
+        res["large"] = bench_scale(
+            1000,
+            20,
+            "grid",
+            500.0,
+            args.large_epochs,
+            4 if not args.small else 2,
+            args.large_batch,
+            "auto",
+            sae_hidden=(1024,),
+        )
     print(json.dumps(res, indent=1))
 
 
