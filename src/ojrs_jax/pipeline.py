@@ -7,7 +7,7 @@ of them builds a run the same way from one plain config dict (the resolved Hydra
     sae_params, sae_metrics = pretrain_sae(key, spec)
     env = spec.env(key_env)
     state, metrics = spec.trainer.train(key, env, sae_params)
-    report = evaluate(spec, state, env, H)     # NRR = L(exact) / L(policy), eq. of Sec. V.B
+    report = evaluate(spec, state, env, key_eval)  # NRR = L(exact) / L(policy) (Sec. V.B)
 """
 
 from __future__ import annotations

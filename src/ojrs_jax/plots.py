@@ -1,6 +1,7 @@
 """Figures of a training run: reward, loss and adaptive T_SA over epochs (paper Figs. 8-10).
 
-Matplotlib with the Agg backend; every PNG is written atomically.
+Matplotlib's object API (`Figure`, no pyplot), so importing this module never changes the
+backend of a notebook or an application; every PNG is written atomically.
 """
 
 from __future__ import annotations
@@ -8,13 +9,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ojrs_jax.io import atomic_write_bytes  # noqa: E402
+from ojrs_jax.io import atomic_write_bytes
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -25,14 +24,18 @@ def moving_average(x: np.ndarray, window: int) -> np.ndarray:
     return (c[1:] - c[np.arange(1, x.size + 1) - n]) / n
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def _mark_change(ax: plt.Axes, change_epoch: int, n: int) -> None:
+def _axes() -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(7, 4))
+    return fig, fig.subplots()
+
+
+def _mark_change(ax: Axes, change_epoch: int, n: int) -> None:
     if 0 < change_epoch < n:
         ax.axvline(change_epoch, color="grey", ls="--", lw=1, label="weights change")
 
@@ -46,7 +49,7 @@ def plot_training(
     ep = np.arange(n)
     paths = []
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes()
     ax.plot(ep, m["reward"], color="tab:blue", alpha=0.15, lw=0.5)
     ax.plot(
         ep,
@@ -65,14 +68,14 @@ def plot_training(
     ax.legend()
     paths.append(save_figure(fig, out / "reward.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes()
     ax.plot(ep, m["loss"], color="tab:red", label="policy loss (eq. 25) after each update")
     _mark_change(ax, change_epoch, n)
     ax.set(xlabel="epoch", ylabel="loss", title="Training loss of the policy DNN")
     ax.legend()
     paths.append(save_figure(fig, out / "loss.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes()
     ax.plot(ep, m["t_sa"], color="tab:green", label="T_SA (eq. 30)")
     _mark_change(ax, change_epoch, n)
     ax.set(xlabel="epoch", ylabel="ASA iterations", title="Adaptive ASA iteration count")
