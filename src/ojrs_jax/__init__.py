@@ -37,4 +37,5 @@ __all__ = [
     "sample_channel",
     "sample_channels",
     "save_scenario",
+    "solve_p2",
 ]
