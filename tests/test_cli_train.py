@@ -112,6 +112,7 @@ def test_decide_outputs(run_dir, tmp_path):
     [
         ("missing", "cannot read channels file"),
         ("garbage", "cannot read channels file"),
+        ("npy", "not an .npz archive"),
         ("wrong_name", "no array 'h'"),
         ("rank", "shape (B, N, M)"),
         ("nm", "trained for N, M"),
@@ -127,6 +128,9 @@ def test_decide_rejects_bad_input(run_dir, tmp_path, case, needle):
     path = tmp_path / "in.npz"
     if case == "garbage":
         path.write_bytes(b"not an npz file")
+    elif case == "npy":
+        with open(path, "wb") as fh:
+            np.save(fh, good)
     elif case != "missing":
         arrays = {
             "wrong_name": {"H": good},
@@ -147,6 +151,17 @@ def test_decide_rejects_bad_input(run_dir, tmp_path, case, needle):
     assert p.stderr.strip().startswith("error:") and needle in p.stderr
     assert "Traceback" not in p.stderr
     assert not out.exists()
+
+
+def test_decide_rejects_directory_as_output(run_dir, tmp_path):
+    np.savez(tmp_path / "in.npz", h=np.full((2, 6, 2), 1e-5))
+    p = cli(
+        "ojrs_jax.cli.decide",
+        ["--run", str(run_dir), "--channels", str(tmp_path / "in.npz"), "--out", str(tmp_path)],
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip() == f"error: --out {str(tmp_path)!r} is a directory, not a file name"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["in.npz"]
 
 
 def test_decide_rejects_missing_run(tmp_path):

@@ -4,10 +4,13 @@ A run directory holds
 - `config.yaml`: the resolved configuration of the run;
 - `scenario.json`: the deployment with the task weights in force at the end of training,
   `scenario_start.json`: the same with the weights at the start (they differ after the change);
-- `checkpoint/state.msgpack` + `checkpoint/meta.json`: the whole `TrainState` after the last
-  completed chunk, and the metrics so far (`checkpoint/metrics.npz`), for resuming;
+- `checkpoint/state.msgpack`: the whole `TrainState` after the last completed chunk together
+  with the metrics so far and the epoch, in one file, for resuming; `checkpoint/meta.json`
+  repeats the epoch for people and scripts watching the run;
 - `model.msgpack`: what a trained scheduler needs to decide (policy and online encoder).
-Files are flax msgpack (`flax.serialization`), NumPy npz and JSON, each written atomically.
+Files are flax msgpack (`flax.serialization`), NumPy npz and JSON, each written atomically. A
+checkpoint is one file so that a kill at any instant leaves either the previous checkpoint or
+the new one, never a state from one chunk beside metrics from another.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 
 import jax
 import numpy as np
+import yaml
 from flax import serialization
 
-from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_npz
+from ojrs_jax.io import atomic_write_bytes, atomic_write_text
 from ojrs_jax.scenario import ConfigError
 
 
@@ -43,26 +47,61 @@ def _from_host(template: Any, tree: Any) -> Any:
 
 
 def save_state(run_dir: Path, state: Any, metrics: dict[str, np.ndarray], epoch: int) -> None:
-    """Write the training state and the metrics so far (each file atomically, meta last)."""
+    """Write the training state, the metrics so far and the epoch as one file (atomically)."""
     ck = Path(run_dir) / "checkpoint"
-    atomic_write_bytes(ck / "state.msgpack", serialization.to_bytes(_to_host(state)))
-    write_npz(ck / "metrics.npz", **metrics)
+    blob = {
+        "epoch": int(epoch),
+        "state": serialization.to_state_dict(_to_host(state)),
+        "metrics": {k: np.asarray(v) for k, v in metrics.items()},
+    }
+    atomic_write_bytes(ck / "state.msgpack", serialization.msgpack_serialize(blob))
     atomic_write_text(ck / "meta.json", json.dumps({"epoch": int(epoch)}))
 
 
 def load_state(run_dir: Path, template: Any) -> tuple[Any, dict[str, np.ndarray], int] | None:
     """The saved (state, metrics, epoch), or None when the run has no checkpoint yet."""
-    ck = Path(run_dir) / "checkpoint"
-    if not (ck / "meta.json").exists():
+    path = Path(run_dir) / "checkpoint" / "state.msgpack"
+    # a process killed inside an atomic write leaves the temporary file behind
+    for tmp in [*Path(run_dir).glob(".*.tmp"), *path.parent.glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)
+    if not path.exists():
         return None
     try:
-        epoch = int(json.loads((ck / "meta.json").read_text())["epoch"])
-        raw = serialization.from_bytes(_to_host(template), (ck / "state.msgpack").read_bytes())
-        with np.load(ck / "metrics.npz") as z:
-            metrics = {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"cannot resume from {ck}: {e}") from None
+        blob = serialization.msgpack_restore(path.read_bytes())
+        epoch = int(blob["epoch"])
+        raw = serialization.from_state_dict(_to_host(template), blob["state"])
+        metrics = {k: np.asarray(v) for k, v in blob["metrics"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot resume from {path}: {e}") from None
     return _from_host(template, raw), metrics, epoch
+
+
+def check_resume_config(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> None:
+    """A run resumes only with the settings it started with (apart from `ignore`, top-level
+    keys such as resume itself); raises `ConfigError` naming the first difference."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+
+    def flat(d: dict, where: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if not where and k in ignore:
+                continue
+            out.update(flat(v, f"{where}{k}.") if isinstance(v, dict) else {f"{where}{k}": v})
+        return out
+
+    old, new = flat(saved), flat(cfg)
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            raise ConfigError(
+                f"cannot resume {run_dir}: {key} was {old.get(key)!r}, now {new.get(key)!r} "
+                "(resume with the run's own settings)"
+            )
 
 
 def save_model(run_dir: Path, model: dict[str, Any]) -> None:

@@ -2,12 +2,17 @@
 
 Entry points call these once at start-up; jitted code never sees a `DictConfig`. A bad value
 raises `ConfigError` with one line naming the field, which `cli_guard` turns into exit code 2.
+`hydra_cli` is `hydra.main` for this package made strict: a setting the YAML files of `conf/` do
+not define, a value of the wrong type for its default, or an override Hydra cannot apply (an
+unknown key, a missing group option, a syntax error) also ends in one `error:` line and exit 2.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +44,135 @@ def positive_int(c: dict, key: str, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise ConfigError(f"{where}{key} must be a positive integer, got {v!r}")
     return v
+
+
+def positive_number(c: dict, key: str, where: str, default: float) -> float:
+    """Read a finite positive number setting (default when absent), naming it on failure."""
+    v = c.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"{where}{key} must be a finite positive number, got {v!r}")
+    return float(v)
+
+
+# Settings whose YAML default is a list but which also take a string (train.hidden: "auto").
+LIST_OR_STRING = frozenset({"train.hidden"})
+
+
+def check_settings(c: dict, defaults: dict, where: str = "") -> None:
+    """Every key of `c` must exist in `defaults` (the same config composed from the YAML files
+    alone) and hold a value of its default's type: bool, int, number (int or float), string,
+    list or group. Ranges are left to the typed configs; a null default accepts anything."""
+    for key, v in c.items():
+        name = f"{where}{key}"
+        if key not in defaults:
+            raise ConfigError(f"unknown setting {name!r}")
+        d = defaults[key]
+        if isinstance(d, dict):
+            if not isinstance(v, dict):
+                raise ConfigError(f"{name} is a group of settings, got {v!r}")
+            check_settings(v, d, f"{name}.")
+            continue
+        if isinstance(d, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(d, int):
+            ok, want = isinstance(v, int) and not isinstance(v, bool), "an integer"
+        elif isinstance(d, float):
+            ok, want = isinstance(v, int | float) and not isinstance(v, bool), "a number"
+        elif isinstance(d, str):
+            ok, want = isinstance(v, str), "a string"
+        elif isinstance(d, list):
+            ok, want = isinstance(v, list), "a list"
+            if name in LIST_OR_STRING:
+                ok, want = isinstance(v, list | str), "a list or a string"
+        else:
+            ok, want = True, ""
+        if not ok:
+            raise ConfigError(f"{name} must be {want}, got {v!r}")
+
+
+def _defaults_for(config_name: str) -> dict:
+    """The config of the running app composed with its group choices but no value overrides."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices
+    overrides = [
+        f"{g}={o}" for g, o in choices.items() if not g.startswith("hydra") and isinstance(o, str)
+    ]
+    return to_container(hydra.compose(config_name=config_name, overrides=overrides))
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+
+
+def hydra_error_line(e: BaseException) -> str:
+    """One line for an exception Hydra raised while composing the config from the overrides."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    cause = e.__cause__
+    if getattr(cause, "full_key", None) and "not in" in str(cause):
+        return f"unknown setting {cause.full_key!r}"  # type: ignore[union-attr]
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options:
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        return f"no option {option!r} in config group {group!r} (available: {', '.join(e.options)})"
+    if isinstance(e, OverrideParseException):
+        return f"cannot parse override {e.override!r}: {_first_line(e.message)}"
+    line = _first_line(e) or type(e).__name__
+    return f"{line} {_first_line(cause)}" if cause is not None else line
+
+
+def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+    """`hydra.main` on this package's `config_name`, with `cli_guard` and strict settings.
+
+    Before the task runs, the composed config is checked against the YAML defaults
+    (`check_settings`); an override Hydra itself rejects is reported by `hydra_error_line`.
+    Both end in one `error:` line and exit code 2. Errors raised by the task other than
+    `ConfigError` keep their traceback.
+    """
+    import hydra
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
+        started = [False]
+
+        @functools.wraps(task)
+        def checked(cfg: DictConfig) -> Any:
+            from hydra.core.hydra_config import HydraConfig
+
+            started[0] = True
+            if HydraConfig.initialized():  # not when called with a config directly
+                check_settings(to_container(cfg), _defaults_for(config_name))
+            return task(cfg)
+
+        app = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(
+            cli_guard(checked)
+        )
+
+        @functools.wraps(task)
+        def main(cfg_passthrough: DictConfig | None = None) -> Any:
+            if cfg_passthrough is not None:
+                return app(cfg_passthrough)
+            started[0] = False
+            # Hydra prints its own multi-line report and exits 1 unless HYDRA_FULL_ERROR is set;
+            # set, it raises, and the exception becomes our one line.
+            previous = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"
+            try:
+                return app()
+            except Exception as e:
+                if started[0]:
+                    raise
+                print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+                sys.exit(2)
+            finally:
+                if previous is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = previous
+
+        return main
+
+    return decorate
 
 
 def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:

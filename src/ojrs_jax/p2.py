@@ -102,7 +102,8 @@ def _project_shares(g: jax.Array, a: jax.Array, n_mec: int, eps: float) -> jax.A
     rho = jnp.maximum(jnp.sum(support, axis=1), 1)  # (M,)
     theta = jnp.take_along_axis(css, (rho - 1)[:, None], axis=1)[:, 0] / rho
     over = jnp.sum(jnp.where(mask, jnp.maximum(g[None, :], eps), 0.0), axis=1) > 1.0  # (M,)
-    theta_i = jnp.where(over, theta, -jnp.inf)[jnp.clip(a - 1, 0, n_mec - 1)]
+    # theta = 0 leaves an MEC within budget at max(g, eps) (a -inf here made its shares inf)
+    theta_i = jnp.where(over, theta, 0.0)[jnp.clip(a - 1, 0, n_mec - 1)]
     on_mec = jnp.maximum(jnp.maximum(g - eps - theta_i, 0.0) + eps, eps)
     return jnp.where(a > 0, on_mec, jnp.clip(g, eps, 1.0))
 
@@ -137,9 +138,14 @@ def solve_p2_pg(
     coef = scn.weights * scn.cycles / scale  # (N,)
     g0 = jnp.where(a > 0, 1.0 / jnp.maximum(onehot @ count, 1.0), 1.0)
 
-    # Normalised by its value at the start, so jaxopt's line search (which restarts at step 1
-    # below step 1e-6) works on an objective of order one whatever the units.
+    # Only the MEC terms depend on the free shares (local UEs sit at their bound g = 1), and
+    # they are normalised by their value at the start, so jaxopt's line search (which restarts
+    # at step 1 below step 1e-6) and its tolerance work on an objective of order one whatever
+    # the units: with the constant local terms inside, a large local latency hid the MEC terms
+    # from `tol` (seen with N = 6, M = 3 and uneven tasks: 1e-3 off after 2 iterations).
+    coef = jnp.where(a > 0, coef, 0.0)
     norm = jnp.sum(coef / g0)
+    norm = jnp.where(norm > 0, norm, 1.0)
 
     def objective(g, coef):
         return jnp.sum(coef / g) / norm

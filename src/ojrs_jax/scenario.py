@@ -192,8 +192,13 @@ def sample_channels(key: jax.Array, scn: Scenario, n_epochs: int) -> jax.Array:
 
 
 def rate(scn: Scenario, h: jax.Array, p: jax.Array) -> jax.Array:
-    """Uplink rate r = B log2(1 + p h / sigma2) in bit/s (eq. 2), broadcasting over h and p."""
-    return scn.bandwidth * jnp.log2(1.0 + p * h / scn.noise)
+    """Uplink rate r = B log2(1 + p h / sigma2) in bit/s (eq. 2), broadcasting over h and p.
+
+    Computed as B log1p(snr) / ln 2: in float32, 1 + snr rounds to 1 below snr ~ 6e-8 (a deep
+    fade far from the MEC), which made r = 0 and the latency infinite, and log2(1 + snr) loses
+    digits well above that (1% at snr ~ 1e-5).
+    """
+    return scn.bandwidth * jnp.log1p(p * h / scn.noise) / jnp.log(2.0)
 
 
 def local_speed(scn: Scenario) -> jax.Array:

@@ -21,7 +21,13 @@ from omegaconf import DictConfig
 
 from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, system_config, to_container
+from ojrs_jax.config import (
+    hydra_cli,
+    positive_int,
+    positive_number,
+    system_config,
+    to_container,
+)
 from ojrs_jax.exact import exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
@@ -92,7 +98,7 @@ def run_baselines(cfg: DictConfig | dict) -> dict[str, dict[str, np.ndarray]]:
     p2_method = c.get("p2", {}).get("method", "closed_form")
     if p2_method not in P2_METHODS:
         raise ConfigError(f"p2.method must be one of {', '.join(P2_METHODS)}, got {p2_method!r}")
-    time_limit = float(c.get("exact", {}).get("time_limit", 60.0))
+    time_limit = positive_number(c.get("exact", {}), "time_limit", "exact.", 60.0)
 
     scn = make_scenario(sys_cfg)
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
@@ -172,8 +178,7 @@ def format_table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="baselines", version_base="1.3")
-@cli_guard
+@hydra_cli("baselines")
 def main(cfg: DictConfig) -> None:
     results = run_baselines(cfg)
     rows = summarise(results)

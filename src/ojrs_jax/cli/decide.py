@@ -30,6 +30,8 @@ from ojrs_jax.scenario import ConfigError, load_scenario
 def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
     """Read and validate `h` (B, N, M) from an npz file."""
     try:
+        if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try .npy or pickle
+            raise OSError("not an .npz archive (write it with numpy.savez(path, h=h))")
         with np.load(path, allow_pickle=False) as z:
             if "h" not in z.files:
                 raise ConfigError(
@@ -99,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         scn_path = args.run / "scenario.json"
         if not args.run.is_dir():
             raise ConfigError(f"run directory {str(args.run)!r} does not exist")
+        if args.out.is_dir():
+            raise ConfigError(f"--out {str(args.out)!r} is a directory, not a file name")
         scn = load_scenario(scn_path)
         h = load_channels(args.channels, scn.n_ue, scn.n_mec)
         out = decide_run(args.run, h)
         if not np.all(np.isfinite(out["latency"])):
             raise ConfigError("non-finite latency for these channels; nothing written")
-        write_npz(args.out, **out)
+        try:
+            write_npz(args.out, **out)
+        except OSError as e:
+            raise ConfigError(f"cannot write {str(args.out)!r}: {e}") from None
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, system_config, to_container
+from ojrs_jax.config import hydra_cli, positive_int, system_config, to_container
 from ojrs_jax.exact import exact_miqp, latency_np
 from ojrs_jax.io import atomic_write_bytes, write_csv
 from ojrs_jax.p2 import batched_latency
@@ -169,8 +169,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
     }
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="fig7", version_base="1.3")
-@cli_guard
+@hydra_cli("fig7")
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     s = run_fig7(cfg, out)

@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax import sae
-from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, system_config, to_container
+from ojrs_jax.config import hydra_cli, positive_int, system_config, to_container
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_csv, write_npz
 from ojrs_jax.scenario import ConfigError, Scenario, SystemConfig, make_scenario, sample_channels
 
@@ -438,8 +438,7 @@ def write_outputs(r: dict, out: Path) -> list[Path]:
     return paths
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="sae_train", version_base="1.3")
-@cli_guard
+@hydra_cli("sae_train")
 def main(cfg: DictConfig) -> None:
     r = run_sae(cfg)
     print(format_summary(r))

@@ -23,8 +23,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ojrs_jax.checkpoint import load_state, save_model, save_state
-from ojrs_jax.config import CONFIG_PATH, cli_guard, positive_int, to_container
+from ojrs_jax.checkpoint import check_resume_config, load_state, save_model, save_state
+from ojrs_jax.config import hydra_cli, positive_int, positive_number, to_container
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.pipeline import build, epochs_to_stable, evaluate, final_scenario, pretrain_sae
 from ojrs_jax.plots import plot_training
@@ -45,6 +45,9 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     spec = build(c)
     ev = dict(c.get("eval", {}) or {})
     n_eval = positive_int({"channels": 1000, **ev}, "channels", "eval.")
+    time_limit = positive_number(ev, "time_limit", "eval.", 60.0)
+    if resume:
+        check_resume_config(run_dir, c, ignore=("resume", "progress", "eval"))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
     keys = spec.keys()
@@ -77,12 +80,18 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
             if compile_s is None:
                 compile_s = time.perf_counter() - tc
             m = jax.tree.map(np.asarray, m)
-            if not (_finite(new_state.policy) and np.all(np.isfinite(m["loss"]))):
-                bad = int(state.epoch) + int(np.argmax(~np.isfinite(m["loss"])))
+            bad_loss = ~np.isfinite(m["loss"])
+            if bad_loss.any() or not _finite((new_state.policy, new_state.sae)):
+                # the loss is per block; without a bad loss, blame the chunk's last epoch
+                bad = int(state.epoch) + int(np.argmax(bad_loss) if bad_loss.any() else chunk - 1)
+                kept = (
+                    f"the last good checkpoint (epoch {int(state.epoch)}) is kept in "
+                    f"{run_dir / 'checkpoint'}"
+                    if int(state.epoch) > 0
+                    else "no checkpoint was written (the first chunk failed)"
+                )
                 print(
-                    f"error: non-finite loss or parameters at epoch {bad}; the last good "
-                    f"checkpoint (epoch {int(state.epoch)}) is kept in {run_dir / 'checkpoint'}",
-                    file=sys.stderr,
+                    f"error: non-finite loss or parameters at epoch {bad}; {kept}", file=sys.stderr
                 )
                 sys.exit(3)
             state = new_state
@@ -113,7 +122,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         keys["eval"],
         n_eval,
         bool(ev.get("exact", True)),
-        float(ev.get("time_limit", 60.0)),
+        time_limit,
     )
     summary = {
         "epochs": total,
@@ -147,8 +156,7 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
-@cli_guard
+@hydra_cli("train")
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     summary = train_run(cfg, out, resume=bool(cfg.get("resume", False)))
