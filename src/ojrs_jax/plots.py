@@ -68,17 +68,16 @@ def plot_training(
     ax.legend()
     paths.append(save_figure(fig, out / "reward.png"))
 
-    fig, ax = _axes()
-    ax.plot(ep, m["loss"], color="tab:red", label="policy loss (eq. 25) after each update")
-    _mark_change(ax, change_epoch, n)
-    ax.set(xlabel="epoch", ylabel="loss", title="Training loss of the policy DNN")
-    ax.legend()
-    paths.append(save_figure(fig, out / "loss.png"))
-
-    fig, ax = _axes()
-    ax.plot(ep, m["t_sa"], color="tab:green", label="T_SA (eq. 30)")
-    _mark_change(ax, change_epoch, n)
-    ax.set(xlabel="epoch", ylabel="ASA iterations", title="Adaptive ASA iteration count")
-    ax.legend()
-    paths.append(save_figure(fig, out / "t_sa.png"))
+    for key, color, label, ylabel, title, name in (
+        ("loss", "tab:red", "policy loss (eq. 25) after each update", "loss",
+         "Training loss of the policy DNN", "loss.png"),
+        ("t_sa", "tab:green", "T_SA (eq. 30)", "ASA iterations", "Adaptive ASA iteration count",
+         "t_sa.png"),
+    ):  # fmt: skip
+        fig, ax = _axes()
+        ax.plot(ep, m[key], color=color, label=label)
+        _mark_change(ax, change_epoch, n)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.legend()
+        paths.append(save_figure(fig, out / name))
     return paths
