@@ -163,3 +163,36 @@ def test_weight_change_applies_after_change_epoch():
 
     np.testing.assert_array_equal(weights_at(env, jnp.int32(199)), spec.scn.weights)
     np.testing.assert_array_equal(weights_at(env, jnp.int32(200)), w)
+
+
+def test_per_ue_policy_is_permutation_equivariant():
+    """Permuting the UEs of the state and of the UE embedding permutes the logits."""
+    from ojrs_jax.policy import PerUEPolicy
+
+    net = PerUEPolicy(n_ue=7, n_mec=3)
+    params = init_policy(jax.random.key(0), net, 21)
+    s = jax.random.uniform(jax.random.key(1), (4, 21), minval=0.1, maxval=3.0)
+    perm = np.array([3, 0, 6, 1, 5, 2, 4])
+    s_perm = s.reshape(4, 7, 3)[:, perm].reshape(4, 21)
+    p = params["params"]
+    p_perm = {**p, "ue_embedding": p["ue_embedding"][perm]}
+    out = net.apply(params, s)
+    out_perm = net.apply({"params": p_perm}, s_perm)
+    assert out.shape == (4, 7, 4)
+    np.testing.assert_allclose(np.asarray(out_perm), np.asarray(out)[:, perm], rtol=1e-5, atol=1e-6)
+
+
+def test_per_ue_policy_trains_and_needs_channel_state():
+    with pytest.raises(ConfigError, match="state=channel"):
+        TrainConfig(arch="per_ue", state="sae")
+    spec = build({**TINY, "train": {**TINY["train"], "arch": "per_ue", "state": "channel"}})
+    sae_params, _ = pretrain_sae(spec.keys()["sae"], spec, n_test=64)
+    env = spec.env()
+    state, m = spec.trainer.train(spec.keys()["train"], env, sae_params)
+    m = jax.tree.map(np.asarray, m)
+    assert np.all(np.isfinite(m["loss"])) and m["reward"][-100:].mean() > m["reward"][:20].mean()
+    H = sample_channels(jax.random.key(123), spec.scn, 300)
+    a = spec.trainer.decide(state.policy, state.sae.online, env, H)
+    l_pol = np.asarray(batched_latency(spec.scn, H, a))
+    a_rand = jax.random.randint(jax.random.key(5), a.shape, 0, 3)
+    assert np.median(l_pol) < 0.9 * np.median(np.asarray(batched_latency(spec.scn, H, a_rand)))

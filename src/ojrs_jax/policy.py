@@ -35,18 +35,46 @@ class PolicyNet(nn.Module):
         return logits.reshape(*s.shape[:-1], self.n_ue, self.n_mec + 1)
 
 
+class PerUEPolicy(nn.Module):
+    """A permutation-aware alternative to the paper's MLP (config `train.arch=per_ue`).
+
+    The state must be the preprocessed channel x (..., N*M). Every UE's logits come from one
+    shared MLP applied to [x_i, log x_i, a learned UE embedding (the UE's fixed identity: its
+    position and, after a change, its weight), the mean over UEs of a per-UE feature (the
+    load context)]: s (..., N*M) -> logits (..., N, M+1).
+    """
+
+    n_ue: int
+    n_mec: int
+    hidden: Sequence[int] = (64, 64)
+    embed: int = 16
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        x = s.reshape(*s.shape[:-1], self.n_ue, self.n_mec)
+        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)
+        emb = self.param("ue_embedding", nn.initializers.normal(0.1), (self.n_ue, self.embed))
+        emb = jnp.broadcast_to(emb, (*x.shape[:-1], self.embed))
+        own = jnp.concatenate([feats, emb], axis=-1)
+        ctx = jnp.mean(nn.relu(nn.Dense(self.embed)(own)), axis=-2, keepdims=True)
+        h = jnp.concatenate([own, jnp.broadcast_to(ctx, (*own.shape[:-1], self.embed))], -1)
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.n_mec + 1)(h)
+
+
 def scaled_hidden(n_ue: int, n_mec: int, base: Sequence[int] = (120, 80)) -> tuple[int, ...]:
     """Hidden widths that grow with the output size N(M+1), equal to `base` at N = 30, M = 2."""
     factor = max(1.0, (n_ue * (n_mec + 1) / 90) ** 0.5)
     return tuple(int(round(w * factor)) for w in base)
 
 
-def init_policy(key: jax.Array, net: PolicyNet, state_dim: int) -> Params:
+def init_policy(key: jax.Array, net: nn.Module, state_dim: int) -> Params:
     """Initial parameters for states of width `state_dim`."""
     return net.init(key, jnp.zeros((state_dim,), jnp.float32))
 
 
-def act(net: PolicyNet, params: Params, s: jax.Array) -> jax.Array:
+def act(net: nn.Module, params: Params, s: jax.Array) -> jax.Array:
     """Greedy action a = argmax_j pi(j | s) per UE: (..., N) int32."""
     return jnp.argmax(net.apply(params, s), axis=-1).astype(jnp.int32)
 
@@ -56,7 +84,7 @@ def params_norm_sq(params: Params) -> jax.Array:
     return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(params))
 
 
-def cross_entropy(net: PolicyNet, params: Params, s: jax.Array, a_star: jax.Array) -> jax.Array:
+def cross_entropy(net: nn.Module, params: Params, s: jax.Array, a_star: jax.Array) -> jax.Array:
     """Mean per-UE cross-entropy of the policy against the searched actions: s (B, D), a* (B, N)."""
     logp = jax.nn.log_softmax(net.apply(params, s), axis=-1)
     picked = jnp.take_along_axis(logp, a_star[..., None], axis=-1)[..., 0]
@@ -64,7 +92,7 @@ def cross_entropy(net: PolicyNet, params: Params, s: jax.Array, a_star: jax.Arra
 
 
 def policy_loss(
-    net: PolicyNet, params: Params, s: jax.Array, a_star: jax.Array, lam: jax.Array | float
+    net: nn.Module, params: Params, s: jax.Array, a_star: jax.Array, lam: jax.Array | float
 ) -> jax.Array:
     """Eq. 25: cross-entropy plus lambda/2 ||theta||^2."""
     return cross_entropy(net, params, s, a_star) + 0.5 * lam * params_norm_sq(params)

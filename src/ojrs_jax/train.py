@@ -34,6 +34,7 @@ from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
 from ojrs_jax.p2 import latency
 from ojrs_jax.policy import (
+    PerUEPolicy,
     PolicyNet,
     act,
     init_policy,
@@ -69,6 +70,7 @@ class TrainConfig:
     weight_high: float = 1.5
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
     state: str = "sae"  # policy input: sae (the paper's 2r-SAE code) | channel (preprocessed h)
+    arch: str = "mlp"  # policy: mlp (the paper's DNN) | per_ue (shared per-UE net; state=channel)
     chunk: int = 1000  # epochs per jitted scan chunk (progress and checkpoints between chunks)
     asa: ASAConfig = field(default_factory=ASAConfig)
     asa_params: ASAParams = field(default_factory=ASAParams)
@@ -83,6 +85,10 @@ class TrainConfig:
             raise ConfigError(f"train.change_epoch must be an integer, got {self.change_epoch!r}")
         if self.state not in STATES:
             raise ConfigError(f"train.state must be one of sae, channel, got {self.state!r}")
+        if self.arch not in ("mlp", "per_ue"):
+            raise ConfigError(f"train.arch must be one of mlp, per_ue, got {self.arch!r}")
+        if self.arch == "per_ue" and self.state != "channel":
+            raise ConfigError("train.arch=per_ue needs train.state=channel")
         if self.replay not in REPLAYS:
             raise ConfigError(f"train.replay must be one of per, uniform, got {self.replay!r}")
         for name in ("learning_rate", "lam", "weight_low", "weight_high"):
@@ -184,7 +190,7 @@ class Trainer:
 
     cfg: TrainConfig
     sae_cfg: sae_mod.SAEConfig
-    net: PolicyNet
+    net: Any  # PolicyNet or PerUEPolicy
     init: Callable[..., TrainState]
     run_chunk: Callable[[TrainState, Env], tuple[TrainState, dict]]
     train: Callable[[jax.Array, Env, Any], tuple[TrainState, dict]]
@@ -220,7 +226,10 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         """Policy input from preprocessed channels x (..., N*M)."""
         return sae_mod.encode(sae_online, sae_cfg, x) if cfg.state == "sae" else x
 
-    net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
+    if cfg.arch == "per_ue":
+        net = PerUEPolicy(n_ue=n_ue, n_mec=n_mec)
+    else:
+        net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
     opt = make_optimizer(cfg.learning_rate)
 
