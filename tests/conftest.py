@@ -39,3 +39,27 @@ def hetero_scn(request):
 @pytest.fixture(scope="session")
 def channels_m2(paper_m2):
     return sample_channels(jax.random.key(7), paper_m2, 16)
+
+
+# `ojrs-train` overrides of a tiny, fast run (N = 6, M = 2), shared by the CLI tests.
+TINY_CLI_ARGS = [
+    "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
+    "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
+    "train.batch=32", "train.buffer=64", "train.chunk=100", "train.change_epoch=100",
+    "sae_pretrain.channels=256", "eval.channels=50",
+]  # fmt: skip
+
+
+def with_overrides(args: list[str], *overrides: str) -> list[str]:
+    """`args` with the keys of `overrides` replaced (Hydra rejects a key given twice)."""
+    keys = {o.split("=")[0] for o in overrides}
+    return [a for a in args if a.split("=")[0] not in keys] + list(overrides)
+
+
+def exhaustive_optima(scn, H) -> np.ndarray:
+    """Optimal latency of each draw in H by enumeration, one jitted call per draw (a jit(vmap)
+    over the draws is what exposed the jaxlib 0.10.2 miscompile; see test_xla_workaround)."""
+    from ojrs_jax.baselines import exhaustive
+
+    best = jax.jit(lambda h: exhaustive(scn, h)[1])
+    return np.array([float(best(h)) for h in H])

@@ -13,27 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_CLI_ARGS, with_overrides
 from flax import serialization
 
 # tiny scale (as tests/test_cli_train.py), six chunks so that a kill lands mid-run
-ARGS = [
-    "scale=tiny",
-    "sae.latent=8",
-    "sae.steps=50",
-    "sae.batch_size=32",
-    "sae.memory_size=64",
-    "asa.k=16",
-    "asa.max_iter=8",
-    "asa.t_sa0=4",
-    "train.epochs=300",
-    "train.phi=5",
-    "train.batch=32",
-    "train.buffer=64",
-    "train.chunk=50",
-    "train.change_epoch=150",
-    "sae_pretrain.channels=256",
+ARGS = with_overrides(
+    TINY_CLI_ARGS, "train.epochs=300", "train.chunk=50", "train.change_epoch=150",
     "eval.channels=20",
-]
+)  # fmt: skip
 TOTAL, CHUNK = 300, 50
 TRAIN = [sys.executable, "-m", "ojrs_jax.cli.train"]
 TIMING = {"train_seconds", "first_chunk_seconds_with_compile"}

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.p2 import batched_latency, latency
-from ojrs_jax.scenario import ConfigError, Scenario
+from ojrs_jax.scenario import ConfigError, Scenario, split_settings
 
 
 @struct.dataclass
@@ -94,13 +94,9 @@ def _check_params(p: ASAParams) -> None:
 
 def asa_from_mapping(m: dict) -> tuple[ASAConfig, ASAParams]:
     """Typed (config, params) from a plain mapping (the Hydra `asa` group); unknown keys fail."""
-    cfg_keys = {f.name for f in fields(ASAConfig)}
-    par_keys = {f.name for f in fields(ASAParams)}
-    unknown = sorted(set(m) - cfg_keys - par_keys)
-    if unknown:
-        raise ConfigError(f"unknown asa setting {unknown[0]!r}")
-    cfg = ASAConfig(**{k: v for k, v in m.items() if k in cfg_keys})
-    params = ASAParams(**{k: v for k, v in m.items() if k in par_keys})
+    cfg_kw, par_kw = split_settings(m, "asa", ASAConfig, ASAParams)
+    cfg = ASAConfig(**cfg_kw)
+    params = ASAParams(**par_kw)
     _check_params(params)
     return cfg, params
 

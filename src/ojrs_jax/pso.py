@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario
+from ojrs_jax.scenario import ConfigError, Scenario, split_settings
 
 
 @struct.dataclass
@@ -55,17 +55,11 @@ class PSOConfig:
 
 def pso_from_mapping(m: dict) -> tuple[PSOConfig, PSOParams]:
     """Typed (config, params) from a plain mapping (the `pso` config node); unknown keys fail."""
-    cfg_keys = {f.name for f in fields(PSOConfig)}
-    par_keys = {f.name for f in fields(PSOParams)}
-    unknown = sorted(set(m) - cfg_keys - par_keys)
-    if unknown:
-        raise ConfigError(f"unknown pso setting {unknown[0]!r}")
-    for k in par_keys & set(m):
-        v = m[k]
+    cfg_kw, par_kw = split_settings(m, "pso", PSOConfig, PSOParams)
+    for k, v in par_kw.items():
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise ConfigError(f"pso.{k} must be a non-negative number, got {v!r}")
-    cfg = PSOConfig(**{k: v for k, v in m.items() if k in cfg_keys})
-    return cfg, PSOParams(**{k: v for k, v in m.items() if k in par_keys})
+    return PSOConfig(**cfg_kw), PSOParams(**par_kw)
 
 
 @struct.dataclass

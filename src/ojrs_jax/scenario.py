@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import chex
 import jax
@@ -38,6 +38,16 @@ FORMAT_VERSION = 1
 
 class ConfigError(ValueError):
     """A configuration or input value is invalid; the message names the field and the value."""
+
+
+def split_settings(m: dict, section: str, *classes: type) -> list[dict]:
+    """Split a config mapping into keyword arguments for each dataclass in `classes` (e.g. a
+    static config and a pytree of sweepable leaves); a key none of them has fails by name."""
+    names = [{f.name for f in fields(c)} for c in classes]
+    unknown = sorted(set(m).difference(*names))
+    if unknown:
+        raise ConfigError(f"unknown {section} setting {unknown[0]!r}")
+    return [{k: v for k, v in m.items() if k in n} for n in names]
 
 
 @struct.dataclass
