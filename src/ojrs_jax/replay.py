@@ -200,26 +200,26 @@ def _check_sizes(**sizes: int) -> None:
             raise ConfigError(f"replay {name} must be a positive integer, got {v!r}")
 
 
-def make_per_buffer(capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:
-    """2p-ER buffer with static sizes bound; raises `ConfigError` naming a bad size."""
+def _bind(capacity: int, batch: int, state_dim: int, n_ue: int, add_fn, sample_fn,
+          set_fn) -> ReplayBuffer:  # fmt: skip
     _check_sizes(capacity=capacity, batch=batch, state_dim=state_dim, n_ue=n_ue)
     return ReplayBuffer(
         init=functools.partial(init, capacity, state_dim, n_ue),
-        add=add,
-        sample=functools.partial(sample, batch=batch),
-        set_priorities=set_priorities,
+        add=add_fn,
+        sample=functools.partial(sample_fn, batch=batch),
+        set_priorities=set_fn,
     )
+
+
+def make_per_buffer(capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:
+    """2p-ER buffer with static sizes bound; raises `ConfigError` naming a bad size."""
+    return _bind(capacity, batch, state_dim, n_ue, add, sample, set_priorities)
 
 
 def make_uniform_buffer(capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:
     """Traditional FIFO buffer with uniform sampling, same interface as `make_per_buffer`."""
-    _check_sizes(capacity=capacity, batch=batch, state_dim=state_dim, n_ue=n_ue)
-    return ReplayBuffer(
-        init=functools.partial(init, capacity, state_dim, n_ue),
-        add=uniform_add,
-        sample=functools.partial(uniform_sample, batch=batch),
-        set_priorities=uniform_set_priorities,
-    )
+    return _bind(capacity, batch, state_dim, n_ue, uniform_add, uniform_sample,
+                 uniform_set_priorities)  # fmt: skip
 
 
 def make_buffer(kind: str, capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:
