@@ -86,15 +86,21 @@ def _timed(fn: Callable, *args) -> tuple[tuple, float]:
     return out, time.perf_counter() - t0
 
 
-def run_baselines(cfg: DictConfig | dict) -> dict[str, dict[str, np.ndarray]]:
-    """Run the configured methods; returns per-method arrays latency, seconds (E,) and a (E, N)."""
+def run_baselines(
+    cfg: DictConfig | dict, extra: dict[str, Decider] | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run the configured methods; returns per-method arrays latency, seconds (E,) and a (E, N).
+
+    `extra` adds deciders by name (the reproduction adds the trained OJRS pipeline), timed the
+    same way as the built-in rules: one jitted call of decision + P2 per draw."""
     c = to_container(cfg)
     sys_cfg = system_config(c)
     epochs = positive_int(c, "epochs", "")
     methods = list(c.get("methods", available_methods()))
+    known = (*available_methods(), *(extra or {}))
     for m in methods:
-        if m not in available_methods():
-            raise ConfigError(f"unknown method {m!r}; available: {', '.join(available_methods())}")
+        if m not in known:
+            raise ConfigError(f"unknown method {m!r}; available: {', '.join(known)}")
     p2_method = c.get("p2", {}).get("method", "closed_form")
     if p2_method not in P2_METHODS:
         raise ConfigError(f"p2.method must be one of {', '.join(P2_METHODS)}, got {p2_method!r}")
@@ -104,7 +110,7 @@ def run_baselines(cfg: DictConfig | dict) -> dict[str, dict[str, np.ndarray]]:
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
     H = sample_channels(k_h, scn, epochs)
     keys = jax.random.split(k_m, epochs)
-    heuristics = {**HEURISTICS, **search_heuristics(c)}
+    heuristics = {**HEURISTICS, **search_heuristics(c), **(extra or {})}
     results: dict[str, dict[str, np.ndarray]] = {}
     for name in methods:
         if name == EXACT:

@@ -1,0 +1,751 @@
+"""The paper's experiments (Sec. V: Tables II-III, Figs. 3-10) as jobs, and their aggregation.
+
+One `ojrs-reproduce` job runs one experiment (`reproduce.kind`) and writes `result.json` plus its
+raw metrics and figures to its Hydra job directory; `aggregate` turns any set of such directories
+(a Hydra multirun sweep, or several) into one results folder of Markdown and CSV tables and PNG
+figures. Several training seeds run as one vmapped computation whose seed axis is sharded over a
+`jax.sharding.Mesh` of the available devices, so one GPU/TPU host keeps every device busy.
+
+Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
+- NRR of a policy at an evaluation point = mean over a fixed held-out set of channel draws of
+  L(reference) / L(policy decision), with the task weights in force at that point; the reference
+  is the certified SCIP optimum (`vs exact`) or PSO (`vs PSO`, the paper's reference).
+- The policy is evaluated every `reproduce.eval_every` epochs. F-Best and F-Avg are the maximum
+  and the mean of a seed's NRR over the evaluation points up to the weight change (epoch 5000);
+  S-Best and S-Avg the same over the points after it. Tables give mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ojrs_jax.config import positive_int, positive_number, to_container
+from ojrs_jax.exact import exact_miqp
+from ojrs_jax.io import atomic_write_text, write_csv, write_npz
+from ojrs_jax.p2 import batched_latency
+from ojrs_jax.pipeline import RunSpec, build, epochs_to_stable, pretrain_sae
+from ojrs_jax.pso import pso, pso_from_mapping
+from ojrs_jax.scenario import ConfigError, Scenario, sample_channels
+from ojrs_jax.train import Env, TrainState
+
+KINDS = ("table2", "table3", "drl", "sae", "fig7")
+
+# The paper's figures (Sec. V), printed beside ours.
+PAPER_TABLE2 = {  # method: (computation time per decision s, task latency s, reward)
+    "ojrs": (0.0174, 20.6874, 0.0483),
+    "greedy": (0.0139, 25.2942, 0.0395),
+    "random": (0.0057, 36.4325, 0.0275),
+    "asa": (0.2354, 20.2385, 0.0494),
+}
+PAPER_TABLE3 = {  # M: (Acc, CR, F-Best, F-Avg, S-Best, S-Avg), NRR against PSO
+    1: (1.0, 0.0, 0.9987, 0.9462, 0.9988, 0.9764),
+    2: (0.9273, 0.5, 0.9895, 0.9421, 0.9886, 0.9693),
+    3: (0.8994, 0.67, 0.9821, 0.9362, 0.9823, 0.9612),
+    4: (0.8823, 0.75, 0.9732, 0.9252, 0.9733, 0.9575),
+    5: (0.8782, 0.80, 0.9672, 0.9197, 0.9671, 0.9488),
+}
+PAPER_STABLE = {"per": 2500, "uniform": 7000}  # epochs to a stable reward (Figs. 9-10)
+
+
+# --- many seeds in one computation, sharded over devices --------------------------------------
+
+
+def seed_mesh(n_seeds: int, devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh ("seed",) over the most devices that divide the seed count evenly."""
+    devs = list(jax.devices() if devices is None else devices)
+    d = max(k for k in range(1, len(devs) + 1) if n_seeds % k == 0)
+    return Mesh(np.array(devs[:d]), ("seed",))
+
+
+def seed_keys(key: jax.Array, n_seeds: int) -> jax.Array:
+    """Seed s trains from fold_in(key, s): adding seeds never changes the earlier ones."""
+    return jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
+
+
+@dataclass
+class SeedRun:
+    """Outcome of `train_seeds`: final states (leading seed axis) and what was measured."""
+
+    state: TrainState
+    metrics: dict[str, np.ndarray]  # per epoch, (S, epochs)
+    evals: list[dict[str, Any]]  # one dict per evaluation point: epoch and (S,) arrays
+    seconds: float  # wall time of the training chunks, compile included
+    first_chunk_seconds: float  # first chunk, compile included
+    devices: int  # devices the seed axis was sharded over
+
+
+def train_seeds(
+    spec: RunSpec,
+    key: jax.Array,
+    n_seeds: int,
+    sae_params: Any,
+    env: Env,
+    evaluate: Callable[[TrainState, int], dict[str, Any]] | None = None,
+    shard: bool = True,
+    progress: bool = False,
+) -> SeedRun:
+    """Algorithm 3 for `n_seeds` seeds at once (vmap), their axis sharded over the devices.
+
+    Runs in chunks of `spec.train_cfg.chunk` epochs; after each, `evaluate(states, epochs_done)`
+    may measure the policies (its (S,) arrays are collected). The SAE parameters and the
+    environment are shared by all seeds; seeds differ in policy init, channels and searches.
+    """
+    trainer = spec.trainer
+    keys = seed_keys(key, n_seeds)
+    state = jax.vmap(trainer.init, (0, None))(keys, sae_params)
+    mesh = seed_mesh(n_seeds) if shard else None
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
+        env = jax.device_put(env, NamedSharding(mesh, PartitionSpec()))
+    run = jax.jit(jax.vmap(trainer.run_chunk, (0, None)))
+    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+    metrics: dict[str, list[np.ndarray]] = {}
+    evals = []
+    t0 = time.perf_counter()
+    first = None
+    while int(state.epoch[0]) < total:
+        tc = time.perf_counter()
+        state, m = run(state, env)
+        jax.block_until_ready(state)
+        first = time.perf_counter() - tc if first is None else first
+        for k, v in m.items():
+            metrics.setdefault(k, []).append(np.asarray(v))
+        done = int(state.epoch[0])
+        if not all(np.all(np.isfinite(np.asarray(v))) for v in (m["loss"], m["reward"])):
+            raise FloatingPointError(f"non-finite loss or reward by epoch {done}")
+        if evaluate is not None:
+            evals.append({"epoch": done, **evaluate(state, done)})
+        if progress:
+            r = float(np.mean(m["reward"][:, -100:]))
+            print(f"  epoch {done}/{total}: reward {r:.4f}", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - t0
+    flat = {k: np.concatenate(v, axis=1)[:, :total] for k, v in metrics.items()}
+    return SeedRun(state, flat, evals, seconds, first or 0.0, 1 if mesh is None else mesh.size)
+
+
+# --- held-out references and the NRR evaluation -----------------------------------------------
+
+
+@dataclass
+class Reference:
+    """A fixed held-out set of channels with reference latencies for one set of task weights."""
+
+    scn: Scenario
+    H: jax.Array  # (K, N, M)
+    exact: np.ndarray  # (K,) certified optimum (SCIP), in the JAX latency model
+    pso: np.ndarray  # (K,) PSO from Greedy
+    certified: int  # draws SCIP proved optimal
+
+
+def make_reference(
+    key: jax.Array, scn: Scenario, H: jax.Array, c: dict, time_limit: float
+) -> Reference:
+    """SCIP optimum and PSO on each draw of H under scn's weights."""
+    from ojrs_jax.baselines import greedy
+
+    a0 = greedy(scn)
+    res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in range(H.shape[0])]
+    a_ex = jnp.asarray(np.stack([r.a for r in res]), jnp.int32)
+    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
+    run_pso = jax.jit(
+        jax.vmap(
+            lambda k, h: pso(
+                k, scn, h, a0, pso_par, n_particles=pso_cfg.n_particles, n_iter=pso_cfg.n_iter
+            )[0]
+        )
+    )
+    a_pso = run_pso(jax.random.split(key, H.shape[0]), H)
+    return Reference(
+        scn=scn,
+        H=H,
+        exact=np.asarray(batched_latency(scn, H, a_ex), np.float64),
+        pso=np.asarray(batched_latency(scn, H, a_pso), np.float64),
+        certified=int(sum(r.status == "optimal" for r in res)),
+    )
+
+
+def nrr_evaluator(
+    spec: RunSpec, env: Env, refs: tuple[Reference, Reference]
+) -> Callable[[TrainState, int], dict[str, Any]]:
+    """NRR of every seed's policy (no search) on the held-out set, against exact and PSO; the
+    second reference (new weights) applies once more epochs than the change epoch are done."""
+    decide = jax.jit(jax.vmap(spec.trainer.decide, (0, 0, None, None)))
+    lat = jax.jit(jax.vmap(batched_latency, (None, None, 0)))
+    change = int(env.change_epoch)
+
+    def evaluate(state: TrainState, done: int) -> dict[str, Any]:
+        ref = refs[1] if done > change else refs[0]
+        a = decide(state.policy, state.sae.online, env, ref.H)
+        lp = np.asarray(lat(ref.scn, ref.H, a), np.float64)  # (S, K)
+        return {
+            "phase": "S" if done > change else "F",
+            "nrr_exact": np.mean(ref.exact / lp, axis=1),
+            "nrr_pso": np.mean(ref.pso / lp, axis=1),
+            "latency": lp.mean(axis=1),
+        }
+
+    return evaluate
+
+
+def phase_stats(evals: list[dict[str, Any]], phase: str, key: str) -> dict[str, np.ndarray]:
+    """Per-seed Best (max) and Avg (mean) of `key` over the evaluation points of a phase."""
+    pts = [e[key] for e in evals if e["phase"] == phase]
+    if not pts:
+        return {}
+    x = np.stack(pts)  # (points, S)
+    return {"best": x.max(axis=0), "avg": x.mean(axis=0)}
+
+
+# --- experiments ------------------------------------------------------------------------------
+
+
+def _settings(c: dict) -> dict[str, Any]:
+    r = dict(c.get("reproduce", {}) or {})
+    kind = r.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"reproduce.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    out = {
+        "kind": kind,
+        "seeds": positive_int(r, "seeds", "reproduce."),
+        "eval_every": positive_int(r, "eval_every", "reproduce."),
+        "eval_channels": positive_int(r, "eval_channels", "reproduce."),
+        "time_limit": positive_number(r, "time_limit", "reproduce.", 60.0),
+        "shard": bool(r.get("shard", True)),
+        "progress": bool(r.get("progress", False)),
+    }
+    return out
+
+
+def _spec_for_seeds(c: dict, eval_every: int) -> RunSpec:
+    """Build the run with chunks of eval_every epochs (one evaluation after each chunk)."""
+    t = dict(c.get("train", {}) or {})
+    phi = t.get("phi", 10)
+    epochs = t.get("epochs", 10000)
+    if isinstance(phi, int) and isinstance(epochs, int) and phi > 0:
+        if eval_every % phi or epochs % eval_every:
+            raise ConfigError(
+                f"reproduce.eval_every ({eval_every}) must be a multiple of train.phi ({phi}) "
+                f"and divide train.epochs ({epochs})"
+            )
+    return build({**c, "train": {**t, "chunk": eval_every}})
+
+
+def _mean_std(x: np.ndarray) -> dict[str, float]:
+    x = np.asarray(x, np.float64)
+    return {"mean": float(x.mean()), "std": float(x.std()), "values": [float(v) for v in x]}
+
+
+def run_table3(c: dict, out: Path) -> dict[str, Any]:
+    """Table III for the configured M: SAE Acc and CR; F/S-Best/Avg NRR vs exact and PSO."""
+    s = _settings(c)
+    spec = _spec_for_seeds(c, s["eval_every"])
+    keys = spec.keys()
+    env = spec.env()
+    sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
+    k_h, k_p1, k_p2 = jax.random.split(keys["eval"], 3)
+    H = sample_channels(k_h, spec.scn, s["eval_channels"])
+    scn2 = spec.scn.replace(weights=env.weights_after)
+    t0 = time.perf_counter()
+    refs = (
+        make_reference(k_p1, spec.scn, H, c, s["time_limit"]),
+        make_reference(k_p2, scn2, H, c, s["time_limit"]),
+    )
+    ref_s = time.perf_counter() - t0
+    run = train_seeds(
+        spec,
+        keys["train"],
+        s["seeds"],
+        sae_params,
+        env,
+        nrr_evaluator(spec, env, refs),
+        shard=s["shard"],
+        progress=s["progress"],
+    )
+    table = {}
+    for ref_name in ("exact", "pso"):
+        for ph in ("F", "S"):
+            st = phase_stats(run.evals, ph, f"nrr_{ref_name}")
+            for stat, v in st.items():
+                table[f"{ph}-{stat.capitalize()} vs {ref_name}"] = _mean_std(v)
+    curves = {
+        "epoch": np.array([e["epoch"] for e in run.evals]),
+        **{
+            k: np.stack([e[k] for e in run.evals])
+            for k in ("nrr_exact", "nrr_pso", "latency")
+            if run.evals
+        },
+    }
+    write_npz(out / "nrr_curves.npz", **curves)
+    _write_training_metrics(out, run)
+    result = {
+        "kind": "table3",
+        **_scenario_info(spec),
+        "seeds": s["seeds"],
+        "eval_every": s["eval_every"],
+        "eval_channels": s["eval_channels"],
+        "change_epoch": int(env.change_epoch),
+        "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
+        "exact_certified": [refs[0].certified, refs[1].certified],
+        "reference_seconds": ref_s,
+        "train_seconds": run.seconds,
+        "first_chunk_seconds": run.first_chunk_seconds,
+        "devices": run.devices,
+        "table3": table,
+        "final_nrr_exact": _mean_std(run.evals[-1]["nrr_exact"]) if run.evals else None,
+        "epochs_to_stable": [
+            epochs_to_stable(r[: min(r.size, int(env.change_epoch))]) for r in run.metrics["reward"]
+        ],
+    }
+    return result
+
+
+def run_drl(c: dict, out: Path) -> dict[str, Any]:
+    """Figs. 8-10 material: S seeds of Algorithm 3 with the configured replay; the per-epoch
+    reward, loss and T_SA (seed mean and per seed) and the epochs to a stable reward."""
+    s = _settings(c)
+    spec = _spec_for_seeds(c, s["eval_every"])
+    keys = spec.keys()
+    env = spec.env()
+    sae_params, _ = pretrain_sae(keys["sae"], spec)
+    run = train_seeds(
+        spec, keys["train"], s["seeds"], sae_params, env, shard=s["shard"], progress=s["progress"]
+    )
+    _write_training_metrics(out, run)
+    stable = [
+        epochs_to_stable(r[: min(r.size, int(env.change_epoch))]) for r in run.metrics["reward"]
+    ]
+    return {
+        "kind": "drl",
+        **_scenario_info(spec),
+        "replay": spec.train_cfg.replay,
+        "seeds": s["seeds"],
+        "change_epoch": int(env.change_epoch),
+        "train_seconds": run.seconds,
+        "first_chunk_seconds": run.first_chunk_seconds,
+        "devices": run.devices,
+        "epochs_to_stable": _mean_std(np.array(stable)),
+        "final_t_sa": [int(t) for t in np.asarray(run.state.t_sa)],
+    }
+
+
+def run_table2(c: dict, out: Path) -> dict[str, Any]:
+    """Table II: train OJRS (one seed, static weights), then time and score every method on the
+    same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
+    from ojrs_jax.cli.baselines import EXACT, run_baselines
+
+    s = _settings(c)
+    spec = _spec_for_seeds(c, s["eval_every"])
+    keys = spec.keys()
+    env = spec.env()
+    sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
+    run = train_seeds(spec, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"])
+    _write_training_metrics(out, run)
+    pol = jax.tree.map(lambda x: x[0], run.state.policy)
+    enc = jax.tree.map(lambda x: x[0], run.state.sae.online)
+    decide = spec.trainer.decide
+
+    def ojrs(key, scn, h):
+        return decide(pol, enc, env, h)
+
+    t2 = dict(c.get("table2", {}) or {})
+    bcfg = {
+        "scale": c.get("scale", {}),
+        "system": c.get("system", {}),
+        "asa": c.get("asa", {}),
+        "pso": c.get("pso", {}),
+        "sa": c.get("sa", {}),
+        "seed": int(c.get("seed", 0)) + 1,  # draws unseen in training
+        "epochs": positive_int(t2, "channels", "table2."),
+        "methods": list(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
+        "exact": {"time_limit": s["time_limit"]},
+    }
+    res = run_baselines(bcfg, extra={"ojrs": ojrs})
+    rows = []
+    ex = res.get(EXACT)
+    for name, r in res.items():
+        lat = r["latency"]
+        row = {
+            "method": name,
+            "seconds_per_decision": float(r["seconds"].mean()),
+            "seconds_median": float(np.median(r["seconds"])),
+            "latency": float(lat.mean()),
+            "latency_median": float(np.median(lat)),
+            "reward": float(1.0 / lat.mean()),
+            "reward_mean_of_inverse": float(np.mean(1.0 / lat)),
+        }
+        if ex is not None:
+            row["nrr_exact"] = float(np.mean(ex["latency"] / lat))
+        rows.append(row)
+    write_csv(
+        out / "table2_draws.csv",
+        ["draw", *res],
+        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg["epochs"])),
+    )
+    return {
+        "kind": "table2",
+        **_scenario_info(spec),
+        "channels": bcfg["epochs"],
+        "train_seconds": run.seconds,
+        "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
+        "exact_certified": None if ex is None else int(ex["optimal"].sum()),
+        "rows": rows,
+    }
+
+
+def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
+    """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
+    from ojrs_jax.cli.sae import figures, run_sae, summary_json, write_outputs
+
+    study = dict(c.get("sae_study", {}) or {})
+    r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
+                 "sae": c.get("sae", {}), "seed": c.get("seed", 0)})  # fmt: skip
+    write_outputs(r, out)
+    figures(r, out, r["run"]["hist_bins"])
+    sj = summary_json(r)
+    return {
+        "kind": "sae",
+        "n_ue": r["system"]["n_ue"],
+        "n_mec": r["system"]["n_mec"],
+        "cr": r["cr"],
+        "pca_bound": r["pca_bound"],
+        "models": {n: m["test"] for n, m in sj["models"].items()},
+    }
+
+
+def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
+    """Fig. 7: best fitness per iteration, ASA vs plain SA (`ojrs-fig7`)."""
+    from ojrs_jax.cli.fig7 import run_fig7
+
+    f = dict(c.get("fig7", {}) or {})
+    s = run_fig7(
+        {**f, "scale": c.get("scale", {}), "system": c.get("system", {}),
+         "asa": c.get("asa", {}), "seed": c.get("seed", 0)}, out)  # fmt: skip
+    return {"kind": "fig7", **s}
+
+
+RUNNERS: dict[str, Callable[[dict, Path], dict[str, Any]]] = {
+    "table2": run_table2,
+    "table3": run_table3,
+    "drl": run_drl,
+    "sae": run_sae_study,
+    "fig7": run_fig7_study,
+}
+
+
+def run_experiment(cfg: Any, out: Path) -> dict[str, Any]:
+    """Run the configured experiment into `out`; writes and returns result.json's content."""
+    c = to_container(cfg)
+    kind = _settings(c)["kind"]
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = RUNNERS[kind](c, out)
+    result["name"] = str(c.get("reproduce", {}).get("name") or kind)
+    result["preset"] = str(c.get("reproduce", {}).get("preset", ""))
+    result["wall_seconds"] = time.perf_counter() - t0
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=_json_default))
+    return result
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _scenario_info(spec: RunSpec) -> dict[str, Any]:
+    t = spec.train_cfg
+    return {
+        "n_ue": spec.scn.n_ue,
+        "n_mec": spec.scn.n_mec,
+        "epochs": t.n_blocks * t.phi,
+        "train": {
+            "state": t.state,
+            "arch": t.arch,
+            "replay": t.replay,
+            "lam": t.lam,
+            "updates": t.updates,
+            "buffer": t.buffer,
+        },  # fmt: skip
+    }
+
+
+def _write_training_metrics(out: Path, run: SeedRun) -> None:
+    """Per-epoch metrics of every seed (metrics.npz) and their seed mean (metrics_mean.csv)."""
+    write_npz(out / "metrics.npz", **run.metrics)
+    cols = sorted(run.metrics)
+    mean = {k: run.metrics[k].mean(axis=0) for k in cols}
+    n = len(mean[cols[0]])
+    write_csv(
+        out / "metrics_mean.csv",
+        ["epoch", *cols],
+        ([e, *(float(mean[k][e]) for k in cols)] for e in range(n)),
+    )
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def find_results(dirs: Sequence[Path]) -> list[tuple[Path, dict]]:
+    """Every job directory holding a result.json under `dirs`, in a stable order."""
+    found = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise ConfigError(f"not a directory: {d}")
+        for f in sorted(d.rglob("result.json")):
+            if "results" in f.relative_to(d).parts[:-1]:
+                continue  # an earlier aggregation's copy
+            try:
+                found.append((f.parent, json.loads(f.read_text())))
+            except (OSError, json.JSONDecodeError) as e:
+                raise ConfigError(f"cannot read {f}: {e}") from e
+    return found
+
+
+def _pm(d: dict | None, digits: int = 4) -> str:
+    if not d:
+        return "-"
+    if len(d.get("values", [])) > 1:
+        return f"{d['mean']:.{digits}f} +- {d['std']:.{digits}f}"
+    return f"{d['mean']:.{digits}f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt_time(sec: float) -> str:
+    return f"{sec * 1e3:.3f} ms" if sec < 1 else f"{sec:.2f} s"
+
+
+def table2_markdown(res: dict) -> tuple[str, list[list]]:
+    header = ["method", "time/decision", "latency L (s)", "median L", "reward 1/L", "NRR vs exact",
+              "paper time", "paper L", "paper reward"]  # fmt: skip
+    rows = []
+    for r in res["rows"]:
+        p = PAPER_TABLE2.get(r["method"])
+        rows.append([
+            r["method"], _fmt_time(r["seconds_per_decision"]), f"{r['latency']:.4f}",
+            f"{r['latency_median']:.4f}", f"{r['reward']:.4f}",
+            f"{r['nrr_exact']:.4f}" if "nrr_exact" in r else "-",
+            *(("-",) * 3 if p is None else (f"{p[0]:.4f} s", f"{p[1]:.4f}", f"{p[2]:.4f}")),
+        ])  # fmt: skip
+    return _md_table(header, rows), rows
+
+
+TABLE3_COLS = ("F-Best", "F-Avg", "S-Best", "S-Avg")
+
+
+def table3_markdown(results: list[dict]) -> tuple[str, list[list]]:
+    header = ["preset", "M", "seeds", "Acc", "CR", *(f"{k} vs exact" for k in TABLE3_COLS),
+              *(f"{k} vs PSO" for k in TABLE3_COLS), "paper Acc", "paper CR",
+              *(f"paper {k} (PSO)" for k in TABLE3_COLS)]  # fmt: skip
+    rows = []
+    for r in sorted(results, key=lambda r: (r.get("preset", ""), r["n_mec"])):
+        t = r["table3"]
+        p = PAPER_TABLE3.get(r["n_mec"])
+        rows.append([
+            r.get("preset") or "-", r["n_mec"], r["seeds"], f"{r['sae']['acc']:.4f}",
+            f"{r['sae']['cr']:.2f}",
+            *(_pm(t.get(f"{k} vs exact")) for k in TABLE3_COLS),
+            *(_pm(t.get(f"{k} vs pso")) for k in TABLE3_COLS),
+            *(("-",) * 6 if p is None else (f"{p[0]:.4f}", f"{p[1]:.2f}",
+                                            *(f"{v:.4f}" for v in p[2:]))),
+        ])  # fmt: skip
+    return _md_table(header, rows), rows
+
+
+def drl_markdown(results: list[dict]) -> tuple[str, list[list]]:
+    header = ["replay", "preset", "M", "seeds", "epochs to stable reward", "final T_SA",
+              "train time (s)", "paper"]  # fmt: skip
+    rows = [
+        [r["replay"], r.get("preset") or "-", r["n_mec"], r["seeds"],
+         _pm(r["epochs_to_stable"], 0), " ".join(map(str, r["final_t_sa"])),
+         f"{r['train_seconds']:.1f}", f"about {PAPER_STABLE.get(r['replay'], '-')}"]
+        for r in sorted(results, key=lambda r: r["replay"])
+    ]  # fmt: skip
+    return _md_table(header, rows), rows
+
+
+def _plot_drl(runs: list[tuple[Path, dict]], figures: Path) -> list[Path]:
+    """Fig. 8 (T_SA), Fig. 9 (2p-ER) and Fig. 10 (traditional): reward and loss, seed mean."""
+    from matplotlib.figure import Figure
+
+    from ojrs_jax.plots import moving_average, save_figure
+
+    paths = []
+    by_replay = {r["replay"]: (d, r) for d, r in runs}
+    for fig_no, replay in ((9, "per"), (10, "uniform")):
+        if replay not in by_replay:
+            continue
+        d, r = by_replay[replay]
+        m = np.load(d / "metrics.npz")
+        fig = Figure(figsize=(7, 6))
+        ax1, ax2 = fig.subplots(2, 1, sharex=True)
+        ep = np.arange(m["reward"].shape[1])
+        for s, rew in enumerate(m["reward"]):
+            ax1.plot(ep, moving_average(rew, 200), lw=0.8, alpha=0.6, label=f"seed {s}")
+        ax1.plot(ep, moving_average(m["reward"].mean(0), 200), color="k", lw=1.5, label="mean")
+        ax2.plot(ep, m["loss"].mean(0), color="tab:red", lw=0.8)
+        for ax in (ax1, ax2):
+            if 0 < r["change_epoch"] < ep.size:
+                ax.axvline(r["change_epoch"], color="grey", ls="--", lw=1)
+        name = "2p-ER" if replay == "per" else "traditional replay (uniform FIFO, epsilon-greedy)"
+        ax1.set(ylabel="reward 1/L, 200-epoch average", title=f"Fig. {fig_no}: DRL with {name}")
+        ax1.legend(fontsize=7)
+        ax2.set(xlabel="epoch", ylabel="loss (eq. 25), seed mean")
+        paths.append(save_figure(fig, figures / f"fig{fig_no}_drl_{replay}.png"))
+    if "per" in by_replay:
+        d, r = by_replay["per"]
+        m = np.load(d / "metrics.npz")
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        for s, t in enumerate(m["t_sa"]):
+            ax.plot(np.arange(t.size), t, lw=0.8, label=f"seed {s}")
+        ax.set(xlabel="epoch", ylabel="T_SA (ASA iterations)",
+               title="Fig. 8: adaptive ASA iteration count (eq. 30), 2p-ER")  # fmt: skip
+        ax.legend(fontsize=7)
+        paths.append(save_figure(fig, figures / "fig8_t_sa.png"))
+    return paths
+
+
+def _plot_nrr(runs: list[tuple[Path, dict]], figures: Path) -> Path | None:
+    """NRR vs exact during training for each M (seed mean and range)."""
+    from matplotlib.figure import Figure
+
+    from ojrs_jax.plots import save_figure
+
+    if not runs:
+        return None
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for d, r in sorted(runs, key=lambda x: (x[1].get("preset", ""), x[1]["n_mec"])):
+        c = np.load(d / "nrr_curves.npz")
+        if "nrr_exact" not in c:
+            continue
+        y = c["nrr_exact"]
+        lab = f"M = {r['n_mec']}" + (f" ({r['preset']})" if r.get("preset") else "")
+        (line,) = ax.plot(c["epoch"], y.mean(1), marker=".", label=lab)
+        ax.fill_between(c["epoch"], y.min(1), y.max(1), color=line.get_color(), alpha=0.2)
+    change = runs[0][1]["change_epoch"]
+    ax.axvline(change, color="grey", ls="--", lw=1, label="weights change")
+    ax.set(xlabel="epoch", ylabel="NRR vs exact optimum (held-out draws)",
+           title="Table III: NRR during training (seed mean, min-max band)")  # fmt: skip
+    ax.legend(fontsize=7)
+    return save_figure(fig, figures / "table3_nrr_curves.png")
+
+
+FIGURE_FILES = {  # job output -> aggregated name
+    "sae": {"fig3_accuracy.png": "fig3_accuracy.png", "fig4_loss.png": "fig4_loss.png",
+            "fig5_errors_2r_sae.png": "fig5_errors_2r_sae.png",
+            "fig6_errors_sae.png": "fig6_errors_sae.png"},
+    "fig7": {"fig7.png": "fig7_asa_vs_sa.png"},
+}  # fmt: skip
+
+
+def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
+    """Tables (Markdown + CSV), figures and raw metrics of every job under `dirs` into `out`."""
+    found = find_results(dirs)
+    if not found:
+        raise ConfigError(f"no result.json under {', '.join(str(d) for d in dirs)}")
+    out = Path(out)
+    figs = out / "figures"
+    by_kind: dict[str, list[tuple[Path, dict]]] = {}
+    for d, r in found:
+        by_kind.setdefault(r.get("kind", "?"), []).append((d, r))
+    sections = ["# ojrs-jax reproduction results", ""]
+    sections.append("Jobs: " + ", ".join(f"{r.get('name', '?')} ({r.get('wall_seconds', 0):.0f} s)"
+                                         for _, r in found))  # fmt: skip
+    total = sum(r.get("wall_seconds", 0.0) for _, r in found)
+    sections.append(f"\nSum of job wall times: {total:.0f} s.\n")
+    written: list[str] = []
+    for _, r in by_kind.get("table2", []):
+        md, rows = table2_markdown(r)
+        tag = f"_{r['preset']}" if len(by_kind["table2"]) > 1 and r.get("preset") else ""
+        write_csv(out / f"table2{tag}.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
+        atomic_write_text(out / f"table2{tag}.md", md + "\n")
+        sections += [f"## Table II (N = {r['n_ue']}, M = {r['n_mec']}, {r['channels']} draws, "
+                     f"exact certified on {r['exact_certified']})", "", md, ""]  # fmt: skip
+        written.append(f"table2{tag}.md")
+    if "table3" in by_kind:
+        res = [r for _, r in by_kind["table3"]]
+        md, rows = table3_markdown(res)
+        write_csv(out / "table3.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
+        atomic_write_text(out / "table3.md", md + "\n")
+        sections += ["## Table III (mean +- std over seeds; Best/Avg over evaluation points)", "",
+                     md, ""]  # fmt: skip
+        written.append("table3.md")
+        p = _plot_nrr(by_kind["table3"], figs)
+        if p is not None:
+            written.append(str(p.relative_to(out)))
+    if "drl" in by_kind:
+        res = [r for _, r in by_kind["drl"]]
+        md, rows = drl_markdown(res)
+        write_csv(out / "drl.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
+        atomic_write_text(out / "drl.md", md + "\n")
+        sections += ["## Figs. 8-10: 2p-ER vs traditional replay", "", md, ""]
+        written += ["drl.md", *(str(p.relative_to(out)) for p in _plot_drl(by_kind["drl"], figs))]
+    for kind, files in FIGURE_FILES.items():
+        for d, _ in by_kind.get(kind, []):
+            for src, dst in files.items():
+                if (d / src).is_file():
+                    figs.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(d / src, figs / dst)
+                    written.append(f"figures/{dst}")
+    if "sae" in by_kind:
+        r = by_kind["sae"][0][1]
+        rows = [[n, f"{m['acc']:.4f}", f"{m.get('nmse_db', float('nan')):.2f}"]
+                for n, m in r["models"].items()]  # fmt: skip
+        rows.append(["PCA bound (best linear code)", f"{r['pca_bound']['acc']:.4f}", "-"])
+        sections += [f"## Figs. 3-6: autoencoders (N = {r['n_ue']}, M = {r['n_mec']}, "
+                     f"CR {r['cr']:.2f})", "", _md_table(["model", "held-out Acc", "NMSE (dB)"],
+                                                         rows), ""]  # fmt: skip
+    if "fig7" in by_kind:
+        r = by_kind["fig7"][0][1]
+        sections += ["## Fig. 7: ASA vs SA (mean best latency over draws)", "",
+                     _md_table(["start", "ASA final", "SA final", "exact"],
+                               [[f"{r['start']:.4f}", f"{r['asa_final']:.4f}",
+                                 f"{r['sa_final']:.4f}", f"{r['exact']:.4f}"]]), ""]  # fmt: skip
+    raw = out / "raw"
+    for d, r in found:
+        dst = raw / f"{r.get('name', d.name)}_{d.name}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in d.iterdir():
+            if f.is_file() and f.suffix in (".json", ".csv", ".npz", ".yaml"):
+                shutil.copyfile(f, dst / f.name)
+    atomic_write_text(out / "results.md", "\n".join(sections) + "\n")
+    return {"out": str(out), "jobs": len(found), "written": written}
+
+
+try:  # Hydra's callback API: aggregation when a multirun sweep ends
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - hydra-core is a dependency
+    _HydraCallback = object  # type: ignore[assignment,misc]
+
+
+class AggregateCallback(_HydraCallback):  # type: ignore[misc,valid-type]
+    """`hydra.callbacks` entry of conf/reproduce.yaml: aggregates a finished sweep into
+    <sweep dir>/results (the same as `ojrs-aggregate <sweep dir>`)."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        if not any(sweep.rglob("result.json")):
+            return  # every job failed; their errors were already reported
+        report = aggregate([sweep], sweep / "results")
+        print(f"aggregated {report['jobs']} jobs into {report['out']}/results.md")
