@@ -16,7 +16,7 @@ from ojrs_jax.scenario import ConfigError
 
 # Hydra's logging setup would hold on to pytest's captured stderr: leave logging alone
 IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
-SCALES = "large, paper_m1, paper_m2, paper_m3, paper_m4, paper_m5, tiny"
+SCALES = "large, medium, paper_m1, paper_m2, paper_m3, paper_m4, paper_m5, tiny"
 CASES = [
     ("train", "foo=1", "unknown setting 'foo'"),
     ("train", "+foo=1", "unknown setting 'foo'"),

@@ -10,7 +10,7 @@ import pytest
 from ojrs_jax.checkpoint import load_state, save_state
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pipeline import build, epochs_to_stable, pretrain_sae
-from ojrs_jax.policy import PolicyNet, init_policy, policy_loss
+from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
 from ojrs_jax.scenario import ConfigError, sample_channels
 from ojrs_jax.train import TrainConfig
 
@@ -196,3 +196,63 @@ def test_per_ue_policy_trains_and_needs_channel_state():
     l_pol = np.asarray(batched_latency(spec.scn, H, a))
     a_rand = jax.random.randint(jax.random.key(5), a.shape, 0, 3)
     assert np.median(l_pol) < 0.9 * np.median(np.asarray(batched_latency(spec.scn, H, a_rand)))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "per_ue"])
+def test_local_bias_only_moves_the_local_logit(arch):
+    """train.local_bias adds b to the initial output bias of option 0 of every UE, nothing else;
+    with a large b the untrained policy decides "all local"."""
+    from ojrs_jax.policy import PerUEPolicy
+
+    n, m = 5, 3
+    net = PolicyNet(n, m, (8,)) if arch == "mlp" else PerUEPolicy(n, m, hidden=(8,), embed=4)
+    p0 = init_policy(jax.random.key(0), net, n * m)
+    p1 = init_policy(jax.random.key(0), net, n * m, local_bias=2.5)
+    last = "Dense_1" if arch == "mlp" else "Dense_2"
+    diff = jax.tree.map(lambda a, b: np.asarray(b) - np.asarray(a), p0, p1)["params"]
+    for name, layer in diff.items():
+        for leaf_name, d in (layer.items() if isinstance(layer, dict) else [("", layer)]):
+            if name == last and leaf_name == "bias":
+                want = np.where(np.arange(d.size) % (m + 1) == 0, 2.5, 0.0)
+                np.testing.assert_allclose(d, want, atol=1e-6)
+            else:
+                assert not np.any(d), (name, leaf_name)
+    s = jax.random.uniform(jax.random.key(1), (64, n * m), minval=0.1, maxval=3.0)
+    a = act(net, init_policy(jax.random.key(0), net, n * m, local_bias=100.0), s)
+    assert a.shape == (64, n) and not np.any(np.asarray(a))
+
+
+def test_per_ue_settings_are_validated_and_used():
+    with pytest.raises(ConfigError, match="train.ue_hidden"):
+        TrainConfig(ue_hidden=(0,))
+    with pytest.raises(ConfigError, match="train.ue_embed"):
+        TrainConfig(ue_embed=0)
+    with pytest.raises(ConfigError, match="train.local_bias"):
+        TrainConfig(local_bias=float("nan"))
+    train = {**TINY["train"], "arch": "per_ue", "state": "channel", "ue_hidden": [12, 10]}
+    spec = build({**TINY, "train": {**train, "ue_embed": 5}})
+    assert spec.trainer.net.hidden == (12, 10) and spec.trainer.net.embed == 5
+
+
+def test_large_preset_composes_strictly_and_runs():
+    """`train=large` (a global preset: train, asa, sae, eval settings) composes over any scale,
+    passes the strict settings check, starts all local and runs a chunk of Algorithm 3."""
+    from hydra import compose, initialize_config_module
+
+    from ojrs_jax.config import check_settings, to_container
+
+    over = ["scale=tiny", "train=large"]
+    with initialize_config_module("ojrs_jax.conf", version_base=None):
+        defaults = to_container(compose("train", overrides=over))
+        cfg = to_container(compose("train", overrides=[*over, "train.epochs=40", "train.chunk=20"]))
+    check_settings(cfg, defaults)
+    assert cfg["train"]["arch"] == "per_ue" and cfg["asa"]["k"] == 32 and cfg["sae"]["hidden"]
+    spec = build(cfg)
+    sae_params, _ = pretrain_sae(spec.keys()["sae"], spec, n_test=16)
+    env = spec.env()
+    st = spec.trainer.init(spec.keys()["train"], sae_params)
+    H = sample_channels(jax.random.key(3), spec.scn, 32)
+    assert not np.any(np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H)))
+    st, m = spec.trainer.run_chunk(st, env)
+    assert int(st.epoch) == 20 and np.all(np.isfinite(np.asarray(m["loss"])))
+    assert np.all(np.asarray(m["t_sa"]) == 20)  # adaptive T_SA is off in this preset

@@ -69,9 +69,23 @@ def scaled_hidden(n_ue: int, n_mec: int, base: Sequence[int] = (120, 80)) -> tup
     return tuple(int(round(w * factor)) for w in base)
 
 
-def init_policy(key: jax.Array, net: nn.Module, state_dim: int) -> Params:
-    """Initial parameters for states of width `state_dim`."""
-    return net.init(key, jnp.zeros((state_dim,), jnp.float32))
+def init_policy(key: jax.Array, net: nn.Module, state_dim: int, local_bias: float = 0.0) -> Params:
+    """Initial parameters for states of width `state_dim`.
+
+    `local_bias` > 0 is added to the output bias of the local option (j = 0) of every UE, so the
+    untrained policy starts near "all local", a feasible decision whose cost grows only linearly
+    in N (at N = 1000 a random or greedy start overloads the MECs and ASA cannot repair it).
+    """
+    params = net.init(key, jnp.zeros((state_dim,), jnp.float32))
+    if not local_bias:
+        return params
+    n_opt = net.n_mec + 1
+    inner = params["params"]
+    last = max((k for k in inner if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
+    bias = inner[last]["bias"]  # (N (M+1),) for PolicyNet, (M+1,) for PerUEPolicy
+    local = (jnp.arange(bias.shape[0]) % n_opt == 0).astype(bias.dtype)
+    new_last = {**inner[last], "bias": bias + local_bias * local}
+    return {**params, "params": {**inner, last: new_last}}
 
 
 def act(net: nn.Module, params: Params, s: jax.Array) -> jax.Array:

@@ -71,13 +71,16 @@ class TrainConfig:
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
     state: str = "sae"  # policy input: sae (the paper's 2r-SAE code) | channel (preprocessed h)
     arch: str = "mlp"  # policy: mlp (the paper's DNN) | per_ue (shared per-UE net; state=channel)
+    ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
+    ue_embed: int = 16  # per_ue: width of the learned UE embedding and of the load context
+    local_bias: float = 0.0  # added to the initial local-option logit (0: plain initialisation)
     chunk: int = 1000  # epochs per jitted scan chunk (progress and checkpoints between chunks)
     asa: ASAConfig = field(default_factory=ASAConfig)
     asa_params: ASAParams = field(default_factory=ASAParams)
     per: PERParams = field(default_factory=PERParams)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "phi", "batch", "updates", "buffer", "chunk"):
+        for name in ("epochs", "phi", "batch", "updates", "buffer", "chunk", "ue_embed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
@@ -103,6 +106,14 @@ class TrainConfig:
         e = self.explore_eps
         if isinstance(e, bool) or not isinstance(e, int | float) or not 0 <= e <= 1:
             raise ConfigError(f"train.explore_eps must be in [0, 1], got {e!r}")
+        uh = self.ue_hidden
+        if not isinstance(uh, tuple) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in uh
+        ):
+            raise ConfigError(f"train.ue_hidden must be positive widths, got {uh!r}")
+        b = self.local_bias
+        if isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b):
+            raise ConfigError(f"train.local_bias must be a finite number, got {b!r}")
         if self.hidden != "auto":
             h = self.hidden
             if not isinstance(h, tuple) or not all(isinstance(w, int) and w > 0 for w in h):
@@ -145,8 +156,9 @@ class TrainConfig:
         for k, v in rp.items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
-        if isinstance(m.get("hidden"), list):
-            m["hidden"] = tuple(m["hidden"])
+        for name in ("hidden", "ue_hidden"):
+            if isinstance(m.get(name), list):
+                m[name] = tuple(m[name])
         per = PERParams(**{k: float(v) for k, v in rp.items()})
         return cls(**m, replay=kind, asa=asa_cfg, asa_params=asa_par, per=per)
 
@@ -227,7 +239,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         return sae_mod.encode(sae_online, sae_cfg, x) if cfg.state == "sae" else x
 
     if cfg.arch == "per_ue":
-        net = PerUEPolicy(n_ue=n_ue, n_mec=n_mec)
+        net = PerUEPolicy(n_ue=n_ue, n_mec=n_mec, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
     else:
         net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
@@ -235,7 +247,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
 
     def init(key: jax.Array, sae_params: Any) -> TrainState:
         k_pol, key = jax.random.split(key)
-        params = init_policy(k_pol, net, state_dim)
+        params = init_policy(k_pol, net, state_dim, cfg.local_bias)
         return TrainState(
             key=key,
             epoch=jnp.zeros((), jnp.int32),

@@ -1,0 +1,98 @@
+"""P2 for a fixed decision: the closed form (KKT rule) against jaxopt's ProjectedGradient.
+
+    python benchmarks/bench_p2.py [--n-ue 30] [--mecs 2] [--batch 256] [--budget 2]
+
+Both solve the CPU shares of `ojrs_jax.p2` for random decisions on sampled channels: one instance
+per jitted call, and `--batch` instances vmapped in one call (jaxopt's while_loop then runs until
+the slowest instance stops). Agreement (largest relative latency difference) and jaxopt's
+iteration counts are printed with the times (median wall time, compile excluded). Asserts nothing
+about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from omegaconf import OmegaConf
+
+from ojrs_jax.baselines import random_decision
+from ojrs_jax.p2 import solve_p2_closed_form, solve_p2_pg
+from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def scenario(n_ue: int, n_mec: int, layout: str = "paper", area: float = 50.0, seed: int = 2):
+    """A deployment with the calibrated constants of conf/system/default.yaml."""
+    system = OmegaConf.to_container(OmegaConf.load(CONF / "system" / "default.yaml"))
+    scale = {"n_ue": n_ue, "n_mec": n_mec, "layout": layout, "area": area, "seed": seed}
+    return make_scenario(SystemConfig.from_mapping({**system, **scale}))
+
+
+def timeit(fn, budget: float, min_reps: int = 3, max_reps: int = 1000) -> float:
+    """Median wall time of repeated calls within about `budget` seconds (after one warm-up)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (len(times) < max_reps and time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def p2_compare(scn, budget: float, batch: int = 256, seed: int = 0) -> dict:
+    """Closed form vs jaxopt on `batch` random decisions: agreement, iterations, times."""
+    k_h, k_a = jax.random.split(jax.random.key(seed))
+    H = sample_channels(k_h, scn, batch)
+    A = jax.vmap(random_decision, (0, None))(jax.random.split(k_a, batch), scn)
+    cf1 = jax.jit(lambda h, a: solve_p2_closed_form(scn, h, a).latency)
+    pg1 = jax.jit(lambda h, a: solve_p2_pg(scn, h, a))
+    cfb = jax.jit(jax.vmap(lambda h, a: solve_p2_closed_form(scn, h, a).latency))
+    pgb = jax.jit(jax.vmap(lambda h, a: solve_p2_pg(scn, h, a)))
+    l_cf = np.asarray(cfb(H, A), np.float64)
+    alloc, iters = pgb(H, A)
+    l_pg = np.asarray(alloc.latency, np.float64)
+    iters = np.asarray(iters)
+    t_cf1 = timeit(lambda: jax.block_until_ready(cf1(H[0], A[0])), budget)
+    t_pg1 = timeit(lambda: jax.block_until_ready(pg1(H[0], A[0])), budget)
+    t_cfb = timeit(lambda: jax.block_until_ready(cfb(H, A)), budget)
+    t_pgb = timeit(lambda: jax.block_until_ready(pgb(H, A)), budget, max_reps=20)
+    return {
+        "n_ue": scn.n_ue,
+        "n_mec": scn.n_mec,
+        "batch": batch,
+        "decisions": "uniform random a in {0..M}^N (baselines.random_decision)",
+        "max_rel_latency_diff": float(np.max(np.abs(l_pg / l_cf - 1))),
+        "jaxopt_iterations_mean": float(iters.mean()),
+        "jaxopt_iterations_max": int(iters.max()),
+        "jaxopt_iteration_one_instance": int(np.asarray(pg1(H[0], A[0])[1])),
+        "closed_form_single_us": t_cf1 * 1e6,
+        "jaxopt_single_us": t_pg1 * 1e6,
+        "ratio_single_jaxopt_over_closed_form": t_pg1 / t_cf1,
+        "closed_form_batched_us_per_instance": t_cfb / batch * 1e6,
+        "jaxopt_batched_us_per_instance": t_pgb / batch * 1e6,
+        "ratio_batched_jaxopt_over_closed_form": t_pgb / t_cfb,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-ue", type=int, default=30)
+    ap.add_argument("--mecs", type=int, default=2)
+    ap.add_argument("--layout", default="paper")
+    ap.add_argument("--area", type=float, default=50.0)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--budget", type=float, default=2.0, help="seconds of repeats per figure")
+    a = ap.parse_args()
+    scn = scenario(a.n_ue, a.mecs, a.layout, a.area)
+    print(json.dumps(p2_compare(scn, a.budget, a.batch), indent=1))
+
+
+if __name__ == "__main__":
+    main()
