@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import exhaustive_optima
 
-from ojrs_jax.reproduce import PAPER_TABLE3, aggregate, make_reference, phase_stats
+from ojrs_jax.reproduce import make_reference, phase_stats
+from ojrs_jax.results import PAPER_TABLE3, aggregate
 from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
 TINY = [

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ojrs_jax.config import cli_guard
-from ojrs_jax.reproduce import aggregate
+from ojrs_jax.results import aggregate
 
 
 @cli_guard
