@@ -10,6 +10,7 @@ ends by aggregating the sweep into <sweep dir>/results (tables as Markdown and C
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -31,7 +32,11 @@ def _label_preset(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
     _label_preset(cfg)
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    r = run_experiment(cfg, out)
+    try:
+        r = run_experiment(cfg, out)
+    except FloatingPointError as e:  # training diverged: no result.json is written
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
     print(f"{r['name']}: done in {r['wall_seconds']:.1f} s; wrote {out / 'result.json'}")
 
 
