@@ -138,7 +138,8 @@ def run_point(
         return a, (latency(scn, h, a) if h.ndim == 2 else batched_latency(scn, h, a))
 
     H = sample_channels(jax.random.key(7), scn, batch)
-    t1 = timeit(lambda: jax.block_until_ready(pipe(H[0])), 1.0)
+    h0 = H[0]
+    t1 = timeit(lambda: jax.block_until_ready(pipe(h0)), 1.0)
     tb = timeit(lambda: jax.block_until_ready(pipe(H)), 2.0, max_reps=20)
     out["decide"] = {
         "single_us": t1 * 1e6,

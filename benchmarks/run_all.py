@@ -26,7 +26,8 @@ Sizes:            --quick                      full
   sweep           N {30, 1000} x M {2, 20},    N {30, 100, 300, 1000} x M {2, 5, 10, 20},
                   200 epochs, 2 draws, SCIP    1000 epochs, 20 draws (N <= 100), 5 (N = 300),
                   10 s per draw, 240 s/point   3 (N = 1000), SCIP 20 s per draw, 300 s per point
-  large (6)       -                            10000 epochs, 10 draws, SCIP 30 s per draw
+  P2 (4)          64 vmapped                   256 vmapped
+  large (6)       -                            10000 epochs, 5 draws, SCIP 30 s per draw
 On the 2-core development CPU (unloaded) --quick takes about 5 minutes and the full run about
 25; other jobs on the machine stretch both (the JSON records the load average per section).
 """
@@ -187,7 +188,7 @@ def main() -> None:
     section("decide", decide)
     spec30 = build(paper_cfg())
     section("asa", lambda: asa_ratio(spec30, budget))
-    section("p2", lambda: p2_compare(spec30.scn, budget, 256))
+    section("p2", lambda: p2_compare(spec30.scn, budget, 64 if q else 256))
 
     def sweep():
         ns, ms = ((30, 1000), (2, 20)) if q else ((30, 100, 300, 1000), (2, 5, 10, 20))
@@ -206,7 +207,7 @@ def main() -> None:
     if not q:
         section(
             "large",
-            lambda: sweep_point(1000, 20, 10000, 10, 30.0, 900.0),
+            lambda: sweep_point(1000, 20, 10000, 5, 30.0, 1200.0),
         )
     out["total_s"] = time.perf_counter() - t_all
     text = json.dumps(out, indent=1)
