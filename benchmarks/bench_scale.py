@@ -18,7 +18,9 @@ Prints one JSON object:
   (conf/asa/default.yaml: K = 128, T_SA = 20) started from Greedy, for ASA with the same settings
   started from the policy's decision, and for Greedy and all-local; only draws that SCIP proves
   optimal within `--time-limit` s count, and how many did is reported;
-- peak_rss_mb: ru_maxrss of this process at the end.
+- peak_rss_mb: the peak resident memory of this process (VmHWM of /proc/self/status, at the
+  end and after training). Not ru_maxrss: Linux carries the parent's peak across fork and exec
+  into it, so under run_all every point would report run_all's own peak.
 """
 
 from __future__ import annotations
@@ -49,6 +51,17 @@ from ojrs_jax.pipeline import build  # noqa: E402
 from ojrs_jax.scenario import sample_channels  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process's address space, MB (VmHWM; ru_maxrss if absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load(*parts: str) -> dict:
@@ -118,7 +131,7 @@ def run_point(
     st, met = jax.block_until_ready(compiled(st0, env))
     t_run = time.perf_counter() - t0
     out["train"] = {
-        "peak_rss_after_training_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_after_training_mb": peak_rss_mb(),
         "compile_s": t_compile,
         "run_s": t_run,
         "ms_per_epoch": t_run / epochs * 1e3,
@@ -192,7 +205,8 @@ def run_point(
         "policy_min": float(np.min(ratios["policy"])) if certified else None,
         "asa_settings": f"K={asa_cfg.k}, T_SA={asa_cfg.t_sa0}, mut_scale={asa_par.mut_scale}",
     }
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
+    out["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["wall_s"] = time.perf_counter() - t_start
     out["load"] = os.getloadavg()[0]
     return out
