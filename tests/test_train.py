@@ -11,6 +11,7 @@ from ojrs_jax.checkpoint import load_state, save_state
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pipeline import build, epochs_to_stable, pretrain_sae
 from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
+from ojrs_jax.sae import init_sae, preprocess
 from ojrs_jax.scenario import ConfigError, sample_channels
 from ojrs_jax.train import TrainConfig
 
@@ -211,7 +212,7 @@ def test_local_bias_only_moves_the_local_logit(arch):
     last = "Dense_1" if arch == "mlp" else "Dense_2"
     diff = jax.tree.map(lambda a, b: np.asarray(b) - np.asarray(a), p0, p1)["params"]
     for name, layer in diff.items():
-        for leaf_name, d in (layer.items() if isinstance(layer, dict) else [("", layer)]):
+        for leaf_name, d in layer.items() if isinstance(layer, dict) else [("", layer)]:
             if name == last and leaf_name == "bias":
                 want = np.where(np.arange(d.size) % (m + 1) == 0, 2.5, 0.0)
                 np.testing.assert_allclose(d, want, atol=1e-6)
@@ -235,7 +236,7 @@ def test_per_ue_settings_are_validated_and_used():
 
 
 def test_large_preset_composes_strictly_and_runs():
-    """`train=large` (a global preset: train, asa, sae, eval settings) composes over any scale,
+    """`train=large` (a global preset: train, asa and sae settings) composes over any scale,
     passes the strict settings check, starts all local and runs a chunk of Algorithm 3."""
     from hydra import compose, initialize_config_module
 
@@ -248,11 +249,12 @@ def test_large_preset_composes_strictly_and_runs():
     check_settings(cfg, defaults)
     assert cfg["train"]["arch"] == "per_ue" and cfg["asa"]["k"] == 32 and cfg["sae"]["hidden"]
     spec = build(cfg)
-    sae_params, _ = pretrain_sae(spec.keys()["sae"], spec, n_test=16)
+    # the SAE is not the policy input in this preset (state=channel): no pretraining needed
+    n_in = spec.scn.n_ue * spec.scn.n_mec
+    st = spec.trainer.init(spec.keys()["train"], init_sae(jax.random.key(0), spec.sae_cfg, n_in))
     env = spec.env()
-    st = spec.trainer.init(spec.keys()["train"], sae_params)
-    H = sample_channels(jax.random.key(3), spec.scn, 32)
-    assert not np.any(np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H)))
+    x = preprocess(sample_channels(jax.random.key(3), spec.scn, 32), env.stats).reshape(32, n_in)
+    assert not np.any(np.asarray(act(spec.trainer.net, st.policy, x)))  # starts all local
     st, m = spec.trainer.run_chunk(st, env)
     assert int(st.epoch) == 20 and np.all(np.isfinite(np.asarray(m["loss"])))
     assert np.all(np.asarray(m["t_sa"]) == 20)  # adaptive T_SA is off in this preset
