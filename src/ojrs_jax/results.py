@@ -115,19 +115,32 @@ def drl_markdown(results: list[dict]) -> tuple[str, list[list]]:
         [r["replay"], r.get("preset") or "-", r["n_mec"], r["seeds"],
          _pm(r["epochs_to_stable"], 0), " ".join(map(str, r["final_t_sa"])),
          f"{r['train_seconds']:.1f}", f"about {PAPER_STABLE.get(r['replay'], '-')}"]
-        for r in sorted(results, key=lambda r: r["replay"])
+        for r in sorted(results, key=lambda r: (r.get("preset", ""), r["replay"]))
     ]  # fmt: skip
     return _md_table(header, rows), rows
 
 
 def _plot_drl(runs: list[tuple[Path, dict]], figures: Path) -> list[Path]:
-    """Fig. 8 (T_SA), Fig. 9 (2p-ER) and Fig. 10 (traditional): reward and loss, seed mean."""
+    """Fig. 8 (T_SA), Fig. 9 (2p-ER) and Fig. 10 (traditional): reward and loss, seed mean.
+    With runs of several training presets, each preset gets its own figures (name suffix)."""
+    presets = sorted({r.get("preset", "") for _, r in runs})
+    paths = []
+    for preset in presets:
+        tag = f"_{preset}" if len(presets) > 1 and preset else ""
+        by_replay = {r["replay"]: (d, r) for d, r in runs if r.get("preset", "") == preset}
+        paths += _plot_drl_preset(by_replay, figures, tag, preset)
+    return paths
+
+
+def _plot_drl_preset(
+    by_replay: dict[str, tuple[Path, dict]], figures: Path, tag: str, preset: str
+) -> list[Path]:
     from matplotlib.figure import Figure
 
     from ojrs_jax.plots import moving_average, save_figure
 
     paths = []
-    by_replay = {r["replay"]: (d, r) for d, r in runs}
+    label = f", train={preset}" if preset else ""
     for fig_no, replay in ((9, "per"), (10, "uniform")):
         if replay not in by_replay:
             continue
@@ -143,11 +156,13 @@ def _plot_drl(runs: list[tuple[Path, dict]], figures: Path) -> list[Path]:
         for ax in (ax1, ax2):
             if 0 < r["change_epoch"] < ep.size:
                 ax.axvline(r["change_epoch"], color="grey", ls="--", lw=1)
-        name = "2p-ER" if replay == "per" else "traditional replay (uniform FIFO, epsilon-greedy)"
-        ax1.set(ylabel="reward 1/L, 200-epoch average", title=f"Fig. {fig_no}: DRL with {name}")
+        name = "2p-ER" if replay == "per" else "traditional replay (uniform, epsilon-greedy)"
+        ax1.set(ylabel="reward 1/L, 200-epoch average",
+                title=f"Fig. {fig_no}: DRL with {name}{label}")  # fmt: skip
         ax1.legend(fontsize=7)
         ax2.set(xlabel="epoch", ylabel="loss (eq. 25), seed mean")
-        paths.append(save_figure(fig, figures / f"fig{fig_no}_drl_{replay}.png"))
+        ax2.set_yscale("log")
+        paths.append(save_figure(fig, figures / f"fig{fig_no}_drl_{replay}{tag}.png"))
     if "per" in by_replay:
         d, r = by_replay["per"]
         m = np.load(d / "metrics.npz")
@@ -156,9 +171,9 @@ def _plot_drl(runs: list[tuple[Path, dict]], figures: Path) -> list[Path]:
         for s, t in enumerate(m["t_sa"]):
             ax.plot(np.arange(t.size), t, lw=0.8, label=f"seed {s}")
         ax.set(xlabel="epoch", ylabel="T_SA (ASA iterations)",
-               title="Fig. 8: adaptive ASA iteration count (eq. 30), 2p-ER")  # fmt: skip
+               title=f"Fig. 8: adaptive ASA iteration count (eq. 30), 2p-ER{label}")  # fmt: skip
         ax.legend(fontsize=7)
-        paths.append(save_figure(fig, figures / "fig8_t_sa.png"))
+        paths.append(save_figure(fig, figures / f"fig8_t_sa{tag}.png"))
     return paths
 
 
