@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from bench_numpy_ratio import timeit  # noqa: E402  (benchmarks/ is the script's folder)
 from omegaconf import OmegaConf
 
 from ojrs_jax.baselines import random_decision
@@ -32,18 +32,6 @@ def scenario(n_ue: int, n_mec: int, layout: str = "paper", area: float = 50.0, s
     system = OmegaConf.to_container(OmegaConf.load(CONF / "system" / "default.yaml"))
     scale = {"n_ue": n_ue, "n_mec": n_mec, "layout": layout, "area": area, "seed": seed}
     return make_scenario(SystemConfig.from_mapping({**system, **scale}))
-
-
-def timeit(fn, budget: float, min_reps: int = 3, max_reps: int = 1000) -> float:
-    """Median wall time of repeated calls within about `budget` seconds (after one warm-up)."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (len(times) < max_reps and time.perf_counter() - start < budget):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def p2_compare(scn, budget: float, batch: int = 256, seed: int = 0) -> dict:

@@ -17,6 +17,7 @@ Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -132,6 +133,14 @@ class Reference:
     certified: int  # draws SCIP proved optimal
 
 
+@functools.partial(jax.jit, static_argnames=("n_particles", "n_iter"))
+def _pso_batch(keys, scn, H, a0, params, n_particles: int, n_iter: int) -> jax.Array:
+    """PSO decisions for a batch of draws; compiled once for both weight sets of a job."""
+    return jax.vmap(
+        lambda k, h: pso(k, scn, h, a0, params, n_particles=n_particles, n_iter=n_iter)[0]
+    )(keys, H)
+
+
 def make_reference(
     key: jax.Array, scn: Scenario, H: jax.Array, c: dict, time_limit: float
 ) -> Reference:
@@ -142,14 +151,9 @@ def make_reference(
     res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in range(H.shape[0])]
     a_ex = jnp.asarray(np.stack([r.a for r in res]), jnp.int32)
     pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
-    run_pso = jax.jit(
-        jax.vmap(
-            lambda k, h: pso(
-                k, scn, h, a0, pso_par, n_particles=pso_cfg.n_particles, n_iter=pso_cfg.n_iter
-            )[0]
-        )
+    a_pso = _pso_batch(
+        jax.random.split(key, H.shape[0]), scn, H, a0, pso_par, pso_cfg.n_particles, pso_cfg.n_iter
     )
-    a_pso = run_pso(jax.random.split(key, H.shape[0]), H)
     return Reference(
         scn=scn,
         H=H,
@@ -287,9 +291,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         "devices": run.devices,
         "table3": table,
         "final_nrr_exact": _mean_std(run.evals[-1]["nrr_exact"]) if run.evals else None,
-        "epochs_to_stable": [
-            epochs_to_stable(r[: min(r.size, int(env.change_epoch))]) for r in run.metrics["reward"]
-        ],
+        "epochs_to_stable": _stable_epochs(run, env),
     }
     return result
 
@@ -306,9 +308,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
         spec, keys["train"], s["seeds"], sae_params, env, shard=s["shard"], progress=s["progress"]
     )
     _write_training_metrics(out, run)
-    stable = [
-        epochs_to_stable(r[: min(r.size, int(env.change_epoch))]) for r in run.metrics["reward"]
-    ]
+    stable = _stable_epochs(run, env)
     return {
         "kind": "drl",
         **_scenario_info(spec),
@@ -464,6 +464,12 @@ def _scenario_info(spec: RunSpec) -> dict[str, Any]:
             "buffer": t.buffer,
         },  # fmt: skip
     }
+
+
+def _stable_epochs(run: SeedRun, env: Env) -> list[int]:
+    """Each seed's epochs to a stable reward, before the weight change."""
+    change = int(env.change_epoch)
+    return [epochs_to_stable(r[: min(r.size, change)]) for r in run.metrics["reward"]]
 
 
 def _write_training_metrics(out: Path, run: SeedRun) -> None:

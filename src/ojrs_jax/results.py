@@ -67,11 +67,19 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _write_table(out: Path, stem: str, header: list[str], rows: list[list]) -> str:
+    """<stem>.csv and <stem>.md in `out`; returns the Markdown."""
+    md = _md_table(header, rows)
+    write_csv(out / f"{stem}.csv", header, rows)
+    atomic_write_text(out / f"{stem}.md", md + "\n")
+    return md
+
+
 def _fmt_time(sec: float) -> str:
     return f"{sec * 1e3:.3f} ms" if sec < 1 else f"{sec:.2f} s"
 
 
-def table2_markdown(res: dict) -> tuple[str, list[list]]:
+def table2_rows(res: dict) -> tuple[list[str], list[list]]:
     header = ["method", "time/decision", "latency L (s)", "median L", "reward 1/L", "NRR vs exact",
               "paper time", "paper L", "paper reward"]  # fmt: skip
     rows = []
@@ -83,13 +91,13 @@ def table2_markdown(res: dict) -> tuple[str, list[list]]:
             f"{r['nrr_exact']:.4f}" if "nrr_exact" in r else "-",
             *(("-",) * 3 if p is None else (f"{p[0]:.4f} s", f"{p[1]:.4f}", f"{p[2]:.4f}")),
         ])  # fmt: skip
-    return _md_table(header, rows), rows
+    return header, rows
 
 
 TABLE3_COLS = ("F-Best", "F-Avg", "S-Best", "S-Avg")
 
 
-def table3_markdown(results: list[dict]) -> tuple[str, list[list]]:
+def table3_rows(results: list[dict]) -> tuple[list[str], list[list]]:
     header = ["preset", "M", "seeds", "Acc", "CR", *(f"{k} vs exact" for k in TABLE3_COLS),
               *(f"{k} vs PSO" for k in TABLE3_COLS), "paper Acc", "paper CR",
               *(f"paper {k} (PSO)" for k in TABLE3_COLS)]  # fmt: skip
@@ -105,10 +113,10 @@ def table3_markdown(results: list[dict]) -> tuple[str, list[list]]:
             *(("-",) * 6 if p is None else (f"{p[0]:.4f}", f"{p[1]:.2f}",
                                             *(f"{v:.4f}" for v in p[2:]))),
         ])  # fmt: skip
-    return _md_table(header, rows), rows
+    return header, rows
 
 
-def drl_markdown(results: list[dict]) -> tuple[str, list[list]]:
+def drl_rows(results: list[dict]) -> tuple[list[str], list[list]]:
     header = ["replay", "preset", "M", "seeds", "epochs to stable reward", "final T_SA",
               "train time (s)", "paper"]  # fmt: skip
     rows = [
@@ -117,7 +125,7 @@ def drl_markdown(results: list[dict]) -> tuple[str, list[list]]:
          f"{r['train_seconds']:.1f}", f"about {PAPER_STABLE.get(r['replay'], '-')}"]
         for r in sorted(results, key=lambda r: (r.get("preset", ""), r["replay"]))
     ]  # fmt: skip
-    return _md_table(header, rows), rows
+    return header, rows
 
 
 def _plot_drl(runs: list[tuple[Path, dict]], figures: Path) -> list[Path]:
@@ -228,18 +236,14 @@ def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     sections.append(f"\nSum of job wall times: {total:.0f} s.\n")
     written: list[str] = []
     for _, r in by_kind.get("table2", []):
-        md, rows = table2_markdown(r)
         tag = f"_{r['preset']}" if len(by_kind["table2"]) > 1 and r.get("preset") else ""
-        write_csv(out / f"table2{tag}.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
-        atomic_write_text(out / f"table2{tag}.md", md + "\n")
+        md = _write_table(out, f"table2{tag}", *table2_rows(r))
         sections += [f"## Table II (N = {r['n_ue']}, M = {r['n_mec']}, {r['channels']} draws, "
                      f"exact certified on {r['exact_certified']})", "", md, ""]  # fmt: skip
         written.append(f"table2{tag}.md")
     if "table3" in by_kind:
         res = [r for _, r in by_kind["table3"]]
-        md, rows = table3_markdown(res)
-        write_csv(out / "table3.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
-        atomic_write_text(out / "table3.md", md + "\n")
+        md = _write_table(out, "table3", *table3_rows(res))
         sections += ["## Table III (mean +- std over seeds; Best/Avg over evaluation points)", "",
                      md, ""]  # fmt: skip
         written.append("table3.md")
@@ -248,9 +252,7 @@ def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
             written.append(str(p.relative_to(out)))
     if "drl" in by_kind:
         res = [r for _, r in by_kind["drl"]]
-        md, rows = drl_markdown(res)
-        write_csv(out / "drl.csv", md.splitlines()[0].strip("| ").split(" | "), rows)
-        atomic_write_text(out / "drl.md", md + "\n")
+        md = _write_table(out, "drl", *drl_rows(res))
         sections += ["## Figs. 8-10: 2p-ER vs traditional replay", "", md, ""]
         written += ["drl.md", *(str(p.relative_to(out)) for p in _plot_drl(by_kind["drl"], figs))]
     for kind, files in FIGURE_FILES.items():
