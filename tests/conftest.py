@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+
+# Property tests draw the same examples on every run (CI and the README's `pytest` give one
+# verdict per commit); `HYPOTHESIS_PROFILE=explore pytest tests/test_properties.py` searches
+# with fresh random examples, as a hunt for new failing cases.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def hetero(scn, seed: int = 0):
