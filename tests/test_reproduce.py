@@ -204,12 +204,18 @@ SHARD_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_seeds_equal_unsharded(tmp_path):
-    """4 seeds on 2 forced CPU devices (the seed axis split 2 + 2) give the unsharded numbers."""
+    """4 seeds on 2 forced CPU devices (the seed axis split 2 + 2) give the unsharded numbers.
+
+    Sharding changes how XLA lays out each device's batch, so sums may be taken in another
+    order: equal up to float32 rounding, which Adam amplifies step by step (after 400 steps, 20
+    per round, the parameters differ by up to 7e-4). The run is kept short (80 steps) so that
+    the comparison checks the same computation rather than the growth of rounding errors.
+    """
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     f = tmp_path / "out.npz"
     args = [a for a in TINY if a.split("=")[0].split(".")[0] not in ("reproduce", "table2")]
     p = subprocess.run(
-        [sys.executable, "-c", SHARD_SCRIPT, str(f), *args, "train.epochs=100"],
+        [sys.executable, "-c", SHARD_SCRIPT, str(f), *args, "train.epochs=100", "train.updates=4"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
