@@ -25,6 +25,7 @@ import hydra  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ojrs_jax.config import to_container  # noqa: E402
 from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
 from ojrs_jax.reproduce import train_seeds  # noqa: E402
 
@@ -32,11 +33,9 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose(overrides: list[str]) -> dict:
+    """The `ojrs-reproduce` config with `overrides` (read from conf/: works uninstalled)."""
     with hydra.initialize_config_dir(str(CONF), version_base=None):
-        cfg = hydra.compose(config_name="reproduce", overrides=overrides)
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)
+        return to_container(hydra.compose(config_name="reproduce", overrides=overrides))
 
 
 def time_job(overrides: list[str], seeds: list[int], chunk: int) -> dict:

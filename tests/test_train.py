@@ -11,7 +11,7 @@ from ojrs_jax.checkpoint import load_state, save_state
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pipeline import build, epochs_to_stable, pretrain_sae
 from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
-from ojrs_jax.sae import init_sae, preprocess
+from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import ConfigError, sample_channels
 from ojrs_jax.train import TrainConfig
 
@@ -236,7 +236,7 @@ def test_per_ue_settings_are_validated_and_used():
 
 
 def test_large_preset_composes_strictly_and_runs():
-    """`train=large` (a global preset: train, asa and sae settings) composes over any scale,
+    """`train=large` (a global preset: train, asa, sae and eval settings) composes over any scale,
     passes the strict settings check, starts all local and runs a chunk of Algorithm 3."""
     from hydra import compose, initialize_config_module
 
@@ -259,8 +259,8 @@ def test_large_preset_composes_strictly_and_runs():
     n_in = spec.scn.n_ue * spec.scn.n_mec
     st = spec.trainer.init(spec.keys()["train"], init_sae(jax.random.key(0), spec.sae_cfg, n_in))
     env = spec.env()
-    x = preprocess(sample_channels(jax.random.key(3), spec.scn, 32), env.stats).reshape(32, n_in)
-    assert not np.any(np.asarray(act(spec.trainer.net, st.policy, x)))  # starts all local
+    H = sample_channels(jax.random.key(3), spec.scn, 32)
+    assert not np.any(np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H)))  # local
     st, m = spec.trainer.run_chunk(st, env)
     assert int(st.epoch) == 20 and np.all(np.isfinite(np.asarray(m["loss"])))
     assert np.all(np.asarray(m["t_sa"]) == 20)  # adaptive T_SA is off in this preset
