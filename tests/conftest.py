@@ -19,6 +19,12 @@ settings.register_profile("default", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# The commands run by the tests keep their compilation cache out of the user's cache directory.
+if "OJRS_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["OJRS_CACHE_DIR"] = tempfile.mkdtemp(prefix="ojrs-test-xla-")
+
 
 def hetero(scn, seed: int = 0):
     """The same deployment with uneven weights, task sizes and MEC speeds (breaks symmetry)."""

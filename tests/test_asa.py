@@ -29,11 +29,13 @@ from ojrs_jax.asa import (
     asa_init,
     asa_iteration,
     asa_search,
+    iteration_draws,
     mutation_matrix,
     neighbours,
     option_probs,
     plain_sa,
     sample_draws,
+    stream_seeds,
 )
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.p2 import batched_latency, latency
@@ -107,10 +109,11 @@ def test_iterations_match_numpy_reference(scn3, guided):
         params = ASAParams(t0=t0, phi_c=0.8, mut_scale=0.4)
         pdict = {"local_weight": 1.0, "mut_scale": 0.4, "phi_c": 0.8}
         a0 = random_decision(jax.random.key(10 + seed), scn3)
-        if seed == 0:  # start near a local optimum, where the best neighbour is often uphill
-            a0 = _search(
-                jax.random.key(10), scn3, h, a0, MAX_ITER, ASAParams(), k=K, max_iter=MAX_ITER
-            )[0]
+        # start near a local optimum, where the best neighbour is often uphill: the hot run
+        # accepts such moves, the cold one rejects them
+        a0 = _search(
+            jax.random.key(10 + seed), scn3, h, a0, MAX_ITER, ASAParams(), k=K, max_iter=MAX_ITER
+        )[0]
         state = asa_init(scn3, h, a0, params)
         c0 = latency_ref(s, h64, np.asarray(a0))
         ref = {
@@ -341,3 +344,27 @@ def test_baselines_rows_and_fig7_smoke(tmp_path):
     assert out["asa_final"] <= out["start"] and out["asa_final"] >= out["exact"] * (1 - 1e-5)
     assert (tmp_path / "fig7.png").stat().st_size > 1000
     assert len((tmp_path / "fig7.csv").read_text().splitlines()) == 6
+
+
+def test_iteration_draws_are_uniform_and_independent():
+    """ASA's counter-hash uniforms: in (0, 1), uniform (chi-square over 64 bins), uncorrelated
+    between neighbouring counters, iterations and seeds, and a new stream for a new key."""
+    n_iter, k, n = 40, 128, 30
+    seeds = stream_seeds(jax.random.key(0))
+    u = np.stack([np.asarray(iteration_draws(seeds, g, k, n).u) for g in range(n_iter)])
+    assert u.min() > 0 and u.max() < 1
+    counts = np.histogram(u, bins=64, range=(0, 1))[0]
+    expect = u.size / 64
+    chi2 = np.sum((counts - expect) ** 2 / expect)
+    assert chi2 < 63 + 5 * np.sqrt(2 * 63), chi2  # 63 dof: mean 63, sd 11.2
+    flat = u.reshape(-1) - 0.5
+    for lag in (1, n, k * n + 1):  # next UE, next neighbour, next iteration
+        corr = np.mean(flat[:-lag] * flat[lag:]) / np.var(flat)
+        assert abs(corr) < 5 / np.sqrt(flat.size), (lag, corr)
+    other = np.asarray(iteration_draws(stream_seeds(jax.random.key(1)), 0, k, n).u)
+    corr = np.corrcoef(u[0].ravel(), other.ravel())[0, 1]
+    assert abs(corr) < 5 / np.sqrt(other.size), corr
+    assert not np.array_equal(other, u[0])
+    np.testing.assert_array_equal(  # sample_draws is a stream's first iteration
+        np.asarray(sample_draws(jax.random.key(0), k, n).u), u[0]
+    )

@@ -11,9 +11,11 @@ from scipy.optimize import minimize
 
 from ojrs_jax.p2 import (
     batched_latency,
+    costs_latency,
     evaluate,
     feasibility,
     latency,
+    option_costs,
     solve_p2,
     solve_p2_closed_form,
     solve_p2_pg,
@@ -132,6 +134,18 @@ def test_allocation_satisfies_constraints(hetero_scn):
     alloc = solve_p2_closed_form(hetero_scn, H[0], A[0])
     bad = alloc._replace(f=alloc.f * 2.0)
     assert not feasibility(hetero_scn, np.asarray(A[0]), bad)["C5_mec_cpu"] or not np.any(A[0] > 0)
+
+
+def test_option_costs_latency_matches_reference(hetero_scn):
+    """L(a) from the per-option table (what ASA evaluates) equals the float64 reference."""
+    ref = RefModel(hetero_scn)
+    H = sample_channels(jax.random.key(5), hetero_scn, 4)
+    A = random_decisions(jax.random.key(6), hetero_scn.n_ue, hetero_scn.n_mec, 16)
+    A = A.at[0].set(0).at[1].set(hetero_scn.n_mec)  # all local; everyone on the last MEC
+    for h in H:
+        got = np.asarray(costs_latency(option_costs(hetero_scn, h), A))
+        want = [ref.allocation(np.asarray(h, np.float64), np.asarray(a))[3] for a in A]
+        np.testing.assert_allclose(got, want, rtol=2e-5)
 
 
 def test_batched_equals_looped(paper_m2, channels_m2):

@@ -139,9 +139,12 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
         def checked(cfg: DictConfig) -> Any:
             from hydra.core.hydra_config import HydraConfig
 
+            from ojrs_jax.cache import enable_compilation_cache
+
             started[0] = True
             if HydraConfig.initialized():  # not when called with a config directly
                 check_settings(to_container(cfg), _defaults_for(config_name))
+                enable_compilation_cache()
             return task(cfg)
 
         app = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(

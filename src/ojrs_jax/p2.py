@@ -59,6 +59,38 @@ def latency(scn: Scenario, h: jax.Array, a: jax.Array) -> jax.Array:
     return local + upload + compute
 
 
+class OptionCosts(NamedTuple):
+    """The parts of L(a) that do not depend on the other UEs' choices, for one channel h.
+
+    L(a) = sum_i per_option[i, a_i] + sum_j (sum_{i: a_i = j} sqrt_wf_i)^2 / F_MEC_j: a search
+    that evaluates many decisions under one h computes the rates (a log per link) once here.
+    """
+
+    per_option: chex.Array  # (N, M+1) w_i F_i / f_i0 (j = 0), w_i D_i / r_ij (j >= 1), s
+    sqrt_wf: chex.Array  # (N,) sqrt(w_i F_i)
+    inv_f_mec: chex.Array  # (M,) 1 / F_MEC_j
+
+
+def option_costs(scn: Scenario, h: jax.Array) -> OptionCosts:
+    """Per-UE, per-option latency terms of channel h (N, M) (the closed form above, split)."""
+    chex.assert_rank(h, 2)
+    local = scn.weights * scn.cycles / local_speed(scn)  # (N,)
+    upload = scn.weights[:, None] * scn.data_bits[:, None] / rate(scn, h, scn.p_max)  # (N, M)
+    return OptionCosts(
+        per_option=jnp.concatenate([local[:, None], upload], axis=1),
+        sqrt_wf=jnp.sqrt(scn.weights * scn.cycles),
+        inv_f_mec=1.0 / scn.f_mec,
+    )
+
+
+def costs_latency(c: OptionCosts, a: jax.Array) -> jax.Array:
+    """L(a) from precomputed option costs, for decisions a (..., N) -> (...)."""
+    onehot = jax.nn.one_hot(a, c.per_option.shape[1], dtype=c.per_option.dtype)  # (..., N, M+1)
+    own = jnp.sum(onehot * c.per_option, axis=(-2, -1))
+    load = jnp.einsum("...nj,n->...j", onehot[..., 1:], c.sqrt_wf)  # (..., M)
+    return own + jnp.sum(load**2 * c.inv_f_mec, axis=-1)
+
+
 def batched_latency(scn: Scenario, h: jax.Array, a: jax.Array) -> jax.Array:
     """L for a batch: h (B, N, M) with a (B, N), or one h (N, M) with many a (K, N)."""
     h_axis = 0 if h.ndim == 3 else None

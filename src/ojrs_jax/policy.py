@@ -9,7 +9,7 @@ imitation of the searched action a* (eq. 25):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -61,6 +61,67 @@ class PerUEPolicy(nn.Module):
         for width in self.hidden:
             h = nn.relu(nn.Dense(width)(h))
         return nn.Dense(self.n_mec + 1)(h)
+
+
+def _dense_layers(params: Params) -> list[dict]:
+    """The `Dense_k` layers of a flax parameter tree, in order."""
+    inner = params["params"]
+    names = sorted((k for k in inner if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    return [inner[k] for k in names]
+
+
+def inference_fn(net: nn.Module, params: Params) -> Callable[[jax.Array], jax.Array]:
+    """logits = f(s), the same function as `net.apply(params, s)` written for deciding only.
+
+    For `PerUEPolicy` every term that depends on the UE's identity alone (its embedding times
+    the weights of the context layer and of the first hidden layer, plus their biases) is the
+    same for every channel: it is computed once here, which removes the embedding's columns from
+    every per-UE matrix product (N = 30, M = 2, embed 32: 0.59 -> 0.29 MFLOP per decision). The
+    context (N-mean) enters the first hidden layer once per decision instead of once per UE.
+    """
+    layers = [{k: jnp.asarray(v) for k, v in d.items()} for d in _dense_layers(params)]
+    if isinstance(net, PolicyNet):
+
+        def mlp(s: jax.Array) -> jax.Array:
+            x = s
+            for d in layers[:-1]:
+                x = jax.nn.relu(x @ d["kernel"] + d["bias"])
+            x = x @ layers[-1]["kernel"] + layers[-1]["bias"]
+            return x.reshape(*s.shape[:-1], net.n_ue, net.n_mec + 1)
+
+        return mlp
+    if not isinstance(net, PerUEPolicy):
+        raise TypeError(f"no inference path for {type(net).__name__}")
+    two_m, e = 2 * net.n_mec, net.embed
+    emb = jnp.asarray(params["params"]["ue_embedding"])  # (N, E)
+    ctx_layer, first, rest = layers[0], layers[1], layers[2:]
+    ctx_const = emb @ ctx_layer["kernel"][two_m:] + ctx_layer["bias"]  # (N, E)
+    k_first = first["kernel"]  # rows: [x, log x] (2M), embedding (E), context (E)
+    first_const = emb @ k_first[two_m : two_m + e] + first["bias"]  # (N, H1)
+
+    def per_ue(s: jax.Array) -> jax.Array:
+        x = s.reshape(*s.shape[:-1], net.n_ue, net.n_mec)
+        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)  # (..., N, 2M)
+        ctx = jnp.mean(jax.nn.relu(feats @ ctx_layer["kernel"][:two_m] + ctx_const), axis=-2)
+        h = feats @ k_first[:two_m] + first_const + (ctx @ k_first[two_m + e :])[..., None, :]
+        for d in rest:
+            h = jax.nn.relu(h) @ d["kernel"] + d["bias"]
+        return h
+
+    return per_ue
+
+
+def inference_flops(net: nn.Module, params: Params) -> int:
+    """Multiply-adds x 2 of one decision through `inference_fn` (dense layers only)."""
+    layers = _dense_layers(params)
+    if isinstance(net, PolicyNet):
+        return sum(2 * d["kernel"].shape[0] * d["kernel"].shape[1] for d in layers)
+    two_m, e, n = 2 * net.n_mec, net.embed, net.n_ue
+    ctx, first, rest = layers[0], layers[1], layers[2:]
+    h1 = first["kernel"].shape[1]
+    per_ue = 2 * two_m * ctx["kernel"].shape[1] + 2 * two_m * h1
+    per_ue += sum(2 * d["kernel"].shape[0] * d["kernel"].shape[1] for d in rest)
+    return n * per_ue + 2 * e * h1
 
 
 def scaled_hidden(n_ue: int, n_mec: int, base: Sequence[int] = (120, 80)) -> tuple[int, ...]:

@@ -16,15 +16,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import yaml
 
-from ojrs_jax.checkpoint import load_model
+from ojrs_jax.cache import enable_compilation_cache
 from ojrs_jax.io import write_npz
-from ojrs_jax.p2 import solve_p2_closed_form
 from ojrs_jax.scenario import ConfigError, load_scenario
+from ojrs_jax.scheduler import load_run
 
 
 def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
@@ -62,33 +59,7 @@ def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
 
 def decide_run(run_dir: Path, h: np.ndarray) -> dict[str, np.ndarray]:
     """Decisions and allocations of a trained run for channels h (B, N, M)."""
-    from ojrs_jax.pipeline import build
-
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists() or not (run_dir / "model.msgpack").exists():
-        raise ConfigError(
-            f"{run_dir} is not a finished ojrs-train run (config.yaml, model.msgpack)"
-        )
-    spec = build(yaml.safe_load(cfg_path.read_text()))
-    scn = load_scenario(run_dir / "scenario.json")
-    env = spec.env().replace(scn=scn)
-    state = spec.trainer.init(jax.random.key(0), _sae_template(spec))
-    model = load_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
-    hj = jnp.asarray(h, jnp.float32)
-    a = spec.trainer.decide(model["policy"], model["encoder"], env, hj)
-    alloc = jax.vmap(solve_p2_closed_form, (None, 0, 0))(scn, hj, a)
-    return {
-        "a": np.asarray(a, np.int32),
-        "latency": np.asarray(alloc.latency, np.float64),
-        "f": np.asarray(alloc.f, np.float64),
-        "p": np.asarray(alloc.p, np.float64),
-    }
-
-
-def _sae_template(spec):
-    from ojrs_jax.sae import init_sae
-
-    return init_sae(jax.random.key(0), spec.sae_cfg, spec.scn.n_ue * spec.scn.n_mec)
+    return load_run(run_dir).allocate(h)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", required=True, type=Path, help="npz with h (B, N, M)")
     ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
     args = ap.parse_args(argv)
+    enable_compilation_cache()
     try:
         scn_path = args.run / "scenario.json"
         if not args.run.is_dir():

@@ -1,7 +1,8 @@
 """`ojrs-train`: pretrain the 2r-SAE, run OJRS's DRL (Algorithm 3) and evaluate it (paper Sec. V).
 
-    ojrs-train                                  # paper setting: N = 30, M = 2, T_DRL = 10000
-    ojrs-train scale=paper_m5 train.epochs=2000 replay=uniform
+    ojrs-train                                  # main job: best scheduler, N = 30, M = 2
+    ojrs-train train=paper                      # the paper's settings, T_DRL = 10000
+    ojrs-train scale=paper_m5 train=paper train.epochs=2000 replay=uniform
 
 Writes to the Hydra run directory: config.yaml, scenario.json (+ scenario_start.json),
 checkpoint/ (state after each chunk; `resume=true` continues a killed run), model.msgpack (for
@@ -28,6 +29,7 @@ from ojrs_jax.config import hydra_cli, positive_int, positive_number, to_contain
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.pipeline import build, epochs_to_stable, evaluate, final_scenario, pretrain_sae
 from ojrs_jax.plots import plot_training
+from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
 
 
@@ -55,7 +57,12 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     save_scenario(spec.scn, run_dir / "scenario_start.json")
 
     t0 = time.perf_counter()
-    sae_params, sae_report = pretrain_sae(keys["sae"], spec)
+    if spec.train_cfg.state == "sae":
+        sae_params, sae_report = pretrain_sae(keys["sae"], spec)
+    else:  # the policy reads the channel, never the code: an untrained SAE fills the state
+        n_in = spec.scn.n_ue * spec.scn.n_mec
+        sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in)
+        sae_report = {"seconds": 0.0, "pretrained": False}
     state = spec.trainer.init(keys["train"], sae_params)
     metrics: dict[str, list[np.ndarray]] = {}
     restored = load_state(run_dir, state) if resume else None
@@ -139,9 +146,14 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
 
 def format_summary(s: dict) -> str:
     e = s["eval"]
-    lines = [
+    sae = (
         f"SAE: held-out accuracy {s['sae']['acc']:.4f}, CR {s['sae']['cr']:.3f} "
-        f"({s['sae']['seconds']:.1f} s)",
+        f"({s['sae']['seconds']:.1f} s)"
+        if "acc" in s["sae"]
+        else "SAE: not pretrained (the policy reads the channel, train.state=channel)"
+    )
+    lines = [
+        sae,
         f"DRL: {s['epochs']} epochs in {s['train_seconds']:.1f} s "
         f"(first chunk with compile {s['first_chunk_seconds_with_compile']:.1f} s), "
         f"reward stable after {s['epochs_to_stable']} epochs, final T_SA {s['final_t_sa']}",

@@ -1,0 +1,133 @@
+"""A trained OJRS scheduler: channel in, decision (eq. 24) and P2 allocation (eqs. 5-13) out.
+
+    sched = load_run("outputs/2026-11-29/12-00-00")   # a finished `ojrs-train` run directory
+    a = sched.decide(h)                                 # h (N, M) or (B, N, M) -> a (..., N)
+    out = sched.allocate(h)                             # {"a", "latency", "f", "p"}
+
+Loading reads `config.yaml`, `scenario.json` and `model.msgpack` and nothing else: no trainer,
+replay buffer or parameter templates are built (the msgpack tree is the parameter tree). The
+whole decision (preprocessing, encoder when the policy reads the 2r-SAE code, policy argmax and
+the closed-form P2 allocation) is one jitted function with the trained parameters folded in as
+constants (`policy.inference_fn`), so a decision is one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+from flax import serialization
+
+from ojrs_jax import sae as sae_mod
+from ojrs_jax.p2 import solve_p2_closed_form
+from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn
+from ojrs_jax.scenario import ConfigError, Scenario, load_scenario
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """Bound decision functions of one trained model on one deployment."""
+
+    scn: Scenario  # deployment with the weights in force at the end of training
+    flops_per_decision: int  # policy network FLOPs of one decision (dense layers)
+    pipeline: Any  # jitted h (..., N, M) float32 -> (a, latency, f, p), for benchmarks
+
+    @property
+    def n_ue(self) -> int:
+        return self.scn.n_ue
+
+    @property
+    def n_mec(self) -> int:
+        return self.scn.n_mec
+
+    def decide(self, h: Any) -> np.ndarray:
+        """Offloading decisions a (..., N) int32 (0 = local, j = MEC j) for channels (..., N, M)."""
+        return self.allocate(h)["a"]
+
+    def allocate(self, h: Any) -> dict[str, np.ndarray]:
+        """Decisions and their P2 allocation: a (..., N), latency (...) in s, f (..., N) in Hz,
+        p (..., N) in W (transmit power when offloaded, local CPU power kappa f^3 otherwise)."""
+        h = jnp.asarray(h, jnp.float32)
+        if h.ndim not in (2, 3) or h.shape[-2:] != (self.n_ue, self.n_mec):
+            raise ConfigError(
+                f"channels must have shape (N, M) or (B, N, M) with N, M = "
+                f"{(self.n_ue, self.n_mec)}, got {tuple(h.shape)}"
+            )
+        a, lat, f, p = self.pipeline(h)
+        return {
+            "a": np.asarray(a, np.int32),
+            "latency": np.asarray(lat, np.float64),
+            "f": np.asarray(f, np.float64),
+            "p": np.asarray(p, np.float64),
+        }
+
+
+def make_scheduler(
+    scn: Scenario, train_cfg: Any, sae_cfg: sae_mod.SAEConfig, policy: Any, encoder: Any
+) -> Scheduler:
+    """A scheduler from trained parameters (policy, and the online encoder when the policy reads
+    the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`)."""
+    n, m = scn.n_ue, scn.n_mec
+    if train_cfg.arch == "per_ue":
+        net = PerUEPolicy(n_ue=n, n_mec=m, hidden=train_cfg.ue_hidden, embed=train_cfg.ue_embed)
+    else:
+        net = PolicyNet(n_ue=n, n_mec=m, hidden=train_cfg.policy_hidden(n, m))
+    logits = inference_fn(net, policy)
+    stats = sae_mod.channel_stats(scn, sae_cfg.preprocess)
+    encoder = jax.tree.map(jnp.asarray, encoder) if train_cfg.state == "sae" else None
+
+    def one(h: jax.Array):
+        x = sae_mod.preprocess(h, stats)
+        s = sae_mod.encode(encoder, sae_cfg, x) if encoder is not None else x
+        a = jnp.argmax(logits(s), axis=-1).astype(jnp.int32)
+        alloc = solve_p2_closed_form(scn, h, a)
+        return a, alloc.latency, alloc.f, alloc.p
+
+    @jax.jit
+    def pipeline(h: jax.Array):
+        return one(h) if h.ndim == 2 else jax.vmap(one)(h)
+
+    return Scheduler(scn=scn, flops_per_decision=inference_flops(net, policy), pipeline=pipeline)
+
+
+def load_run(run_dir: str | Path) -> Scheduler:
+    """The trained scheduler of a finished `ojrs-train` run directory; a missing or unreadable
+    file raises `ConfigError` naming it."""
+    from ojrs_jax.train import TrainConfig  # typed config only: no trainer is built
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
+    need = [run_dir / f for f in ("config.yaml", "scenario.json", "model.msgpack")]
+    missing = [p.name for p in need if not p.is_file()]
+    if missing:
+        raise ConfigError(
+            f"{run_dir} is not a finished ojrs-train run (missing {', '.join(missing)})"
+        )
+    try:
+        cfg = yaml.safe_load(need[0].read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {need[0]}: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{need[0]} is not a mapping of settings")
+    train_cfg = TrainConfig.from_mapping(
+        dict(cfg.get("train") or {}), cfg.get("asa"), cfg.get("replay")
+    )
+    sae_cfg = sae_mod.SAEConfig.from_mapping(dict(cfg.get("sae") or {}))
+    scn = load_scenario(need[1])
+    try:
+        model = serialization.msgpack_restore(need[2].read_bytes())
+        policy, encoder = model["policy"], model["encoder"]
+        sched = make_scheduler(scn, train_cfg, sae_cfg, policy, encoder)
+        jax.eval_shape(sched.pipeline, jax.ShapeDtypeStruct((scn.n_ue, scn.n_mec), jnp.float32))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ConfigError(
+            f"cannot read trained model {str(need[2])!r} for the run's configuration "
+            f"(N = {scn.n_ue}, M = {scn.n_mec}, {train_cfg.arch} policy): {e}"
+        ) from None
+    return sched

@@ -1,0 +1,96 @@
+"""The deciding path (src/ojrs_jax/scheduler.py, policy.inference_fn): same decisions as the
+trainer's, folded per-UE network equal to the flax module, FLOP count from the traced program."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ojrs_jax.p2 import solve_p2_closed_form
+from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn, init_policy
+from ojrs_jax.sae import SAEConfig, init_sae
+from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.scheduler import make_scheduler
+from ojrs_jax.train import TrainConfig, make_env, make_trainer
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        PerUEPolicy(n_ue=7, n_mec=3, hidden=(64, 64), embed=32),
+        PerUEPolicy(n_ue=5, n_mec=2, hidden=(16,), embed=4),
+        PerUEPolicy(n_ue=5, n_mec=1, hidden=(), embed=8),
+        PolicyNet(n_ue=4, n_mec=2, hidden=(12, 10)),
+    ],
+    ids=["per_ue_2", "per_ue_1", "per_ue_0", "mlp"],
+)
+def test_inference_fn_equals_module(net):
+    dim = net.n_ue * net.n_mec
+    params = init_policy(jax.random.key(0), net, dim, local_bias=0.5)
+    # untrained weights are small: scale them so every unit and branch matters
+    params = jax.tree.map(lambda x: 3.0 * x, params)
+    x = jnp.exp(jax.random.normal(jax.random.key(1), (9, dim)))
+    want = np.asarray(net.apply(params, x))
+    got = np.asarray(jax.jit(inference_fn(net, params))(x))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(inference_fn(net, params)(x[0])), want[0], atol=2e-5)
+
+
+def _dot_flops(fn, x) -> int:
+    """2 x multiply-adds of every dot_general in the traced program of one input."""
+    total = 0
+    for eqn in jax.make_jaxpr(fn)(x).jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (lc, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape
+            total += 2 * int(np.prod(out)) * int(np.prod([lhs[d] for d in lc]))
+    return total
+
+
+@pytest.mark.parametrize(
+    "net",
+    [PerUEPolicy(n_ue=30, n_mec=2, hidden=(64, 64), embed=32), PolicyNet(30, 2, (120, 80))],
+    ids=["per_ue", "mlp"],
+)
+def test_inference_flops_counts_the_traced_products(net):
+    dim = net.n_ue * net.n_mec
+    params = init_policy(jax.random.key(0), net, dim)
+    x = jnp.ones((dim,), jnp.float32)
+    assert inference_flops(net, params) == _dot_flops(inference_fn(net, params), x)
+
+
+@pytest.mark.parametrize(
+    "train_kw,sae_kw",
+    [
+        ({"state": "channel", "arch": "per_ue", "ue_hidden": (16, 16), "ue_embed": 8}, {}),
+        ({"state": "sae", "arch": "mlp", "hidden": (20,)}, {"latent": 6, "preprocess": "log"}),
+        ({"state": "channel", "arch": "mlp", "hidden": (20,)}, {"preprocess": "linear"}),
+    ],
+    ids=["per_ue", "sae_mlp", "channel_mlp"],
+)
+def test_scheduler_matches_trainer_decide(train_kw, sae_kw):
+    """Decisions and allocations equal the trainer's `decide` followed by the P2 closed form."""
+    scn = make_scenario(SystemConfig(n_ue=6, n_mec=2, seed=3))
+    cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, **train_kw)
+    sae_cfg = SAEConfig.from_mapping({"latent": 8, **sae_kw})
+    trainer = make_trainer(cfg, sae_cfg, scn.n_ue, scn.n_mec)
+    sae_params = init_sae(jax.random.key(1), sae_cfg, scn.n_ue * scn.n_mec)
+    st = trainer.init(jax.random.key(2), sae_params)
+    policy = jax.tree.map(lambda x: 5.0 * x, st.policy)  # away from ties at initialisation
+
+    env = make_env(jax.random.key(3), scn, cfg, sae_cfg)
+    H = sample_channels(jax.random.key(4), scn, 64)
+    a_want = np.asarray(trainer.decide(policy, st.sae.online, env, H))
+    sched = make_scheduler(scn, cfg, sae_cfg, policy, st.sae.online)
+    out = sched.allocate(np.asarray(H))
+    np.testing.assert_array_equal(out["a"], a_want)
+    assert len(set(map(tuple, a_want))) > 1  # the policy reacts to the channel
+    for b in (0, 17, 63):
+        alloc = solve_p2_closed_form(scn, H[b], jnp.asarray(a_want[b]))
+        np.testing.assert_allclose(out["latency"][b], float(alloc.latency), rtol=1e-6)
+        np.testing.assert_allclose(out["f"][b], np.asarray(alloc.f), rtol=1e-6)
+        np.testing.assert_allclose(out["p"][b], np.asarray(alloc.p), rtol=1e-6)
+    np.testing.assert_array_equal(sched.decide(np.asarray(H[5])), a_want[5])
