@@ -35,13 +35,37 @@ class PolicyNet(nn.Module):
         return logits.reshape(*s.shape[:-1], self.n_ue, self.n_mec + 1)
 
 
+class BlockDense(nn.Module):
+    """`nn.Dense` over the concatenation of `parts` without building it: sum_k parts[k] @ W_k + b
+    with W_k the kernel's rows of part k. Parts broadcast against each other, so a part that is
+    the same for every sample (a UE embedding, (N, E)) or for every UE (a context, (..., 1, E))
+    is multiplied once, not once per row. Parameters, names and initialisation are those of
+    `nn.Dense` on the concatenated input."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, parts: Sequence[jax.Array]) -> jax.Array:
+        widths = [x.shape[-1] for x in parts]
+        init = nn.initializers.lecun_normal()
+        kernel = self.param("kernel", init, (sum(widths), self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        y, row = bias, 0
+        for x, w in zip(parts, widths, strict=True):
+            y = y + x @ kernel[row : row + w]
+            row += w
+        return y
+
+
 class PerUEPolicy(nn.Module):
     """A permutation-aware alternative to the paper's MLP (config `train.arch=per_ue`).
 
     The state must be the preprocessed channel x (..., N*M). Every UE's logits come from one
     shared MLP applied to [x_i, log x_i, a learned UE embedding (the UE's fixed identity: its
     position and, after a change, its weight), the mean over UEs of a per-UE feature (the
-    load context)]: s (..., N*M) -> logits (..., N, M+1).
+    load context)]: s (..., N*M) -> logits (..., N, M+1). The first two layers are `BlockDense`:
+    the embedding's and the context's contributions are computed per UE and per sample, not per
+    (sample, UE) row, which halves the work of a training step at N = 30, M = 2.
     """
 
     n_ue: int
@@ -52,15 +76,15 @@ class PerUEPolicy(nn.Module):
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
         x = s.reshape(*s.shape[:-1], self.n_ue, self.n_mec)
-        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)
+        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)  # (..., N, 2M)
         emb = self.param("ue_embedding", nn.initializers.normal(0.1), (self.n_ue, self.embed))
-        emb = jnp.broadcast_to(emb, (*x.shape[:-1], self.embed))
-        own = jnp.concatenate([feats, emb], axis=-1)
-        ctx = jnp.mean(nn.relu(nn.Dense(self.embed)(own)), axis=-2, keepdims=True)
-        h = jnp.concatenate([own, jnp.broadcast_to(ctx, (*own.shape[:-1], self.embed))], -1)
-        for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.n_mec + 1)(h)
+        ctx = BlockDense(self.embed, name="Dense_0")([feats, emb])  # (..., N, E)
+        ctx = jnp.mean(nn.relu(ctx), axis=-2, keepdims=True)  # (..., 1, E)
+        widths = (*self.hidden, self.n_mec + 1)
+        h = BlockDense(widths[0], name="Dense_1")([feats, emb, ctx])
+        for i, width in enumerate(widths[1:], start=2):
+            h = nn.Dense(width, name=f"Dense_{i}")(nn.relu(h))
+        return h
 
 
 def _dense_layers(params: Params) -> list[dict]:
