@@ -69,10 +69,10 @@ def _relative(p: str | Path, base: Path) -> str:
 
 
 def command_line(argv: list[str] | None = None) -> list[str]:
-    """sys.argv with the script path and other existing paths made relative to the cwd."""
+    """sys.argv with absolute paths inside the cwd (the script's, --out's) made relative to it."""
     argv = list(sys.argv if argv is None else argv)
     cwd = Path.cwd().resolve()
-    return [_relative(a, cwd) if os.path.isabs(a) and os.path.exists(a) else a for a in argv]
+    return [_relative(a, cwd) if os.path.isabs(a) else a for a in argv]
 
 
 def git_state() -> dict:
