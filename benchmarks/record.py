@@ -12,8 +12,10 @@ Every script in benchmarks/ uses it the same way:
     rec.write(args.out, figures)                 # machine, load at end, then the file
 
 A record is one JSON object:
-- `command` (the command line as typed, paths relative to `cwd`), `argv`, `cwd` (relative to
-  the repository root when inside it), `script`;
+- `command` (the command line as typed, paths relative to `cwd`, preceded by the variables of
+  `env` that were set), `argv`, `cwd` (relative to the repository root when inside it),
+  `script`, `env` (the variables of ENV that affect JAX, as set when the run started; XLA_FLAGS
+  includes the flag `import ojrs_jax` appends, `machine.xla_flags` the value at the end);
 - `date_utc` (start, ISO 8601), `date_utc_end`, `wall_s`;
 - `git`: `commit`, `dirty` (tracked files differ from the commit), `branch`;
 - `machine`: platform, CPU model (/proc/cpuinfo), core count, memory, Python, jax, jaxlib,
@@ -48,6 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LOAD_FRACTION = 0.75  # under load: 1-min load average > LOAD_FRACTION x cores, at start or end
+ENV = ("OJRS_KEEP_XLA_FLAGS", "XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64", "PYTHONPATH",
+       "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")  # fmt: skip
 
 
 def add_out_argument(ap: argparse.ArgumentParser, name: str) -> None:
@@ -159,6 +163,7 @@ class Recording:
 
     def __init__(self, argv: list[str] | None = None):
         self.argv = command_line(argv)
+        self.env = {k: os.environ[k] for k in ENV if k in os.environ}
         self.date = _utc()
         self.t0 = time.perf_counter()
         self.load_start = list(os.getloadavg())
@@ -202,9 +207,13 @@ class Recording:
         return {
             "record": 1,
             "script": _relative(cwd / self.argv[0], ROOT) if is_script else None,
-            "command": shlex.join(["python", *self.argv] if is_script else self.argv),
+            "command": " ".join(
+                [*(f"{k}={shlex.quote(v)}" for k, v in self.env.items() if k != "XLA_FLAGS"),
+                 shlex.join(["python", *self.argv] if is_script else self.argv)]
+            ),  # fmt: skip
             "argv": self.argv,
             "cwd": _relative(cwd, ROOT) if cwd != ROOT else ".",
+            "env": self.env,
             "date_utc": self.date,
             "date_utc_end": _utc(),
             "wall_s": round(time.perf_counter() - self.t0, 3),
