@@ -5,9 +5,11 @@ channel draws: mean gap L / L* - 1 of Greedy, ASA from Greedy (T_SA = 20, conf/a
 plain SA (same K and iterations) and PSO (conf/baselines.yaml `pso`), where L* is SCIP's certified
 optimum. Every gap uses the float64 latency of the returned decision (ojrs_jax.exact.latency_np),
 not the search's own float32 value. Then the per-instance ASA time, single and vmapped over 256
-instances, against the paper's 0.2354 s (Table II). Prints figures; asserts nothing about time.
+instances, against the paper's 0.2354 s (Table II). Prints figures and writes them, with the
+command, machine, date, commit and load, to a record (benchmarks/record.py); asserts nothing about
+time.
 
-    python benchmarks/bench_asa.py [--draws 200] [--k 128]
+    python benchmarks/bench_asa.py [--draws 200] [--k 128] [--timing-only] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy
@@ -55,7 +61,12 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=None, help="K neighbours (default: conf/asa)")
     ap.add_argument("--t-sa", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--timing-only", action="store_true", help="skip the gap table (no SCIP, SA or PSO)"
+    )
+    add_out_argument(ap, "bench_asa")
     args = ap.parse_args()
+    rec = Recording()
 
     asa_map = OmegaConf.to_container(OmegaConf.load(CONF / "asa" / "default.yaml"))
     if args.k is not None:
@@ -77,6 +88,24 @@ def main() -> None:
         "large reductions)"
     )
     print()
+    figures: dict = {
+        "n_ue": 30,
+        "draws": None if args.timing_only else d,
+        "asa": {"k": k, "t_sa": t_sa, "t0": params.t0, "phi_c": params.phi_c,
+                "mut_scale": params.mut_scale, "local_weight": params.local_weight},
+        "pso": {"particles": pso_cfg.n_particles, "iterations": pso_cfg.n_iter},
+        "paper_asa_s": PAPER_ASA_SECONDS,
+        "gaps": [],
+    }  # fmt: skip
+    if not args.timing_only:
+        gap_table(args, figures, asa_cfg, params, pso_cfg, pso_par)
+    timing(figures, asa_cfg, params, pso_cfg, pso_par, t_sa)
+    rec.write(args.out, figures)
+
+
+def gap_table(args, figures, asa_cfg, params, pso_cfg, pso_par) -> None:
+    """Mean gap to the certified optimum of Greedy, ASA, SA and PSO at M = 1..5 (printed)."""
+    k, t_sa, d = asa_cfg.k, args.t_sa, args.draws
     head = (
         f"{'M':>2} {'greedy':>9} {'ASA':>9} {'ASA max':>9} {'ASA =opt':>9} {'SA':>9} "
         f"{'PSO':>9} {'PSO =opt':>9} {'SCIP ms':>8}"
@@ -126,7 +155,21 @@ def main() -> None:
             f"{np.mean(gap['pso'] < 1e-6):>9.2f} "
             f"{1e3 * np.mean([r.seconds for r in res]):>8.1f}"
         )
+        figures["gaps"].append(
+            {
+                "m": m,
+                "mean_gap_pct": pct,
+                "asa_max_gap_pct": 100 * float(gap["asa"].max()),
+                "asa_share_optimal": float(np.mean(gap["asa"] < 1e-6)),
+                "pso_share_optimal": float(np.mean(gap["pso"] < 1e-6)),
+                "scip_ms_per_draw": 1e3 * float(np.mean([r.seconds for r in res])),
+            }
+        )
 
+
+def timing(figures, asa_cfg, params, pso_cfg, pso_par, t_sa: int) -> None:
+    """ASA time per instance, one call and vmapped over 256, and PSO one call (printed)."""
+    k = asa_cfg.k
     print()
     print(
         f"ASA time per instance (N=30, M=2, K={k}, T_SA={t_sa}, from Greedy, incl. P2 of every "
@@ -157,6 +200,18 @@ def main() -> None:
     )
     tp = np.median([best_time(pso_single, keys[i], H[i], reps=3) for i in range(5)])
     print(f"  PSO single instance            : {1e3 * tp:8.3f} ms")
+    figures["timing"] = {
+        "m": 2,
+        "from": "greedy",
+        "single_ms": 1e3 * float(t1),
+        "single_note": "median over 20 instances of the best of 5 calls each",
+        "vmapped": 256,
+        "vmapped_ms_per_instance": 1e3 * tb / 256,
+        "vmapped_ms_per_batch": 1e3 * tb,
+        "speedup_vs_paper_single": PAPER_ASA_SECONDS / float(t1),
+        "speedup_vs_paper_vmapped": PAPER_ASA_SECONDS / (tb / 256),
+        "pso_single_ms": 1e3 * float(tp),
+    }
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
 """Decision time of a trained OJRS pipeline (encoder, policy, P2 closed form): one call, batched.
 
-    python benchmarks/bench_decide.py RUN_DIR [--batch 4096] [--repeats 200]
+    python benchmarks/bench_decide.py RUN_DIR [--batch 4096] [--repeats 200] [--out FILE.json]
 
 Prints microseconds per decision for a single jitted call and for batched calls, and the
-throughput; the paper's figure is 17.4 ms per OJRS decision at N = 30 (Table II).
+throughput; the paper's figure is 17.4 ms per OJRS decision at N = 30 (Table II). Writes the
+figures, with the run's network settings, the command, machine, date, commit and load, to a
+record (benchmarks/record.py). The times depend on the network's shape, not on how long it was
+trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.checkpoint import load_model
 from ojrs_jax.p2 import solve_p2_closed_form
@@ -29,8 +36,11 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=200)
+    add_out_argument(ap, "bench_decide")
     args = ap.parse_args()
-    spec = build(yaml.safe_load((args.run / "config.yaml").read_text()))
+    rec = Recording()
+    cfg = yaml.safe_load((args.run / "config.yaml").read_text())
+    spec = build(cfg)
     scn = load_scenario(args.run / "scenario.json")
     env = spec.env().replace(scn=scn)
     n_in = scn.n_ue * scn.n_mec
@@ -72,6 +82,15 @@ def main() -> None:
         "speedup_vs_paper_single": 17.4e-3 / single,
     }
     print(json.dumps(out, indent=1))
+    summary = json.loads((args.run / "summary.json").read_text()) if (
+        args.run / "summary.json").exists() else {}  # fmt: skip
+    t = cfg.get("train", {})
+    out["run"] = {
+        "dir": str(args.run),
+        "train": {k: t.get(k) for k in ("arch", "state", "hidden", "ue_embed", "epochs")},
+        "epochs_trained": summary.get("epochs"),
+    }
+    rec.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """JAX vs plain NumPy on this machine: decision pipeline, ASA and Algorithm 3 per epoch.
 
-    python benchmarks/bench_numpy_ratio.py [--quick]
+    python benchmarks/bench_numpy_ratio.py [--quick] [--out FILE.json]
 
 N = 30, M = 2, paper settings. The NumPy references (benchmarks/numpy_ref.py) are first checked
 against the JAX code (same decisions on 256 channels, same ASA mean latency over 50 draws, same
 policy gradient), then both are timed side by side in this run (median wall time). Prints a JSON
-dict and writes benchmarks/results/cpu_ratios.json. Asserts nothing about time.
+dict and writes it, with the command, machine, date, commit and load, to a record
+(benchmarks/record.py; default benchmarks/results/bench_numpy_ratio.json; cpu_ratios.json is an
+earlier run's output, written before the records). Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_ref as ref  # noqa: E402
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax import sae as sae_mod  # noqa: E402
 from ojrs_jax.asa import asa_search  # noqa: E402
@@ -254,18 +257,15 @@ def train_ratio(spec, epochs: int, reps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter timings and training runs")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpu_ratios.json")
+    add_out_argument(ap, "bench_numpy_ratio")
     args = ap.parse_args()
+    rec = Recording()
     budget = 1.0 if args.quick else 3.0
     epochs = 50 if args.quick else 200
     spec = build(paper_cfg(epochs=epochs, chunk=epochs))
     st = fresh_state(spec)
     enc, pol = numpy_weights(st)
     out: dict = {
-        "machine": machine(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "device": str(jax.devices()[0]),
         "n_ue": spec.scn.n_ue,
         "n_mec": spec.scn.n_mec,
         "quick": args.quick,
@@ -277,11 +277,8 @@ def main() -> None:
     out["asa"] = asa_ratio(spec, budget)
     print(json.dumps({"asa": out["asa"]}), file=sys.stderr)
     out["train"] = {**grad_check(spec, st), **train_ratio(spec, epochs, 2 if args.quick else 3)}
-    out["load_at_end"] = os.getloadavg()[0]
-    text = json.dumps(out, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    print(json.dumps(out, indent=1))
+    rec.write(args.out, out)
 
 
 if __name__ == "__main__":

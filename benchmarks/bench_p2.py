@@ -1,24 +1,29 @@
 """P2 for a fixed decision: the closed form (KKT rule) against jaxopt's ProjectedGradient.
 
-    python benchmarks/bench_p2.py [--n-ue 30] [--mecs 2] [--batch 256] [--budget 2]
+    python benchmarks/bench_p2.py [--n-ue 30] [--mecs 2] [--batch 256] [--budget 2] [--out F.json]
 
 Both solve the CPU shares of `ojrs_jax.p2` for random decisions on sampled channels: one instance
 per jitted call, and `--batch` instances vmapped in one call (jaxopt's while_loop then runs until
 the slowest instance stops). Agreement (largest relative latency difference) and jaxopt's
-iteration counts are printed with the times (median wall time, compile excluded). Asserts nothing
-about time.
+iteration counts are printed with the times (median wall time, compile excluded), and written
+with the command, machine, date, commit and load to a record (benchmarks/record.py). Asserts
+nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
-from bench_numpy_ratio import timeit  # noqa: E402  (benchmarks/ is the script's folder)
 from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_numpy_ratio import timeit  # noqa: E402
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.baselines import random_decision
 from ojrs_jax.p2 import solve_p2_closed_form, solve_p2_pg
@@ -85,9 +90,13 @@ def main() -> None:
     ap.add_argument("--area", type=float, default=50.0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--budget", type=float, default=2.0, help="seconds of repeats per figure")
+    add_out_argument(ap, "bench_p2")
     a = ap.parse_args()
+    rec = Recording()
     scn = scenario(a.n_ue, a.mecs, a.layout, a.area)
-    print(json.dumps(p2_compare(scn, a.budget, a.batch), indent=1))
+    res = p2_compare(scn, a.budget, a.batch)
+    print(json.dumps(res, indent=1))
+    rec.write(a.out, res)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 starts one per point, so `ru_maxrss` is that point's peak memory).
 
     python benchmarks/bench_scale.py --n-ue 1000 --mecs 20 [--epochs 1000] [--draws 3]
-        [--time-limit 20] [--batch B] [--preset large]
+        [--time-limit 20] [--batch B] [--preset large] [--out FILE.json]
 
 Deployment: conf/system/default.yaml, grid layout, area 500 m * sqrt(N / 1000) (the UE density
 of conf/scale/large.yaml at every N). Policy: the train preset `--preset` (conf/train/NAME.yaml,
@@ -21,6 +21,9 @@ Prints one JSON object:
 - peak_rss_mb: the peak resident memory of this process (VmHWM of /proc/self/status, at the
   end and after training). Not ru_maxrss: Linux carries the parent's peak across fork and exec
   into it, so under run_all every point would report run_all's own peak.
+The same object is written, with the command, machine, date, commit and load, to a record
+(benchmarks/record.py; default benchmarks/results/bench_scale.json; run_all gives each point its
+own file and reads it back).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_p2 import timeit  # noqa: E402
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax import sae as sae_mod  # noqa: E402
 from ojrs_jax.asa import asa_from_mapping, asa_search  # noqa: E402
@@ -227,11 +231,14 @@ def main() -> None:
         "else 2^22 / (N M) rounded down to a power of two, at least 256",
     )
     ap.add_argument("--preset", default="large")
+    add_out_argument(ap, "bench_scale")
     a = ap.parse_args()
+    rec = Recording()
     if a.batch is None:
         a.batch = max(256, min(4096, 2 ** int(math.log2(2**22 // (a.n_ue * a.mecs)))))
     res = run_point(a.n_ue, a.mecs, a.epochs, a.draws, a.time_limit, a.batch, a.preset)
     print(json.dumps(res))
+    rec.write(a.out, res)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Short accelerator benchmark of OJRS (runs in about two minutes): figures printed as JSON.
+"""Short accelerator benchmark of OJRS: figures printed as JSON and written to a record.
 
 Needs only jax, flax, optax and chex (no Hydra, SCIP or jaxopt), so it runs on a bare GPU or TPU
-image with `PYTHONPATH=src python benchmarks/gpu_bench.py [--small]`. It measures
+image with `PYTHONPATH=src python benchmarks/gpu_bench.py [--small] [--out FILE.json]`. The
+record (benchmarks/record.py; default benchmarks/results/gpu_bench.json) holds the figures with
+the command, machine, device, date, commit and load. It measures
 - Algorithm 3 training: time per epoch at N = 30, M = 2 for 1 seed and for S vmapped seeds;
 - the trained pipeline's decisions (encoder, policy, P2): one call and batched throughput;
 - ASA per instance, single and vmapped;
@@ -13,13 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 # The CPU workaround flag of ojrs_jax/__init__ is unknown to other jaxlib builds: leave XLA alone
 # unless this is the CPU backend of the pinned series.
 os.environ.setdefault("OJRS_KEEP_XLA_FLAGS", "1")
 
 import jax  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax import sae as sae_mod  # noqa: E402
 from ojrs_jax.asa import ASAParams, asa_search  # noqa: E402
@@ -98,7 +105,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="tiny sizes, to check the script on CPU")
     ap.add_argument("--large-epochs", type=int, default=200)
     ap.add_argument("--large-batch", type=int, default=4096)
+    add_out_argument(ap, "gpu_bench")
     args = ap.parse_args()
+    rec = Recording()
     res = {
         "device": str(jax.devices()[0]),
         "backend": jax.default_backend(),
@@ -121,6 +130,7 @@ def main() -> None:
             sae_hidden=(1024,),
         )
     print(json.dumps(res, indent=1))
+    rec.write(args.out, res)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Times what one `ojrs-reproduce` job spends in Algorithm 3, from the same Hydra c
 No SCIP or PSO reference is computed (they run on the CPU): the figures are training only.
 Needs hydra-core and omegaconf besides jax, flax, optax and chex:
     PYTHONPATH=src python benchmarks/gpu_sweep.py [--small] [--out FILE.json]
+The figures are printed and written, with the command, machine, device, date, commit and load, to
+a record (benchmarks/record.py; default benchmarks/results/gpu_sweep.json).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 # The CPU workaround flag of ojrs_jax/__init__ is unknown to other jaxlib builds: leave XLA alone
@@ -24,6 +27,9 @@ os.environ.setdefault("OJRS_KEEP_XLA_FLAGS", "1")
 import hydra  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.config import to_container  # noqa: E402
 from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
@@ -80,8 +86,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="tiny sizes, to check the script on CPU")
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 64, 512])
     ap.add_argument("--large-epochs", type=int, default=2000)
-    ap.add_argument("--out", type=Path, default=None)
+    add_out_argument(ap, "gpu_sweep")
     args = ap.parse_args()
+    rec = Recording()
     res = {"device": str(jax.devices()[0]), "devices": jax.device_count(), "jax": jax.__version__}
     t3 = ["experiment=table3_m5", "train=tuned"]
     lg = ["scale=large", "train=large", f"train.epochs={args.large_epochs}", "train.change_epoch=0"]
@@ -93,10 +100,8 @@ def main() -> None:
     else:
         res["table3_m5"] = time_job(t3, args.seeds, chunk=1000)
         res["large"] = time_job(lg, [1, 4], chunk=min(1000, args.large_epochs // 2))
-    text = json.dumps(res, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    print(json.dumps(res, indent=1))
+    rec.write(args.out, res)
 
 
 if __name__ == "__main__":

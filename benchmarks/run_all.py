@@ -1,4 +1,4 @@
-"""Every figure of issue 8 in one run, printed and written as JSON (asserts nothing about time).
+"""Every figure of issue 8 in one run, printed and written as a record (asserts nothing about time).
 
     python benchmarks/run_all.py [--quick] [--out benchmarks/results/cpu_all.json]
 
@@ -28,8 +28,8 @@ Sizes:            --quick                      full
                   10 s per draw, 240 s/point   3 (N = 1000), SCIP 20 s per draw, 300 s per point
   P2 (4)          64 vmapped                   256 vmapped
   large (6)       -                            10000 epochs, 5 draws, SCIP 30 s per draw
-On the 2-core development CPU (unloaded) --quick takes about 5 minutes and the full run about
-25; other jobs on the machine stretch both (the JSON records the load average per section).
+Other jobs on the machine stretch the run: the record (benchmarks/record.py: command, machine,
+date, commit, load at start and end) also gives the load average per section and per sweep point.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,11 +52,11 @@ from bench_numpy_ratio import (  # noqa: E402
     asa_ratio,
     decide_ratio,
     grad_check,
-    machine,
     paper_cfg,
     train_ratio,
 )
 from bench_p2 import p2_compare  # noqa: E402
+from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
 
@@ -100,18 +101,24 @@ def train_full(epochs: int) -> tuple:
 
 
 def sweep_point(n: int, m: int, epochs: int, draws: int, limit: float, timeout: float) -> dict:
-    """Run benchmarks/bench_scale.py for one point in a fresh process."""
-    cmd = [sys.executable, str(HERE / "bench_scale.py"), "--n-ue", str(n), "--mecs", str(m),
-           "--epochs", str(epochs), "--draws", str(draws), "--time-limit", str(limit)]  # fmt: skip
-    t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"n_ue": n, "n_mec": m, "skipped": f"over the {timeout:.0f} s limit per point"}
-    if p.returncode != 0:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"n_ue": n, "n_mec": m, "skipped": f"exit {p.returncode}: {tail[0][:300]}"}
-    res = json.loads(p.stdout.strip().splitlines()[-1])
+    """Run benchmarks/bench_scale.py for one point in a fresh process; its record's figures,
+    with the point's own load record under `point_load`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rec_file = Path(tmp) / "point.json"
+        cmd = [sys.executable, str(HERE / "bench_scale.py"), "--n-ue", str(n), "--mecs", str(m),
+               "--epochs", str(epochs), "--draws", str(draws), "--time-limit", str(limit),
+               "--out", str(rec_file)]  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"n_ue": n, "n_mec": m, "skipped": f"over the {timeout:.0f} s limit per point"}
+        if p.returncode != 0 or not rec_file.exists():
+            tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {"n_ue": n, "n_mec": m, "skipped": f"exit {p.returncode}: {tail[0][:300]}"}
+        rec = json.loads(rec_file.read_text())
+    res = rec["figures"]
+    res["point_load"] = rec["load"]
     res["process_s"] = time.perf_counter() - t0
     return res
 
@@ -134,22 +141,14 @@ def sweep_row(r: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (see the docstring)")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "cpu_all.json")
+    add_out_argument(ap, "cpu_all")
     ap.add_argument("--skip", nargs="*", default=[], help="sections to leave out (names above)")
     args = ap.parse_args()
+    rec = Recording()
     q = args.quick
     budget = 1.0 if q else 3.0
     t_all = time.perf_counter()
-    out: dict = {
-        "command": "python benchmarks/run_all.py" + (" --quick" if q else ""),
-        "machine": machine(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "device": str(jax.devices()[0]),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "quick": q,
-        "paper": PAPER,
-    }
+    out: dict = {"quick": q, "skipped_sections": args.skip, "paper": PAPER}
 
     def section(name: str, fn):
         if name in args.skip:
@@ -210,17 +209,18 @@ def main() -> None:
             lambda: sweep_point(1000, 20, 10000, 5, 30.0, 1200.0),
         )
     out["total_s"] = time.perf_counter() - t_all
-    text = json.dumps(out, indent=1)
-    print(text)
-    print_summary(out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    out["total_min"] = out["total_s"] / 60
+    print(json.dumps(out, indent=1))
+    record = rec.write(args.out, out)
+    print_summary(out, record)
 
 
-def print_summary(out: dict) -> None:
+def print_summary(out: dict, record: dict) -> None:
     """A short table of the headline figures on stderr."""
     p = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
-    p(f"\n== {out['machine']}, jax {out['jax']}, total {out['total_s']:.0f} s")
+    mach = record["machine"]
+    p(f"\n== {mach['cpu_model']}, {mach['cores']} cores, jax {mach.get('jax')}, "
+      f"{record['load']['label']}, total {out['total_s']:.0f} s")  # fmt: skip
     if "train" in out:
         t, r = out["train"], out["train"]["numpy_ratio"]
         p(f"train: {t['ms_per_epoch']:.2f} ms/epoch, {t['epochs']} epochs in "
