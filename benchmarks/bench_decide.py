@@ -1,12 +1,17 @@
-"""Decision time of a trained OJRS pipeline (encoder, policy, P2 closed form): one call, batched.
+"""Decision time of a trained OJRS scheduler (policy, P2 closed form) beside the CPU's limit.
 
-    python benchmarks/bench_decide.py RUN_DIR [--batch 4096] [--repeats 200] [--out FILE.json]
+    python benchmarks/bench_decide.py RUN_DIR [--batch 4096] [--repeats 2000] [--out FILE.json]
 
-Prints microseconds per decision for a single jitted call and for batched calls, and the
-throughput; the paper's figure is 17.4 ms per OJRS decision at N = 30 (Table II). Writes the
-figures, with the run's network settings, the command, machine, date, commit and load, to a
-record (benchmarks/record.py). The times depend on the network's shape, not on how long it was
-trained.
+Loads the run as `ojrs-decide` does (`ojrs_jax.load_run`: one jitted call from channel to
+decision and allocation) and prints, measured in the same process:
+- microseconds for one call on one channel (the online path) and per decision batched;
+- the policy network's FLOPs per decision (`Scheduler.flops_per_decision`, dense layers), the
+  GFLOP/s a large float32 matrix product reaches here, and so the FLOP bound on decisions/s
+  (matmul GFLOP/s / FLOPs per decision), with the batched throughput's distance to it;
+- the paper's figure, 17.4 ms per OJRS decision at N = 30 (Table II).
+Writes the figures, with the run's network settings, the command, machine, date, commit and
+load, to a record (benchmarks/record.py). The times depend on the network's shape, not on how
+long it was trained.
 """
 
 from __future__ import annotations
@@ -18,58 +23,55 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.checkpoint import load_model
-from ojrs_jax.p2 import solve_p2_closed_form
-from ojrs_jax.pipeline import build
-from ojrs_jax.sae import init_sae
-from ojrs_jax.scenario import load_scenario, sample_channels
+from ojrs_jax.scenario import sample_channels
+from ojrs_jax.scheduler import load_run
+
+
+def median_time(fn, *args, reps: int) -> float:
+    """Median wall time of `reps` calls after one that compiles."""
+    jax.block_until_ready(fn(*args))
+    t = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        t.append(time.perf_counter() - t0)
+    return float(np.median(t))
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    """GFLOP/s of an n x n float32 matrix product (this CPU's practical peak for dense work)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    best = min(median_time(f, a, reps=1) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=2000)
     add_out_argument(ap, "bench_decide")
     args = ap.parse_args()
     rec = Recording()
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
-    spec = build(cfg)
-    scn = load_scenario(args.run / "scenario.json")
-    env = spec.env().replace(scn=scn)
-    n_in = scn.n_ue * scn.n_mec
-    st = spec.trainer.init(jax.random.key(0), init_sae(jax.random.key(0), spec.sae_cfg, n_in))
-    model = load_model(args.run, {"policy": st.policy, "encoder": st.sae.online})
-
-    @jax.jit
-    def pipeline(h):
-        a = spec.trainer.decide(model["policy"], model["encoder"], env, h)
-        if h.ndim == 2:
-            return a, solve_p2_closed_form(scn, h, a).latency
-        return a, jax.vmap(solve_p2_closed_form, (None, 0, 0))(scn, h, a).latency
-
+    sched = load_run(args.run)
+    scn = sched.scn
     H = sample_channels(jax.random.key(1), scn, args.batch)
-    jax.block_until_ready(pipeline(H[0]))
-    jax.block_until_ready(pipeline(H))
-    t = []
-    for r in range(args.repeats):
-        h = H[r % args.batch]
-        t0 = time.perf_counter()
-        jax.block_until_ready(pipeline(h))
-        t.append(time.perf_counter() - t0)
-    single = float(np.median(t))
-    tb = []
-    for _ in range(max(3, args.repeats // 20)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(pipeline(H))
-        tb.append(time.perf_counter() - t0)
-    batched = float(np.median(tb)) / args.batch
+    one = H[0]
+    single = median_time(sched.pipeline, one, reps=args.repeats)
+    batched = median_time(sched.pipeline, H, reps=max(5, args.repeats // 100)) / args.batch
+    peak = matmul_gflops()
+    flops = sched.flops_per_decision
+    bound = peak * 1e9 / flops
     out = {
         "device": str(jax.devices()[0]),
         "n_ue": scn.n_ue,
@@ -78,6 +80,11 @@ def main() -> None:
         "batched_us_per_decision": batched * 1e6,
         "batched_decisions_per_s": 1.0 / batched,
         "batch": args.batch,
+        "policy_flops_per_decision": flops,
+        "matmul_gflops": peak,
+        "achieved_gflops_batched": flops / batched / 1e9,
+        "flop_bound_decisions_per_s": bound,
+        "bound_over_achieved": bound * batched,
         "paper_ms_per_decision": 17.4,
         "speedup_vs_paper_single": 17.4e-3 / single,
     }

@@ -29,6 +29,9 @@ from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_f
 from ojrs_jax.scenario import ConfigError, Scenario, load_scenario
 
 
+BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
+
+
 @dataclass(frozen=True)
 class Scheduler:
     """Bound decision functions of one trained model on one deployment."""
@@ -90,7 +93,9 @@ def make_scheduler(
 
     @jax.jit
     def pipeline(h: jax.Array):
-        return one(h) if h.ndim == 2 else jax.vmap(one)(h)
+        # A batch runs as vmapped chunks: the hidden activations of 256 decisions (2 MB at
+        # N = 30) stay in cache; one vmap over 4096 was 4x slower per decision here.
+        return one(h) if h.ndim == 2 else jax.lax.map(one, h, batch_size=BATCH_CHUNK)
 
     return Scheduler(scn=scn, flops_per_decision=inference_flops(net, policy), pipeline=pipeline)
 
