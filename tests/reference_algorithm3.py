@@ -83,7 +83,7 @@ class BlockDraws:
     explore_option: np.ndarray  # (phi, N) int its random option in {0..M}
     asa_u: np.ndarray  # (phi, max_iter, K, N) neighbour uniforms per iteration
     asa_u_acc: np.ndarray  # (phi, max_iter) acceptance uniforms
-    gumbel: np.ndarray | None = None  # (updates, B, C) 2p-ER sampling noise
+    sample_u: np.ndarray | None = None  # (updates, B) 2p-ER sampling uniforms
     uniform_idx: np.ndarray | None = None  # (updates, C, B): row n-1 = draw over n valid slots
 
 
@@ -213,14 +213,17 @@ def insert_kind(buf: RefPER | RefUniform, theta_now: float) -> str:
 
 
 def sample_ref(cfg: RefConfig, buf, draws: BlockDraws, u: int) -> np.ndarray:
-    """Slots of update u's batch: Gumbel-max over tau log p_i (eq. 32), or uniform."""
+    """Slots of update u's batch: inverse CDF of P_i = p_i^tau / sum_k p_k^tau (eq. 32) at the
+    given uniforms (slot i is drawn when cdf_{i-1} <= u sum_k p_k^tau < cdf_i), or uniform."""
     valid = buf.valid()
     if cfg.replay == "uniform":
         n_valid = max(int(valid.sum()), 1)
         return np.asarray(draws.uniform_idx[u, n_valid - 1])
     p = np.array([1.0 if it is None else it["p"] for it in buf.slots])
-    logits = np.where(valid, cfg.per["tau"] * np.log(p), -np.inf)
-    return np.argmax(logits[None, :] + draws.gumbel[u], axis=1)
+    w = np.where(valid, p ** cfg.per["tau"], 0.0)
+    cdf = np.cumsum(w)
+    idx = np.searchsorted(cdf, draws.sample_u[u] * cdf[-1], side="right")
+    return np.minimum(idx, np.flatnonzero(valid).max())
 
 
 # --- one block -----------------------------------------------------------------------------------
