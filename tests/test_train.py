@@ -248,12 +248,15 @@ def test_large_preset_composes_strictly_and_runs():
         cfg = to_container(compose("train", overrides=[*over, "train.epochs=40", "train.chunk=20"]))
     check_settings(cfg, defaults)
     assert cfg["train"]["arch"] == "per_ue" and cfg["asa"]["k"] == 32 and cfg["sae"]["hidden"]
-    # the preset's evaluation size wins over conf/train.yaml's 1000 draws, the command line wins
+    # the preset's evaluation size wins over conf/train.yaml's 1000 draws (which `train=paper`
+    # keeps; the default `train=main` sets 500), the command line wins
     assert cfg["eval"]["channels"] == 20
     with initialize_config_module("ojrs_jax.conf", version_base=None):
-        plain = to_container(compose("train", overrides=["scale=tiny"]))
+        plain = to_container(compose("train", overrides=["scale=tiny", "train=paper"]))
+        main = to_container(compose("train", overrides=["scale=tiny"]))
         cli = to_container(compose("train", overrides=[*over, "eval.channels=7"]))
     assert plain["eval"]["channels"] == 1000 and cli["eval"]["channels"] == 7
+    assert main["eval"]["channels"] == 500 and main["train"]["arch"] == "per_ue"
     spec = build(cfg)
     # the SAE is not the policy input in this preset (state=channel): no pretraining needed
     n_in = spec.scn.n_ue * spec.scn.n_mec
