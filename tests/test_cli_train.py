@@ -167,3 +167,41 @@ def test_decide_rejects_missing_run(tmp_path):
 def test_train_bad_config_one_line(tmp_path):
     p = cli("ojrs_jax.cli.train", ["train.phi=0", f"hydra.run.dir={tmp_path / 'r'}"])
     assert p.returncode == 2 and "train.phi" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_decide_compilation_cache(run_dir, tmp_path):
+    """`ojrs-decide` fills the cache named by OJRS_CACHE_DIR, a second process reuses it with the
+    same output, and OJRS_CACHE_DIR=off writes no cache at all."""
+    import os
+
+    np.savez(tmp_path / "in.npz", h=np.full((3, 6, 2), 2e-5))
+    args = ["--run", str(run_dir), "--channels", str(tmp_path / "in.npz")]
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OJRS_CACHE_DIR": str(cache)}
+    first = cli("ojrs_jax.cli.decide", [*args, "--out", str(tmp_path / "a.npz")], env=env)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert entries, "no compiled program was cached"
+    second = cli("ojrs_jax.cli.decide", [*args, "--out", str(tmp_path / "b.npz")], env=env)
+    assert second.returncode == 0, second.stderr
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    for k in ("a", "latency", "f", "p"):
+        np.testing.assert_array_equal(a[k], b[k])
+    off = tmp_path / "off"
+    env_off = {**os.environ, "OJRS_CACHE_DIR": "off", "XDG_CACHE_HOME": str(off)}
+    third = cli("ojrs_jax.cli.decide", [*args, "--out", str(tmp_path / "c.npz")], env=env_off)
+    assert third.returncode == 0, third.stderr
+    assert not off.exists()
+
+
+def test_cache_dir_rules(monkeypatch, tmp_path):
+    from ojrs_jax.cache import cache_dir
+
+    monkeypatch.setenv("OJRS_CACHE_DIR", str(tmp_path / "x"))
+    assert cache_dir() == tmp_path / "x"
+    for off in ("off", "0", "", "None"):
+        monkeypatch.setenv("OJRS_CACHE_DIR", off)
+        assert cache_dir() is None
+    monkeypatch.delenv("OJRS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "ojrs-jax" / "xla"
