@@ -48,8 +48,8 @@ SCALE = os.environ.get("OJRS_NB_SCALE", "demo")
 
 # %% [markdown]
 # ## Configure
-# The run is the `ojrs-train` config with overrides, exactly as on the command line: the paper's
-# deployment (N = 30, M = 2) at the demo scale, N = 10 with small K and batches at the CI scale.
+# The run is the `ojrs-train train=paper` config (the paper's pipeline: 2r-SAE state, flat DNN)
+# with overrides, exactly as on the command line: the paper's deployment (N = 30, M = 2) at the demo scale, N = 10 with small K and batches at the CI scale.
 # Both use a light L2 weight, a larger Adam step and four steps per training round instead of the
 # paper's lambda = 0.02 and one step: with those, a run this short ends with a policy that
 # proposes nearly the same decision for every channel (about Greedy).
@@ -57,6 +57,7 @@ SCALE = os.environ.get("OJRS_NB_SCALE", "demo")
 # %%
 OVERRIDES = {
     "ci": [
+        "train=paper",
         "scale=paper_m2",
         "scale.n_ue=10",
         "sae.latent=10",
@@ -78,6 +79,7 @@ OVERRIDES = {
         "train.change_epoch=0",
     ],
     "demo": [
+        "train=paper",
         "scale=paper_m2",
         "asa.k=64",
         "train.epochs=3000",
