@@ -1,4 +1,4 @@
-"""README command 1 as a new user runs it: fresh clone, fresh venv, `pip install -e .`, `ojrs-train`.
+"""README command 1 as a new user runs it: fresh clone and venv, `pip install -e .`, `ojrs-train`.
 
     python benchmarks/bench_quick_start.py [--repo .] [--python python3.11]
 
