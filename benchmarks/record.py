@@ -43,9 +43,10 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from ojrs_jax.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -208,8 +209,10 @@ class Recording:
             "record": 1,
             "script": _relative(cwd / self.argv[0], ROOT) if is_script else None,
             "command": " ".join(
-                [*(f"{k}={shlex.quote(v)}" for k, v in self.env.items() if k != "XLA_FLAGS"),
-                 shlex.join(["python", *self.argv] if is_script else self.argv)]
+                [
+                    *(f"{k}={shlex.quote(v)}" for k, v in self.env.items() if k != "XLA_FLAGS"),
+                    shlex.join(["python", *self.argv] if is_script else self.argv),
+                ]
             ),  # fmt: skip
             "argv": self.argv,
             "cwd": _relative(cwd, ROOT) if cwd != ROOT else ".",
@@ -234,22 +237,8 @@ class Recording:
 
 def write_json(path: Path, obj) -> None:
     """`obj` as indented JSON at `path`, atomically: a reader sees the old file or the new."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a record is an ordinary file
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=_jsonable)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(obj, indent=1, default=_jsonable) + "\n"
+    atomic_write_text(path, text)
 
 
 def _jsonable(x):

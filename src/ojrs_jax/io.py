@@ -1,7 +1,8 @@
 """Safe file output: atomic writes of text, CSV and NumPy archives (no equation).
 
 Every file is written to a temporary name in the target folder and renamed into place, so a
-reader never sees a half-written file and a crash leaves the old file (or none).
+reader never sees a half-written file and a crash leaves the old file (or none). Files get the
+permissions of any new file under the process's umask (0644 under umask 022).
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from pathlib import Path
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; an output is an ordinary file, readable as the umask says
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
