@@ -208,3 +208,22 @@ def test_train_any_run_tiny(tmp_path):
     assert np.asarray(sched.decide(dep, h)).shape == (12,)
     with pytest.raises(ConfigError, match="not a finished ojrs-train-any run"):
         load_any_run(tmp_path / "nothing")
+    # ojrs-decide --deployment: a batch of channels for one deployment given by gains
+    import json
+
+    from ojrs_jax.cli.decide import main as decide_main
+
+    s_ = dep.scn
+    (tmp_path / "dep.json").write_text(json.dumps({
+        "gain": np.asarray(dep.gain).tolist(), "data_bits": np.asarray(s_.data_bits).tolist(),
+        "cycles": 1e9, "weights": 1.0, "f_mec": np.asarray(s_.f_mec).tolist(),
+    }))  # fmt: skip
+    np.savez(tmp_path / "h.npz", h=np.stack([h, h]))
+    args = ["--run", str(tmp_path), "--deployment", str(tmp_path / "dep.json"),
+            "--channels", str(tmp_path / "h.npz")]  # fmt: skip
+    assert decide_main([*args, "--out", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as z:
+        assert z["a"].shape == (2, 12) and np.all(np.isfinite(z["latency"]))
+    np.savez(tmp_path / "h.npz", h=np.stack([h, h])[:, :, :3])
+    assert decide_main([*args, "--out", str(tmp_path / "o2.npz")]) == 2
+    assert not (tmp_path / "o2.npz").exists()

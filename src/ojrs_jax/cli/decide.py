@@ -67,8 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, type=Path, help="directory of an ojrs-train run")
     ap.add_argument("--channels", required=True, type=Path, help="npz with h (B, N, M)")
     ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
+    ap.add_argument("--deployment", type=Path, help="ojrs-train-any run: deployment .json/.npz")
     args = ap.parse_args(argv)
     enable_compilation_cache()
+    if args.deployment is not None:  # a model for any deployment (cli/decide_any.py)
+        from ojrs_jax.cli.decide_any import decide_any
+
+        try:
+            out = decide_any(args.run, args.deployment, args.channels, args.out)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}: {out['a'].size // out['a'].shape[-1]} decisions, "
+              f"mean latency {out['latency'].mean():.4f} s")  # fmt: skip
+        return 0
     try:
         scn_path = args.run / "scenario.json"
         if not args.run.is_dir():
