@@ -76,8 +76,8 @@ class DeploymentConfig:
     """The Hydra `deployment` group, typed. Ranges are [low, high] (equal ends: a constant)."""
 
     kind: str = "fixed"  # fixed | random | mobile
-    n_ue: tuple[int, int] = (5, 150)  # N range of a random deployment
-    n_max: int = 150  # static padded N (>= n_ue[1])
+    n_ue: tuple[int, int] = (5, 100)  # N range of a random deployment
+    n_max: int = 100  # static padded N (>= n_ue[1])
     n_mec: tuple[int, int] = (1, 10)  # M range
     m_max: int = 10  # static padded M (>= n_mec[1])
     area: tuple[float, float] = (50.0, 200.0)  # side of the square area, m (log-uniform)

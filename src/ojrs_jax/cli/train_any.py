@@ -43,7 +43,7 @@ def train_any_run(c: dict, run_dir: Path, progress: bool = False) -> dict:
     metrics: dict[str, list] = {}
     t0, compile_s = time.perf_counter(), None
     with tqdm(total=total, unit="epoch", file=sys.stderr,
-              disable=not (sys.stderr.isatty() or progress)) as bar:  # fmt: skip
+              disable=not sys.stderr.isatty()) as bar:  # fmt: skip
         while int(state.epoch) < total:
             tc = time.perf_counter()
             state, m = trainer.run_chunk(state)
@@ -51,6 +51,12 @@ def train_any_run(c: dict, run_dir: Path, progress: bool = False) -> dict:
             compile_s = compile_s if compile_s is not None else time.perf_counter() - tc
             for k, v in m.items():
                 metrics.setdefault(k, []).append(np.asarray(v))
+            # the model after every chunk: a run stopped early leaves a usable scheduler
+            save_any_run(run_dir, c, state.policy)
+            if progress and not sys.stderr.isatty():
+                print(f"epoch {int(state.epoch)}/{total}: {time.perf_counter() - t0:.0f} s, "
+                      f"policy/ASA ratio {float(np.mean(m['ratio'])):.4f}", file=sys.stderr,
+                      flush=True)  # fmt: skip
             bar.update(chunk)
             bar.set_postfix(ratio=f"{float(np.mean(m['ratio'][-100:])):.4f}")
     train_s = time.perf_counter() - t0
