@@ -12,7 +12,8 @@ for x = the policy (no search), the policy followed by 20 ASA iterations, Greedy
 with the capacity rule) and ASA from Greedy (100 iterations, K = 128), the minimum NRR of the
 policy, how many draws SCIP certified optimal, and the time of the JAX part. `--trajectory E`
 also scores the policy along one `mobile` trajectory of E epochs at N = 30, M = 5 (no
-retraining). Figures go to stdout and to a record (benchmarks/record.py).
+retraining), UEs walking at `--traj-speed` m/s with epochs of `--traj-epoch-s` s. Figures go to
+stdout and to a record (benchmarks/record.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +44,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--trajectory", type=int, default=0)
+    ap.add_argument("--traj-speed", type=float, default=1.5, help="UE speed, m/s")
+    ap.add_argument("--traj-epoch-s", type=float, default=0.02, help="epoch duration, s")
     ap.add_argument("--no-exact", action="store_true")
     add_out_argument(ap, "eval_any")
     args = ap.parse_args()
@@ -63,7 +67,8 @@ def main() -> None:
             print(json.dumps(r), flush=True)
     figures = {"run": str(args.run), "training_config": cfg, "cells": cells}
     if args.trajectory:
-        tr = eval_trajectory(sched, dcfg, 30, 5, args.trajectory, args.seed + 1,
+        mob = replace(dcfg, speed=args.traj_speed, epoch_s=args.traj_epoch_s)
+        tr = eval_trajectory(sched, mob, 30, 5, args.trajectory, args.seed + 1,
                              exact=not args.no_exact, time_limit=args.time_limit)  # fmt: skip
         figures["trajectory"] = tr
         print(json.dumps(tr), flush=True)
