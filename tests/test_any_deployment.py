@@ -48,9 +48,8 @@ def test_bessel_j0_and_rho():
 
 
 def test_random_sampler_ranges_and_masks():
-    deps, _ = jax.vmap(lambda k: padded(0))(jnp.arange(1))  # shapes only
     keys = jax.random.split(jax.random.key(1), 400)
-    deps = jax.vmap(lambda k: random_deployment(k, CFG, SYS))(keys)
+    deps = jax.jit(jax.vmap(lambda k: random_deployment(k, CFG, SYS)))(keys)
     n = np.asarray(deps.ue_mask.sum(1))
     m = np.asarray(deps.mec_mask.sum(1))
     assert set(n) == set(range(3, 13)) and set(m) == set(range(1, 5))
@@ -66,7 +65,7 @@ def test_random_sampler_ranges_and_masks():
 def test_mobile_gauss_markov_correlation_and_speed():
     cfg = DeploymentConfig(kind="mobile", n_ue=(200, 200), n_max=200, n_mec=(10, 10), m_max=10,
                            speed=5.0, epoch_s=0.01)  # fmt: skip
-    deps, H = mobile_trajectory(jax.random.key(3), cfg, SYS, 40)
+    deps, H = jax.jit(lambda k: mobile_trajectory(k, cfg, SYS, 40))(jax.random.key(3))
     l = np.asarray(H / deps.gain)  # fading power |l|^2, (E, N, M)
     assert abs(l.mean() - 1.0) < 0.03  # stationary Exp(1)
     x, y = l[:-1].ravel(), l[1:].ravel()
@@ -101,14 +100,22 @@ def test_masked_asa_equals_asa_unpadded_and_respects_masks():
     dep = from_scenario(scn)
     h = rayleigh(jax.random.key(4), dep)
     a0 = jnp.zeros(10, jnp.int32)
-    a1, l1, _ = asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16, max_iter=20)
-    a2, l2, _ = masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16, max_iter=20)
+    a1, l1, _ = jax.jit(lambda: asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16,
+                                           max_iter=20))()  # fmt: skip
+    a2, l2, _ = jax.jit(lambda: masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16,
+                                           max_iter=20))()  # fmt: skip
     np.testing.assert_array_equal(a1, a2)
     assert float(l1) == float(l2)
-    for seed in range(4):
+
+    @jax.jit
+    def run(seed):
         dep, h = padded(seed + 20, n=5, m=2)
         g = masked_greedy(dep)
         a, l, _ = masked_asa(jax.random.key(seed), dep, h, g, 30, params, k=32, max_iter=30)
+        return dep, h, g, a, l
+
+    for seed in range(4):
+        dep, h, g, a, l = run(seed)
         a = np.asarray(a)
         assert np.all(a[5:] == 0) and a.max() <= 2
         scn_s, h_s = unpad(dep, h)
