@@ -206,10 +206,11 @@ def load_any_run(run_dir: str | Path) -> AnyScheduler:
 
 def eval_cell(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, draws: int, seed: int,
               asa_iter: int = 100, k: int = 128, exact: bool = True, time_limit: float = 60.0,
-              refine_iter: int = 20) -> dict:  # fmt: skip
+              refine_iter: int = 20, moves: float = 5.0) -> dict:  # fmt: skip
     """Policy, policy + ASA (`refine_iter` iterations), Greedy and ASA from Greedy (`asa_iter`)
     on `draws` deployments of N = n, M = m drawn from `dcfg` with keys fold_in(key(seed), d),
-    each with one Rayleigh channel; NRR = L(exact) / L(x) per draw (float64 costs, SCIP)."""
+    each with one Rayleigh channel; NRR = L(exact) / L(x) per draw (float64 costs, SCIP). ASA's
+    mutation scale is min(0.1, moves / N) (about `moves` UEs change per neighbour)."""
     cell = replace(dcfg, kind="random", n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
     base = jax.random.fold_in(jax.random.key(seed), 1000 * n + m)
     keys = jax.vmap(lambda d: jax.random.fold_in(base, d))(jnp.arange(draws))
@@ -223,9 +224,10 @@ def eval_cell(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, draws
             h = rayleigh(k_h, dep)
             a_pol = fp.act(sched.net, sched.params, dep, h)
             a_ref, _, _ = masked_asa(k_r, dep, h, a_pol, refine_iter, asa_p, k=k,
-                                     max_iter=max(refine_iter, 1))  # fmt: skip
+                                     max_iter=max(refine_iter, 1), moves=moves)  # fmt: skip
             a_g = masked_greedy(dep)
-            a_asa, _, _ = masked_asa(k_a, dep, h, a_g, asa_iter, asa_p, k=k, max_iter=asa_iter)
+            a_asa, _, _ = masked_asa(k_a, dep, h, a_g, asa_iter, asa_p, k=k, max_iter=asa_iter,
+                                     moves=moves)  # fmt: skip
             return dep, h, {"policy": a_pol, "policy_asa": a_ref, "greedy": a_g, "asa": a_asa}
 
         return jax.lax.map(one, keys)

@@ -58,8 +58,16 @@ def masked_probs(dep: Deployment, h: jax.Array, local_weight) -> jax.Array:
     return jnp.where(dep.ue_mask[:, None], q, local_only)
 
 
-def masked_asa(key, dep: Deployment, h, a0, n_iter, params: ASAParams, *, k: int, max_iter: int):
-    """ASA (Algorithm 2) on the real part of a padded deployment; returns (a_best, L, trace)."""
+def masked_asa(key, dep: Deployment, h, a0, n_iter, params: ASAParams, *, k: int, max_iter: int,
+               moves: float = 0.0):  # fmt: skip
+    """ASA (Algorithm 2) on the real part of a padded deployment; returns (a_best, L, trace).
+
+    `moves` > 0 caps the mutation scale at moves / N (N the real UEs): about `moves` UEs change
+    per neighbour whatever N (a fixed c = 0.1 moves about 15 of 300 UEs, and the search stalls).
+    """
+    if moves > 0:
+        n_real = jnp.maximum(jnp.sum(dep.ue_mask), 1).astype(jnp.float32)
+        params = params.replace(mut_scale=jnp.minimum(params.mut_scale, moves / n_real))
     costs = masked_costs(dep, h)
     q = masked_probs(dep, h, params.local_weight)
     return search_with(key, q, costs, sanitize(dep, a0), n_iter, params, k, max_iter)
@@ -93,6 +101,8 @@ class AnyTrainConfig:
     width: int = 32  # link embedding width
     hidden: int = 32  # scoring MLP width
     chunk: int = 500  # epochs per jitted chunk
+    asa_moves: float = 0.0  # > 0: ASA's mutation scale capped at asa_moves / N (0: off)
+    init_from: str = ""  # run directory whose model starts the policy (fine-tuning); "": fresh
     asa: ASAConfig = field(default_factory=ASAConfig)
     asa_params: ASAParams = field(default_factory=ASAParams)
     per: PERParams = field(default_factory=PERParams)
@@ -105,7 +115,9 @@ class AnyTrainConfig:
                 raise ConfigError(f"general.{name} must be a positive integer, got {v!r}")
         if self.replay not in ("per", "uniform"):
             raise ConfigError(f"general.replay must be per or uniform, got {self.replay!r}")
-        for name in ("learning_rate", "lam"):
+        if isinstance(self.init_from, bool) or not isinstance(self.init_from, str):
+            raise ConfigError(f"general.init_from must be a path or '', got {self.init_from!r}")
+        for name in ("learning_rate", "lam", "asa_moves"):
             v = getattr(self, name)
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or v < 0 or (name == "learning_rate" and v == 0):
@@ -181,9 +193,24 @@ def make_any_trainer(cfg: AnyTrainConfig, sampler: Sampler) -> AnyTrainer:
     def pack(dep, h):
         return ravel_pytree((dep, h))[0]
 
+    start = None
+    if cfg.init_from:
+        from flax import serialization
+
+        from ojrs_jax.any_scheduler import MODEL_FILE
+
+        try:
+            with open(f"{cfg.init_from}/{MODEL_FILE}", "rb") as fh:
+                start = serialization.msgpack_restore(fh.read())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"general.init_from: cannot read a model: {e}") from None
+
     def init(key: jax.Array) -> AnyState:
         k_pol, k_s, key = jax.random.split(key, 3)
         params = fp.init_params(k_pol, net, dep0.replace(ue_mask=dep0.ue_mask | True), h0)
+        if start is not None:
+            params = jax.tree.map(lambda p, q: jnp.asarray(q, p.dtype).reshape(p.shape),
+                                  params, start)  # fmt: skip
         return AnyState(
             key=key,
             epoch=jnp.zeros((), jnp.int32),
@@ -198,7 +225,9 @@ def make_any_trainer(cfg: AnyTrainConfig, sampler: Sampler) -> AnyTrainer:
 
     def one_epoch(key, st: AnyState, dep, h):
         a = fp.act(net, st.policy, dep, h)
-        a_star, l_star, _ = masked_asa(key, dep, h, a, st.t_sa, st.asa, k=k, max_iter=max_iter)
+        a_star, l_star, _ = masked_asa(
+            key, dep, h, a, st.t_sa, st.asa, k=k, max_iter=max_iter, moves=cfg.asa_moves
+        )
         l_pol = masked_latency(dep, h, a)
         return a_star, {"latency": l_pol, "latency_search": l_star, "ratio": l_star / l_pol}
 
