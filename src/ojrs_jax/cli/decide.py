@@ -7,6 +7,9 @@ IN.npz holds `h` of shape (B, N, M): linear channel power gains. OUT.npz gets `a
 (B, N) power in W (transmit power if offloaded, local CPU power kappa f^3 if local). Weights are
 those in force at the end of training (the run's scenario.json). Bad input: one line, exit 2,
 no output file.
+
+With `--deployment DEP.json|npz` the run is an `ojrs-train-any` model and DEP gives the
+deployment (positions or large-scale gains, D, F, w, MEC capacities): see cli/decide_any.py.
 """
 
 from __future__ import annotations
