@@ -194,6 +194,8 @@ def test_scheduler_api_checks_and_batch():
         sched.allocate(kw, h[:, :3])
     g = make_deployment(SYS, gain=dep.gain, data_bits=8e5, cycles=1e9, weights=1.0, f_mec=5e10)
     assert sched.decide(g, h).shape == (12,)
+    refined = AnyScheduler(net, params, SYS, refine=10).allocate(kw, h)
+    assert refined["latency"] <= out["latency"][0] * (1 + 1e-6)
 
 
 def test_train_any_run_tiny(tmp_path):

@@ -142,9 +142,11 @@ class AnyScheduler:
     net: fp.FeaturePolicy
     params: Any
     sys: SystemConfig
+    refine: int = 0  # > 0: that many ASA iterations (K = 128, ~5 UEs moved) after the policy
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_pipeline", jax.jit(functools.partial(_pipeline, self.net)))
+        fn = functools.partial(_pipeline, self.net, refine=self.refine)
+        object.__setattr__(self, "_pipeline", jax.jit(fn))
 
     def deployment(self, **kw) -> Deployment:
         """`make_deployment` with this run's physical constants."""
@@ -162,9 +164,15 @@ class AnyScheduler:
         return self.allocate(dep, h)["a"]
 
 
-def _pipeline(net, params, dep, h):
+def _pipeline(net, params, dep, h, refine: int = 0):
+    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+
     def one(d, x):
-        return masked_allocation(d, x, fp.act(net, params, d, x))
+        a = fp.act(net, params, d, x)
+        if refine:  # a fixed key: the same inputs give the same decision
+            a, _, _ = masked_asa(jax.random.key(0), d, x, a, refine, asa_p, k=128,
+                                 max_iter=refine, moves=5.0)  # fmt: skip
+        return masked_allocation(d, x, a)
 
     if h.ndim == 2:
         return one(dep, h)
@@ -180,8 +188,9 @@ def save_any_run(run_dir: Path, cfg: dict, params: Any) -> None:
         jax.tree.map(np.asarray, params)))  # fmt: skip
 
 
-def load_any_run(run_dir: str | Path) -> AnyScheduler:
-    """The scheduler of a finished `ojrs-train-any` run; problems raise `ConfigError`."""
+def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
+    """The scheduler of a finished `ojrs-train-any` run (`refine` ASA iterations after the
+    policy, 0: the policy alone); problems raise `ConfigError`."""
     from ojrs_jax.config import system_config
     from ojrs_jax.general import AnyTrainConfig
 
@@ -198,7 +207,7 @@ def load_any_run(run_dir: str | Path) -> AnyScheduler:
     g = AnyTrainConfig.from_mapping(dict(cfg.get("general") or {}), cfg.get("asa"))
     net = fp.FeaturePolicy(rounds=g.rounds, width=g.width, hidden=g.hidden)
     sys = replace(system_config({"system": cfg.get("system", {})}))
-    return AnyScheduler(net, jax.tree.map(jnp.asarray, params), sys)
+    return AnyScheduler(net, jax.tree.map(jnp.asarray, params), sys, refine)
 
 
 # --- evaluation against the certified optimum -------------------------------------------------

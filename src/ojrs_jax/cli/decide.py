@@ -71,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", required=True, type=Path, help="npz with h (B, N, M)")
     ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
     ap.add_argument("--deployment", type=Path, help="ojrs-train-any run: deployment .json/.npz")
+    ap.add_argument("--refine", type=int, default=0, help="with --deployment: ASA iterations")
     args = ap.parse_args(argv)
     enable_compilation_cache()
     if args.deployment is not None:  # a model for any deployment (cli/decide_any.py)
         from ojrs_jax.cli.decide_any import decide_any
 
         try:
-            out = decide_any(args.run, args.deployment, args.channels, args.out)
+            out = decide_any(args.run, args.deployment, args.channels, args.out, args.refine)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

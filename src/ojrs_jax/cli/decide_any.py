@@ -2,6 +2,7 @@
 (feature policy, eq. 24; P2 allocation, eqs. 5-13).
 
     ojrs-decide --run RUN_DIR --deployment DEP.npz|DEP.json --channels IN.npz --out OUT.npz
+        [--refine T]    # T ASA iterations after the policy (README: NRR >= 0.996 with 20)
 
 DEP holds `data_bits`, `cycles`, `weights` (N,) and `f_mec` (M,) (scalars broadcast), and either
 `ue_pos` (N, 2) with `mec_pos` (M, 2) in metres or `gain` (N, M), the large-scale gains; with a
@@ -59,11 +60,14 @@ def load_h(path: Path) -> np.ndarray:
         raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
 
 
-def decide_any(run: Path, deployment: Path, channels: Path, out: Path) -> dict:
-    """Load, check, decide, write; raises `ConfigError` with one line on bad input."""
+def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0) -> dict:
+    """Load, check, decide (`refine` ASA iterations after the policy), write; raises
+    `ConfigError` with one line on bad input."""
+    if refine < 0:
+        raise ConfigError(f"--refine must be >= 0, got {refine}")
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a directory, not a file name")
-    sched = load_any_run(run)
+    sched = load_any_run(run, refine)
     dep = sched.deployment(**load_deployment(deployment))
     res = sched.allocate(dep, load_h(channels))
     if not np.all(np.isfinite(res["latency"])):
