@@ -1,5 +1,7 @@
-"""One trained feature policy as a scheduler for any deployment, and its certified evaluation
-(decision eq. 24, P2 allocation eqs. 5-13, NRR of Sec. V.B against the exact optimum).
+"""A trained feature policy as a scheduler for any deployment, and its NRR (eqs. 5-13, 24).
+
+The decision is the policy's argmax (eq. 24), the allocation P2's closed form (eqs. 5-13), and
+`eval_cell` / `eval_trajectory` score it by NRR (Sec. V.B) against SCIP's certified optimum.
 
     sched = load_any_run("outputs/any/...")            # a finished `ojrs-train-any` run
     dep = sched.deployment(ue_pos=..., mec_pos=..., data_bits=..., cycles=..., weights=...,

@@ -1,5 +1,4 @@
-"""`ojrs-decide --deployment`: decisions of an `ojrs-train-any` model for a given deployment
-(feature policy, eq. 24; P2 allocation, eqs. 5-13).
+"""`ojrs-decide --deployment`: an `ojrs-train-any` model's decisions (eqs. 5-13, 24).
 
     ojrs-decide --run RUN_DIR --deployment DEP.npz|DEP.json --channels IN.npz --out OUT.npz
         [--refine T]    # T ASA iterations after the policy (README: NRR >= 0.996 with 20)
