@@ -137,7 +137,6 @@ def test_policy_equivariant_over_ues_and_mecs():
     net, params = _net_and_params(dep, h)
     base = _logits(net, params, dep, h)
     pu = np.random.default_rng(0).permutation(12)
-    dep_u = jax.tree.map(lambda x: x, dep)
     s = dep.scn
     dep_u = dep.replace(
         scn=s.replace(ue_pos=s.ue_pos[pu], data_bits=s.data_bits[pu], cycles=s.cycles[pu],
@@ -158,15 +157,12 @@ def test_padding_does_not_change_real_scores():
     dep, h = padded(8, n=6, m=2)  # padded to 12 x 4
     net, params = _net_and_params(dep, h)
     full = _logits(net, params, dep, h)
-    small = replace(CFG, n_ue=(6, 6), n_max=6, n_mec=(2, 2), m_max=2)
-    dep_s = jax.tree.map(lambda x: x, dep)
     dep_s = dep.replace(
         scn=dep.scn.replace(**{k: getattr(dep.scn, k)[:6] for k in
                                ("ue_pos", "data_bits", "cycles", "weights")},
                             mec_pos=dep.scn.mec_pos[:2], f_mec=dep.scn.f_mec[:2]),
         gain=dep.gain[:6, :2], ue_mask=dep.ue_mask[:6], mec_mask=dep.mec_mask[:2],
     )  # fmt: skip
-    del small
     unpadded = _logits(net, params, dep_s, h[:6, :2])
     np.testing.assert_allclose(full[:6, :3], unpadded, rtol=1e-4, atol=1e-4)
     assert np.all(full[:, 3:] <= -1e8)  # padded MECs are never chosen
