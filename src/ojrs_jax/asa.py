@@ -263,11 +263,21 @@ def asa_iteration(
 
 
 def _search(key, scn, h, a0, n_iter, params, k: int, max_iter: int, guided: bool):
-    n_iter = jnp.clip(jnp.asarray(n_iter, jnp.int32), 0, max_iter)
     # Everything that does not change between iterations is computed once: the h-mutation
     # distribution and the rate-dependent latency terms (a log per link).
     q = option_probs(h, params.local_weight) if guided else uniform_probs(h)
-    costs = option_costs(scn, h)
+    return search_with(key, q, option_costs(scn, h), a0, n_iter, params, k, max_iter, guided)
+
+
+def search_with(
+    key, q: jax.Array, costs: OptionCosts, a0, n_iter, params: ASAParams, k: int, max_iter: int,
+    guided: bool = True,
+):  # fmt: skip
+    """The search loop given the mutation distribution q (N, M+1) and the option costs, so a
+    caller can restrict both (the masked search of `general`: padded UEs never move, padded MECs
+    have q = 0). Returns (a_best, L(a_best), trace) as `asa_search`."""
+    n_ue = q.shape[0]
+    n_iter = jnp.clip(jnp.asarray(n_iter, jnp.int32), 0, max_iter)
     state = _init(costs, a0, params)
     trace = jnp.full((max_iter,), state.cost_best)
 
@@ -278,7 +288,7 @@ def _search(key, scn, h, a0, n_iter, params, k: int, max_iter: int, guided: bool
 
     def body(carry):
         g, state, trace = carry
-        draws = iteration_draws(seeds, g, k, scn.n_ue)
+        draws = iteration_draws(seeds, g, k, n_ue)
         state = _step(draws, state, q, costs, params, guided)
         return g + 1, state, trace.at[g].set(state.cost_best)
 

@@ -7,6 +7,9 @@ IN.npz holds `h` of shape (B, N, M): linear channel power gains. OUT.npz gets `a
 (B, N) power in W (transmit power if offloaded, local CPU power kappa f^3 if local). Weights are
 those in force at the end of training (the run's scenario.json). Bad input: one line, exit 2,
 no output file.
+
+With `--deployment DEP.json|npz` the run is an `ojrs-train-any` model and DEP gives the
+deployment (positions or large-scale gains, D, F, w, MEC capacities): see cli/decide_any.py.
 """
 
 from __future__ import annotations
@@ -67,8 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, type=Path, help="directory of an ojrs-train run")
     ap.add_argument("--channels", required=True, type=Path, help="npz with h (B, N, M)")
     ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
+    ap.add_argument("--deployment", type=Path, help="ojrs-train-any run: deployment .json/.npz")
+    ap.add_argument("--refine", type=int, default=0, help="with --deployment: ASA iterations")
     args = ap.parse_args(argv)
     enable_compilation_cache()
+    if args.deployment is not None:  # a model for any deployment (cli/decide_any.py)
+        from ojrs_jax.cli.decide_any import decide_any
+
+        try:
+            out = decide_any(args.run, args.deployment, args.channels, args.out, args.refine)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}: {out['a'].size // out['a'].shape[-1]} decisions, "
+              f"mean latency {out['latency'].mean():.4f} s")  # fmt: skip
+        return 0
     try:
         scn_path = args.run / "scenario.json"
         if not args.run.is_dir():

@@ -1,0 +1,234 @@
+"""Any deployment: samplers' statistics, masked P2 and ASA against the unmasked ones, the feature
+policy's equivariance and padding invariance, the scheduler API and a tiny training run."""
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+
+from ojrs_jax import feature_policy as fp
+from ojrs_jax.any_scheduler import AnyScheduler, make_deployment
+from ojrs_jax.asa import ASAParams, asa_search
+from ojrs_jax.deployment import (
+    DeploymentConfig,
+    bessel_j0,
+    from_scenario,
+    masked_allocation,
+    masked_latency,
+    mobile_trajectory,
+    random_deployment,
+    rayleigh,
+    unpad,
+)
+from ojrs_jax.general import masked_asa, masked_greedy
+from ojrs_jax.p2 import latency, solve_p2_closed_form
+from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario
+
+SYS = SystemConfig(noise=2e-7)
+CFG = DeploymentConfig(kind="random", n_ue=(3, 12), n_max=12, n_mec=(1, 4), m_max=4)
+
+
+def padded(seed, n=None, m=None, cfg=CFG):
+    k_d, k_h = jax.random.split(jax.random.key(seed))
+    dep = random_deployment(k_d, cfg, SYS, n, m)
+    return dep, rayleigh(k_h, dep)
+
+
+def test_bessel_j0_and_rho():
+    x = np.linspace(0.0, 25.0, 51)
+    np.testing.assert_allclose(
+        np.asarray(bessel_j0(jnp.asarray(x))), scipy.special.j0(x), atol=2e-6
+    )
+    cfg = DeploymentConfig(kind="mobile", speed=3.0, epoch_s=0.02, carrier_hz=2.4e9)
+    f_d = 3.0 * 2.4e9 / 299_792_458.0
+    assert cfg.rho == pytest.approx(scipy.special.j0(2 * np.pi * f_d * 0.02), abs=1e-7)
+
+
+def test_random_sampler_ranges_and_masks():
+    keys = jax.random.split(jax.random.key(1), 400)
+    deps = jax.jit(jax.vmap(lambda k: random_deployment(k, CFG, SYS)))(keys)
+    n = np.asarray(deps.ue_mask.sum(1))
+    m = np.asarray(deps.mec_mask.sum(1))
+    assert set(n) == set(range(3, 13)) and set(m) == set(range(1, 5))
+    # masks are prefixes
+    assert np.all(np.asarray(deps.ue_mask) == (np.arange(12)[None] < n[:, None]))
+    D, w = np.asarray(deps.scn.data_bits), np.asarray(deps.scn.weights)
+    assert D.min() >= 4e5 * 0.999 and D.max() <= 1.6e6 * 1.001
+    assert 0.5 <= w.min() and w.max() <= 1.5 and abs(w.mean() - 1.0) < 0.02
+    # log-uniform D: the mean of log D is the midpoint of the log range
+    assert abs(np.log(D).mean() - 0.5 * np.log(4e5 * 1.6e6)) < 0.03
+
+
+def test_mobile_gauss_markov_correlation_and_speed():
+    cfg = DeploymentConfig(kind="mobile", n_ue=(200, 200), n_max=200, n_mec=(10, 10), m_max=10,
+                           speed=5.0, epoch_s=0.01)  # fmt: skip
+    deps, H = jax.jit(lambda k: mobile_trajectory(k, cfg, SYS, 40))(jax.random.key(3))
+    l = np.asarray(H / deps.gain)  # fading power |l|^2, (E, N, M)
+    assert abs(l.mean() - 1.0) < 0.03  # stationary Exp(1)
+    x, y = l[:-1].ravel(), l[1:].ravel()
+    # for a Gauss-Markov complex gain, corr(|l_t|^2, |l_t+1|^2) = rho^2
+    assert np.corrcoef(x, y)[0, 1] == pytest.approx(cfg.rho**2, abs=0.02)
+    step = np.linalg.norm(np.diff(np.asarray(deps.scn.ue_pos), axis=0), axis=-1)
+    assert np.median(step) == pytest.approx(5.0 * 0.01, rel=1e-3)
+    assert np.all(step <= 5.0 * 0.01 * (1 + 1e-3))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masked_p2_matches_unmasked_on_real_part(seed):
+    dep, h = padded(seed)
+    scn, h_sub = unpad(dep, h)
+    n, m = scn.n_ue, scn.n_mec
+    a_sub = jax.random.randint(jax.random.key(seed + 9), (n,), 0, m + 1)
+    a = jnp.zeros(dep.n_max, jnp.int32).at[:n].set(a_sub)
+    ref = latency(scn, jnp.asarray(h_sub), a_sub)
+    assert float(masked_latency(dep, h, a)) == pytest.approx(float(ref), rel=1e-5)
+    # padded UEs "choosing" any option, even a padded MEC, change nothing
+    junk = a.at[n:].set(dep.m_max)
+    assert float(masked_latency(dep, h, junk)) == pytest.approx(float(ref), rel=1e-5)
+    alloc, ref_alloc = masked_allocation(dep, h, a), solve_p2_closed_form(scn, h_sub, a_sub)
+    np.testing.assert_allclose(alloc["f"][:n], ref_alloc.f, rtol=1e-5)
+    np.testing.assert_allclose(alloc["p"][:n], ref_alloc.p, rtol=1e-5)
+    assert np.all(np.asarray(alloc["f"][n:]) == 0)
+
+
+def test_masked_asa_equals_asa_unpadded_and_respects_masks():
+    params = ASAParams()
+    scn = make_scenario(replace(SYS, n_ue=10, n_mec=3, layout="grid"))
+    dep = from_scenario(scn)
+    h = rayleigh(jax.random.key(4), dep)
+    a0 = jnp.zeros(10, jnp.int32)
+    a1, l1, _ = jax.jit(lambda: asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16,
+                                           max_iter=20))()  # fmt: skip
+    a2, l2, _ = jax.jit(lambda: masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16,
+                                           max_iter=20))()  # fmt: skip
+    np.testing.assert_array_equal(a1, a2)
+    assert float(l1) == float(l2)
+
+    @jax.jit
+    def run(seed):
+        dep, h = padded(seed + 20, n=5, m=2)
+        g = masked_greedy(dep)
+        a, l, _ = masked_asa(jax.random.key(seed), dep, h, g, 30, params, k=32, max_iter=30)
+        return dep, h, g, a, l
+
+    for seed in range(4):
+        dep, h, g, a, l = run(seed)
+        a = np.asarray(a)
+        assert np.all(a[5:] == 0) and a.max() <= 2
+        scn_s, h_s = unpad(dep, h)
+        assert float(l) == pytest.approx(float(latency(scn_s, jnp.asarray(h_s), a[:5])), rel=1e-5)
+        assert float(l) <= float(masked_latency(dep, h, g)) + 1e-6
+
+
+def _net_and_params(dep, h):
+    net = fp.FeaturePolicy(rounds=2, width=8, hidden=8)
+    return net, fp.init_params(jax.random.key(0), net, dep, h)
+
+
+def _logits(net, params, dep, h):
+    return np.asarray(fp.logits_fn(net, params, dep, h))
+
+
+def test_policy_equivariant_over_ues_and_mecs():
+    dep, h = padded(7, n=12, m=4)
+    net, params = _net_and_params(dep, h)
+    base = _logits(net, params, dep, h)
+    pu = np.random.default_rng(0).permutation(12)
+    s = dep.scn
+    dep_u = dep.replace(
+        scn=s.replace(ue_pos=s.ue_pos[pu], data_bits=s.data_bits[pu], cycles=s.cycles[pu],
+                      weights=s.weights[pu]),
+        gain=dep.gain[pu], ue_mask=dep.ue_mask[pu],
+    )  # fmt: skip
+    np.testing.assert_allclose(_logits(net, params, dep_u, h[pu]), base[pu], rtol=1e-4, atol=1e-4)
+    pm = np.array([2, 0, 3, 1])
+    dep_m = dep.replace(scn=s.replace(mec_pos=s.mec_pos[pm], f_mec=s.f_mec[pm]),
+                        gain=dep.gain[:, pm], mec_mask=dep.mec_mask[pm])  # fmt: skip
+    got = _logits(net, params, dep_m, h[:, pm])
+    np.testing.assert_allclose(got, base[:, np.r_[0, pm + 1]], rtol=1e-4, atol=1e-4)
+    # a different scenario really changes the output (the test could fail)
+    assert not np.allclose(_logits(net, params, dep_u, h[pu]), base, atol=1e-3)
+
+
+def test_padding_does_not_change_real_scores():
+    dep, h = padded(8, n=6, m=2)  # padded to 12 x 4
+    net, params = _net_and_params(dep, h)
+    full = _logits(net, params, dep, h)
+    dep_s = dep.replace(
+        scn=dep.scn.replace(**{k: getattr(dep.scn, k)[:6] for k in
+                               ("ue_pos", "data_bits", "cycles", "weights")},
+                            mec_pos=dep.scn.mec_pos[:2], f_mec=dep.scn.f_mec[:2]),
+        gain=dep.gain[:6, :2], ue_mask=dep.ue_mask[:6], mec_mask=dep.mec_mask[:2],
+    )  # fmt: skip
+    unpadded = _logits(net, params, dep_s, h[:6, :2])
+    np.testing.assert_allclose(full[:6, :3], unpadded, rtol=1e-4, atol=1e-4)
+    assert np.all(full[:, 3:] <= -1e8)  # padded MECs are never chosen
+    a = np.asarray(fp.act(net, params, dep, h))
+    assert np.all(a[6:] == 0) and a.max() <= 2
+
+
+def test_scheduler_api_checks_and_batch():
+    dep, h = padded(9, n=12, m=4)
+    net, params = _net_and_params(dep, h)
+    sched = AnyScheduler(net, params, SYS)
+    s = dep.scn
+    kw = dict(ue_pos=s.ue_pos, mec_pos=s.mec_pos, data_bits=s.data_bits, cycles=s.cycles,
+              weights=s.weights, f_mec=s.f_mec)  # fmt: skip
+    out = sched.allocate(kw, np.stack([h, 2 * h]))
+    assert out["a"].shape == (2, 12) and out["latency"].shape == (2,)
+    np.testing.assert_array_equal(sched.decide(kw, h), out["a"][0])
+    with pytest.raises(ConfigError, match="weights must be positive"):
+        sched.deployment(**{**kw, "weights": -np.ones(12)})
+    with pytest.raises(ConfigError, match="f_mec must have length M = 4"):
+        sched.deployment(**{**kw, "f_mec": np.ones(3)})
+    with pytest.raises(ConfigError, match="either gain"):
+        sched.deployment(**{**kw, "gain": np.ones((12, 4))})
+    with pytest.raises(ConfigError, match=r"channels h have \(N, M\)"):
+        sched.allocate(kw, h[:, :3])
+    g = make_deployment(SYS, gain=dep.gain, data_bits=8e5, cycles=1e9, weights=1.0, f_mec=5e10)
+    assert sched.decide(g, h).shape == (12,)
+    refined = AnyScheduler(net, params, SYS, refine=10).allocate(kw, h)
+    assert refined["latency"] <= out["latency"][0] * (1 + 1e-6)
+
+
+def test_train_any_run_tiny(tmp_path):
+    from ojrs_jax.any_scheduler import load_any_run
+    from ojrs_jax.cli.train_any import train_any_run
+
+    c = {
+        "system": {"noise": 2e-7},
+        "deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2], "m_max": 2},
+        "general": {"epochs": 40, "phi": 10, "batch": 8, "updates": 2, "buffer": 32,
+                    "width": 8, "hidden": 8, "chunk": 20},
+        "asa": {"k": 8, "max_iter": 10, "t_sa0": 5},
+        "replay": {"kind": "per"},
+    }  # fmt: skip
+    s = train_any_run(c, tmp_path)
+    assert s["epochs"] == 40 and 0 < s["ratio_last500"] <= 1.0 + 1e-6
+    sched = load_any_run(tmp_path)
+    dep, h = padded(10, n=12, m=4)
+    assert np.asarray(sched.decide(dep, h)).shape == (12,)
+    with pytest.raises(ConfigError, match="not a finished ojrs-train-any run"):
+        load_any_run(tmp_path / "nothing")
+    # ojrs-decide --deployment: a batch of channels for one deployment given by gains
+    import json
+
+    from ojrs_jax.cli.decide import main as decide_main
+
+    s_ = dep.scn
+    (tmp_path / "dep.json").write_text(json.dumps({
+        "gain": np.asarray(dep.gain).tolist(), "data_bits": np.asarray(s_.data_bits).tolist(),
+        "cycles": 1e9, "weights": 1.0, "f_mec": np.asarray(s_.f_mec).tolist(),
+    }))  # fmt: skip
+    np.savez(tmp_path / "h.npz", h=np.stack([h, h]))
+    args = ["--run", str(tmp_path), "--deployment", str(tmp_path / "dep.json"),
+            "--channels", str(tmp_path / "h.npz")]  # fmt: skip
+    assert decide_main([*args, "--out", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as z:
+        assert z["a"].shape == (2, 12) and np.all(np.isfinite(z["latency"]))
+    np.savez(tmp_path / "h.npz", h=np.stack([h, h])[:, :, :3])
+    assert decide_main([*args, "--out", str(tmp_path / "o2.npz")]) == 2
+    assert not (tmp_path / "o2.npz").exists()
