@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.config import to_container  # noqa: E402
+from ojrs_jax.experiments.reproduce import train_seeds  # noqa: E402
 from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
-from ojrs_jax.reproduce import train_seeds  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

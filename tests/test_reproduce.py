@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import exhaustive_optima
 
-from ojrs_jax.reproduce import make_reference, phase_stats
+from ojrs_jax.experiments.reproduce import make_reference, phase_stats
 from ojrs_jax.results import PAPER_TABLE3, aggregate
 from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
@@ -180,7 +180,7 @@ SHARD_SCRIPT = textwrap.dedent(
     from hydra import compose, initialize_config_module
     from ojrs_jax.config import to_container
     from ojrs_jax.pipeline import build, pretrain_sae
-    from ojrs_jax.reproduce import seed_mesh, train_seeds
+    from ojrs_jax.experiments.reproduce import seed_mesh, train_seeds
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
         cfg = to_container(compose("reproduce", overrides=sys.argv[2:]))
     spec = build({**cfg, "train": {**cfg["train"], "chunk": 50}})

@@ -288,7 +288,7 @@ def test_incremental_learning_in_scan():
 
 
 def test_comparison_configs_share_settings():
-    from ojrs_jax.cli.sae import variant_config
+    from ojrs_jax.experiments.sae_study import variant_config
 
     main = sae.SAEConfig(steps=7, learning_rate=0.5, activation="tanh", gamma1=0.3)
     ae = variant_config(main, "ae")

@@ -28,7 +28,6 @@ from ojrs_jax.p2 import solve_p2_closed_form
 from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn
 from ojrs_jax.scenario import ConfigError, Scenario, load_scenario
 
-
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
 
 

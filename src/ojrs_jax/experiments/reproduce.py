@@ -326,7 +326,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
 def run_table2(c: dict, out: Path) -> dict[str, Any]:
     """Table II: train OJRS (one seed, static weights), then time and score every method on the
     same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
-    from ojrs_jax.cli.baselines import EXACT, run_baselines
+    from ojrs_jax.experiments.baselines import EXACT, run_baselines
 
     s = _settings(c)
     spec = _spec_for_seeds(c, s["eval_every"])
@@ -389,7 +389,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
 
 def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
-    from ojrs_jax.cli.sae import figures, run_sae, summary_json, write_outputs
+    from ojrs_jax.experiments.sae_study import figures, run_sae, summary_json, write_outputs
 
     study = dict(c.get("sae_study", {}) or {})
     r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
@@ -409,7 +409,7 @@ def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
 
 def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
     """Fig. 7: best fitness per iteration, ASA vs plain SA (`ojrs-fig7`)."""
-    from ojrs_jax.cli.fig7 import run_fig7
+    from ojrs_jax.experiments.fig7 import run_fig7
 
     f = dict(c.get("fig7", {}) or {})
     s = run_fig7(
