@@ -13,9 +13,9 @@ _KEEP = _os.environ.get("OJRS_KEEP_XLA_FLAGS", "") not in ("", "0")
 if not _KEEP and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
+from ojrs_jax.config import ConfigError  # noqa: E402
 from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402
 from ojrs_jax.scenario import (  # noqa: E402
-    ConfigError,
     Scenario,
     SystemConfig,
     load_scenario,

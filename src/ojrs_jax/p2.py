@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax.scenario import ConfigError, Scenario, local_speed, rate
+from ojrs_jax.config import ConfigError
+from ojrs_jax.scenario import Scenario, local_speed, rate
 
 P2_METHODS = ("closed_form", "jaxopt")
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import positive_int, system_config, to_container
+from ojrs_jax.config import integer, positive_int, system_config, to_container
 from ojrs_jax.exact import exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 from ojrs_jax.train import Env, TrainConfig, Trainer, TrainState, make_env, make_trainer
 
 
@@ -62,9 +62,7 @@ def build(cfg: Any) -> RunSpec:
     train_cfg = TrainConfig.from_mapping(
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
-    seed = c.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    seed = integer(c, "seed", "")
     pre = positive_int(dict(c.get("sae_pretrain", {"channels": 4096})), "channels", "sae_pretrain.")
     scn = make_scenario(sys_cfg)
     trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)

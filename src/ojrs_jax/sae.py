@@ -66,7 +66,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from ojrs_jax.scenario import ConfigError, Scenario, path_gain
+from ojrs_jax.config import ConfigError, is_int, is_real
+from ojrs_jax.scenario import Scenario, path_gain
 
 VARIANTS = ("ae", "sae", "2r_sae")
 ACTIVATIONS = {
@@ -88,14 +89,6 @@ Params = Any  # flax parameter pytree
 
 
 # --- configuration ---------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -141,7 +134,7 @@ class SAEConfig:
                 raise ConfigError(f"sae.{name} must be true or false, got {getattr(self, name)!r}")
         if self.layers is None:
             object.__setattr__(self, "layers", 2 if self.variant == "ae" else 3)
-        if not _is_int(self.layers) or self.layers < 2:
+        if not is_int(self.layers) or self.layers < 2:
             raise ConfigError(f"sae.layers must be an integer >= 2, got {self.layers!r}")
         for name in (
             "latent",
@@ -152,13 +145,13 @@ class SAEConfig:
             "sync_period",
         ):
             v = getattr(self, name)
-            if not _is_int(v) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ConfigError(f"sae.{name} must be a positive integer, got {v!r}")
         hidden = self.hidden
         if isinstance(hidden, list | tuple):
             hidden = tuple(hidden)
             object.__setattr__(self, "hidden", hidden)
-        if not isinstance(hidden, tuple) or not all(_is_int(w) and w > 0 for w in hidden):
+        if not isinstance(hidden, tuple) or not all(is_int(w) and w > 0 for w in hidden):
             raise ConfigError(f"sae.hidden must be a list of positive integers, got {hidden!r}")
         if hidden and len(hidden) != self.layers - 2:
             raise ConfigError(
@@ -167,13 +160,13 @@ class SAEConfig:
             )
         for name in ("gamma1", "gamma2"):
             v = getattr(self, name)
-            if not _is_real(v) or v < 0:
+            if not is_real(v) or v < 0:
                 raise ConfigError(f"sae.{name} must be a finite number >= 0, got {v!r}")
-        if not _is_real(self.learning_rate) or self.learning_rate <= 0:
+        if not is_real(self.learning_rate) or self.learning_rate <= 0:
             raise ConfigError(
                 f"sae.learning_rate must be a finite positive number, got {self.learning_rate!r}"
             )
-        if not _is_real(self.error_threshold):
+        if not is_real(self.error_threshold):
             raise ConfigError(
                 f"sae.error_threshold must be a finite number, got {self.error_threshold!r}"
             )

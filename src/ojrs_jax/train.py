@@ -32,6 +32,7 @@ from flax import struct
 
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
+from ojrs_jax.config import ConfigError
 from ojrs_jax.p2 import latency
 from ojrs_jax.policy import (
     PerUEPolicy,
@@ -44,7 +45,7 @@ from ojrs_jax.policy import (
     scaled_hidden,
 )
 from ojrs_jax.replay import PERParams, ReplayState, make_buffer
-from ojrs_jax.scenario import ConfigError, Scenario, sample_channel
+from ojrs_jax.scenario import Scenario, sample_channel
 
 REPLAYS = ("per", "uniform")
 STATES = ("sae", "channel")

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import (
+    ConfigError,
     positive_int,
     positive_number,
     system_config,
@@ -28,7 +29,7 @@ from ojrs_jax.exact import exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
 from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 
 # A heuristic maps (key, scenario, h (N, M)) to a decision a (N,); it is jitted with P2.
 Decider = Callable[[jax.Array, Scenario, jax.Array], jax.Array]

@@ -18,11 +18,11 @@ from omegaconf import DictConfig
 
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import positive_int, system_config, to_container
+from ojrs_jax.config import ConfigError, positive_int, system_config, to_container
 from ojrs_jax.exact import exact_miqp, latency_np
 from ojrs_jax.io import atomic_write_bytes, write_csv
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 
 STARTS = ("random", "greedy")
 

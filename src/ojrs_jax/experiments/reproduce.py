@@ -31,13 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ojrs_jax.config import positive_int, positive_number, to_container
+from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
 from ojrs_jax.exact import exact_miqp
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pipeline import RunSpec, build, epochs_to_stable, pretrain_sae
 from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import ConfigError, Scenario, sample_channels
+from ojrs_jax.scenario import Scenario, sample_channels
 from ojrs_jax.train import Env, TrainState
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")

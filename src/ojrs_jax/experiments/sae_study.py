@@ -28,9 +28,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax import sae
-from ojrs_jax.config import positive_int, system_config, to_container
+from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_csv, write_npz
-from ojrs_jax.scenario import ConfigError, Scenario, SystemConfig, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
 LABELS = {"ae": "AE", "sae": "SAE", "2r_sae": "2r-SAE"}
@@ -72,9 +72,7 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
     c = to_container(cfg)
     sys_cfg = system_config(c)
     model = sae.SAEConfig.from_mapping(c.get("sae", {}))
-    seed = c.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    seed = integer(c, "seed", "")
     compare = c.get("compare", [])
     if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
         raise ConfigError(f"compare must be a list of sae preset names, got {compare!r}")
