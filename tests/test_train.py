@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ojrs_jax.checkpoint import load_state, save_state
+from ojrs_jax.evaluation import epochs_to_stable
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import build, epochs_to_stable, pretrain_sae
+from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import ConfigError, sample_channels
@@ -251,7 +252,7 @@ def test_large_preset_composes_strictly_and_runs():
     # the preset's evaluation size wins over conf/train.yaml's 1000 draws, the command line wins
     assert cfg["eval"]["channels"] == 20
     with initialize_config_module("ojrs_jax.conf", version_base=None):
-        plain = to_container(compose("train", overrides=["scale=tiny"]))
+        plain = to_container(compose("train", overrides=["scale=tiny", "train=paper"]))
         cli = to_container(compose("train", overrides=[*over, "eval.channels=7"]))
     assert plain["eval"]["channels"] == 1000 and cli["eval"]["channels"] == 7
     spec = build(cfg)

@@ -17,7 +17,6 @@ Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -32,12 +31,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
-from ojrs_jax.exact import exact_miqp
+from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import RunSpec, build, epochs_to_stable, pretrain_sae
-from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import Scenario, sample_channels
+from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
+from ojrs_jax.pso import pso_from_mapping
+from ojrs_jax.scenario import sample_channels
 from ojrs_jax.train import Env, TrainState
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")
@@ -119,82 +117,6 @@ def train_seeds(
     return SeedRun(state, flat, evals, seconds, first or 0.0, 1 if mesh is None else mesh.size)
 
 
-# --- held-out references and the NRR evaluation -----------------------------------------------
-
-
-@dataclass
-class Reference:
-    """A fixed held-out set of channels with reference latencies for one set of task weights."""
-
-    scn: Scenario
-    H: jax.Array  # (K, N, M)
-    exact: np.ndarray  # (K,) certified optimum (SCIP), in the JAX latency model
-    pso: np.ndarray  # (K,) PSO from Greedy
-    certified: int  # draws SCIP proved optimal
-
-
-@functools.partial(jax.jit, static_argnames=("n_particles", "n_iter"))
-def _pso_batch(keys, scn, H, a0, params, n_particles: int, n_iter: int) -> jax.Array:
-    """PSO decisions for a batch of draws; compiled once for both weight sets of a job."""
-    return jax.vmap(
-        lambda k, h: pso(k, scn, h, a0, params, n_particles=n_particles, n_iter=n_iter)[0]
-    )(keys, H)
-
-
-def make_reference(
-    key: jax.Array, scn: Scenario, H: jax.Array, c: dict, time_limit: float
-) -> Reference:
-    """SCIP optimum and PSO on each draw of H under scn's weights."""
-    from ojrs_jax.baselines import greedy
-
-    a0 = greedy(scn)
-    res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in range(H.shape[0])]
-    a_ex = jnp.asarray(np.stack([r.a for r in res]), jnp.int32)
-    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
-    a_pso = _pso_batch(
-        jax.random.split(key, H.shape[0]), scn, H, a0, pso_par, pso_cfg.n_particles, pso_cfg.n_iter
-    )
-    return Reference(
-        scn=scn,
-        H=H,
-        exact=np.asarray(batched_latency(scn, H, a_ex), np.float64),
-        pso=np.asarray(batched_latency(scn, H, a_pso), np.float64),
-        certified=int(sum(r.status == "optimal" for r in res)),
-    )
-
-
-def nrr_evaluator(
-    spec: RunSpec, env: Env, refs: tuple[Reference, Reference]
-) -> Callable[[TrainState, int], dict[str, Any]]:
-    """NRR of every seed's policy (no search) on the held-out set, against exact and PSO; the
-    second reference (new weights) applies once more epochs than the change epoch are done."""
-    decide = jax.jit(jax.vmap(spec.trainer.decide, (0, 0, None, None)))
-    lat = jax.jit(jax.vmap(batched_latency, (None, None, 0)))
-    change = int(env.change_epoch)
-
-    def evaluate(state: TrainState, done: int) -> dict[str, Any]:
-        ref = refs[1] if done > change else refs[0]
-        a = decide(state.policy, state.sae.online, env, ref.H)
-        lp = np.asarray(lat(ref.scn, ref.H, a), np.float64)  # (S, K)
-        return {
-            "phase": "S" if done > change else "F",
-            "nrr_exact": np.mean(ref.exact / lp, axis=1),
-            "nrr_pso": np.mean(ref.pso / lp, axis=1),
-            "latency": lp.mean(axis=1),
-        }
-
-    return evaluate
-
-
-def phase_stats(evals: list[dict[str, Any]], phase: str, key: str) -> dict[str, np.ndarray]:
-    """Per-seed Best (max) and Avg (mean) of `key` over the evaluation points of a phase."""
-    pts = [e[key] for e in evals if e["phase"] == phase]
-    if not pts:
-        return {}
-    x = np.stack(pts)  # (points, S)
-    return {"best": x.max(axis=0), "avg": x.mean(axis=0)}
-
-
 # --- experiments ------------------------------------------------------------------------------
 
 
@@ -245,9 +167,10 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     H = sample_channels(k_h, spec.scn, s["eval_channels"])
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
+    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
     refs = (
-        make_reference(k_p1, spec.scn, H, c, s["time_limit"]),
-        make_reference(k_p2, scn2, H, c, s["time_limit"]),
+        make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s["time_limit"]),
+        make_reference(k_p2, scn2, H, pso_cfg, pso_par, s["time_limit"]),
     )
     ref_s = time.perf_counter() - t0
     run = train_seeds(
@@ -256,7 +179,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         s["seeds"],
         sae_params,
         env,
-        nrr_evaluator(spec, env, refs),
+        nrr_evaluator(spec.trainer, env, refs),
         shard=s["shard"],
         progress=s["progress"],
     )

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from ojrs_jax.checkpoint import check_resume_config, load_state, save_model, save_state
 from ojrs_jax.config import positive_int, positive_number, to_container
+from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.io import atomic_write_text, write_csv
-from ojrs_jax.pipeline import build, epochs_to_stable, evaluate, final_scenario, pretrain_sae
+from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.plots import plot_training
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
@@ -105,7 +106,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     flat = {k: np.concatenate(v)[:total] for k, v in metrics.items()}
 
     save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
-    save_scenario(final_scenario(spec, env, int(state.epoch)), run_dir / "scenario.json")
+    save_scenario(scenario_at(env, int(state.epoch)), run_dir / "scenario.json")
     cols = list(flat)
     write_csv(
         run_dir / "metrics.csv",
@@ -113,8 +114,8 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
     plot_training(flat, run_dir, int(env.change_epoch))
-    report = evaluate(
-        spec,
+    report = evaluate_run(
+        spec.trainer,
         state,
         env,
         keys["eval"],
