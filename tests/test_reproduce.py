@@ -181,7 +181,7 @@ SHARD_SCRIPT = textwrap.dedent(
     from hydra import compose, initialize_config_module
     from ojrs_jax.config import to_container
     from ojrs_jax.pipeline import build, pretrain_sae
-    from ojrs_jax.experiments.reproduce import seed_mesh, train_seeds
+    from ojrs_jax.loop import seed_mesh, train_seeds
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
         cfg = to_container(compose("reproduce", overrides=sys.argv[2:]))
     spec = build({**cfg, "train": {**cfg["train"], "chunk": 50}})
@@ -190,7 +190,7 @@ SHARD_SCRIPT = textwrap.dedent(
     out = {"devices": len(jax.devices()), "mesh4": seed_mesh(4).size, "mesh3": seed_mesh(3).size}
     arrays = {}
     for shard in (False, True):
-        r = train_seeds(spec, keys["train"], 4, sae, env, shard=shard)
+        r = train_seeds(spec.trainer, keys["train"], 4, sae, env, shard=shard)
         out[f"used_{shard}"] = r.devices
         sh = jax.tree.leaves(r.state.policy)[0].sharding
         out[f"spec_{shard}"] = str(getattr(sh, "spec", None))

@@ -18,103 +18,24 @@ Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
 from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
+from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
 from ojrs_jax.pso import pso_from_mapping
 from ojrs_jax.scenario import sample_channels
-from ojrs_jax.train import Env, TrainState
+from ojrs_jax.train import Env
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")
-
-
-# --- many seeds in one computation, sharded over devices --------------------------------------
-
-
-def seed_mesh(n_seeds: int, devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh ("seed",) over the most devices that divide the seed count evenly."""
-    devs = list(jax.devices() if devices is None else devices)
-    d = max(k for k in range(1, len(devs) + 1) if n_seeds % k == 0)
-    return Mesh(np.array(devs[:d]), ("seed",))
-
-
-def seed_keys(key: jax.Array, n_seeds: int) -> jax.Array:
-    """Seed s trains from fold_in(key, s): adding seeds never changes the earlier ones."""
-    return jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
-
-
-@dataclass
-class SeedRun:
-    """Outcome of `train_seeds`: final states (leading seed axis) and what was measured."""
-
-    state: TrainState
-    metrics: dict[str, np.ndarray]  # per epoch, (S, epochs)
-    evals: list[dict[str, Any]]  # one dict per evaluation point: epoch and (S,) arrays
-    seconds: float  # wall time of the training chunks, compile included
-    first_chunk_seconds: float  # first chunk, compile included
-    devices: int  # devices the seed axis was sharded over
-
-
-def train_seeds(
-    spec: RunSpec,
-    key: jax.Array,
-    n_seeds: int,
-    sae_params: Any,
-    env: Env,
-    evaluate: Callable[[TrainState, int], dict[str, Any]] | None = None,
-    shard: bool = True,
-    progress: bool = False,
-) -> SeedRun:
-    """Algorithm 3 for `n_seeds` seeds at once (vmap), their axis sharded over the devices.
-
-    Runs in chunks of `spec.train_cfg.chunk` epochs; after each, `evaluate(states, epochs_done)`
-    may measure the policies (its (S,) arrays are collected). The SAE parameters and the
-    environment are shared by all seeds; seeds differ in policy init, channels and searches.
-    """
-    trainer = spec.trainer
-    keys = seed_keys(key, n_seeds)
-    state = jax.vmap(trainer.init, (0, None))(keys, sae_params)
-    mesh = seed_mesh(n_seeds) if shard else None
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
-        env = jax.device_put(env, NamedSharding(mesh, PartitionSpec()))
-    run = jax.jit(jax.vmap(trainer.run_chunk, (0, None)))
-    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
-    metrics: dict[str, list[np.ndarray]] = {}
-    evals = []
-    t0 = time.perf_counter()
-    first = None
-    while int(state.epoch[0]) < total:
-        tc = time.perf_counter()
-        state, m = run(state, env)
-        jax.block_until_ready(state)
-        first = time.perf_counter() - tc if first is None else first
-        for k, v in m.items():
-            metrics.setdefault(k, []).append(np.asarray(v))
-        done = int(state.epoch[0])
-        if not all(np.all(np.isfinite(np.asarray(v))) for v in (m["loss"], m["reward"])):
-            raise FloatingPointError(f"non-finite loss or reward by epoch {done}")
-        if evaluate is not None:
-            evals.append({"epoch": done, **evaluate(state, done)})
-        if progress:
-            r = float(np.mean(m["reward"][:, -100:]))
-            print(f"  epoch {done}/{total}: reward {r:.4f}", file=sys.stderr, flush=True)
-    seconds = time.perf_counter() - t0
-    flat = {k: np.concatenate(v, axis=1)[:, :total] for k, v in metrics.items()}
-    return SeedRun(state, flat, evals, seconds, first or 0.0, 1 if mesh is None else mesh.size)
 
 
 # --- experiments ------------------------------------------------------------------------------
@@ -174,7 +95,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     )
     ref_s = time.perf_counter() - t0
     run = train_seeds(
-        spec,
+        spec.trainer,
         keys["train"],
         s["seeds"],
         sae_params,
@@ -256,7 +177,9 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     keys = spec.keys()
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
-    run = train_seeds(spec, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"])
+    run = train_seeds(
+        spec.trainer, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"]
+    )
     _write_training_metrics(out, run)
     pol = jax.tree.map(lambda x: x[0], run.state.policy)
     enc = jax.tree.map(lambda x: x[0], run.state.sae.online)

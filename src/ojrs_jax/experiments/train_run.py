@@ -9,31 +9,21 @@ Figs. 8-10).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from ojrs_jax.checkpoint import check_resume_config, load_state, save_model, save_state
+from ojrs_jax.checkpoint import check_resume_config, load_state, save_model
 from ojrs_jax.config import positive_int, positive_number, to_container
 from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.io import atomic_write_text, write_csv
+from ojrs_jax.loop import run_chunks
 from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.plots import plot_training
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
-
-
-def _finite(tree) -> bool:
-    return all(
-        bool(np.all(np.isfinite(np.asarray(x))))
-        for x in jax.tree.leaves(tree)
-        if np.issubdtype(np.asarray(x).dtype, np.floating)
-    )
 
 
 def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
@@ -59,51 +49,25 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in)
         sae_report = {"seconds": 0.0, "pretrained": False}
     state = spec.trainer.init(keys["train"], sae_params)
-    metrics: dict[str, list[np.ndarray]] = {}
+    metrics: dict[str, np.ndarray] = {}
     restored = load_state(run_dir, state) if resume else None
     if restored is not None:
-        state, saved, _ = restored
-        metrics = {k: [v] for k, v in saved.items()}
+        state, metrics, _ = restored
         print(f"resuming {run_dir} at epoch {int(state.epoch)}")
     total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
-    compile_s = None
-    with tqdm(
-        total=total,
-        initial=int(state.epoch),
-        unit="epoch",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty() and not c.get("progress", False),
-    ) as bar:
-        while int(state.epoch) < total:
-            tc = time.perf_counter()
-            new_state, m = spec.trainer.run_chunk(state, env)
-            jax.block_until_ready(new_state)
-            if compile_s is None:
-                compile_s = time.perf_counter() - tc
-            m = jax.tree.map(np.asarray, m)
-            bad_loss = ~np.isfinite(m["loss"])
-            if bad_loss.any() or not _finite((new_state.policy, new_state.sae)):
-                # the loss is per block; without a bad loss, blame the chunk's last epoch
-                bad = int(state.epoch) + int(np.argmax(bad_loss) if bad_loss.any() else chunk - 1)
-                kept = (
-                    f"the last good checkpoint (epoch {int(state.epoch)}) is kept in "
-                    f"{run_dir / 'checkpoint'}"
-                    if int(state.epoch) > 0
-                    else "no checkpoint was written (the first chunk failed)"
-                )
-                raise FloatingPointError(f"non-finite loss or parameters at epoch {bad}; {kept}")
-            state = new_state
-            for k, v in m.items():
-                metrics.setdefault(k, []).append(v)
-            flat = {k: np.concatenate(v) for k, v in metrics.items()}
-            save_state(run_dir, state, flat, int(state.epoch))
-            bar.update(chunk)
-            bar.set_postfix(
-                reward=f"{float(np.mean(m['reward'][-100:])):.4f}", t_sa=int(m["t_sa"][-1])
-            )
+    run = run_chunks(
+        spec.trainer.run_chunk,
+        state,
+        env,
+        total,
+        chunk,
+        metrics=metrics,
+        checkpoint_dir=run_dir,
+        progress=bool(c.get("progress", False)),
+    )
+    state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
     train_s = time.perf_counter() - t0 - sae_report["seconds"]
-    flat = {k: np.concatenate(v)[:total] for k, v in metrics.items()}
 
     save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
     save_scenario(scenario_at(env, int(state.epoch)), run_dir / "scenario.json")
