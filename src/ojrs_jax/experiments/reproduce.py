@@ -149,7 +149,13 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
     env = spec.env()
     sae_params, _ = pretrain_sae(keys["sae"], spec)
     run = train_seeds(
-        spec, keys["train"], s["seeds"], sae_params, env, shard=s["shard"], progress=s["progress"]
+        spec.trainer,
+        keys["train"],
+        s["seeds"],
+        sae_params,
+        env,
+        shard=s["shard"],
+        progress=s["progress"],
     )
     _write_training_metrics(out, run)
     stable = _stable_epochs(run, env)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import sae
+from ojrs_jax import incremental, sae
 from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_csv, write_npz
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
@@ -198,12 +198,12 @@ def incremental_run(
     """Stream channels through incremental learning from the trained model (Algorithm 1)."""
     model, st = res["config"], res["stats"]
     xs, x_te = sae.preprocess(h_stream, st), sae.preprocess(h_te, st)
-    state = sae.incremental_init(model, res["params"], xs.shape[-1])
+    state = incremental.incremental_init(model, res["params"], xs.shape[-1])
 
     @jax.jit
     def run(key, state, xs):
         def body(s, kx):
-            return sae.incremental_step(kx[0], s, model, kx[1], st)
+            return incremental.incremental_step(kx[0], s, model, kx[1], st)
 
         return jax.lax.scan(body, state, (jax.random.split(key, xs.shape[0]), xs))
 
