@@ -36,3 +36,18 @@ def test_cli_modules_are_thin():
     """A command parses, calls an experiment and prints: cli/ stays small."""
     total = sum(len(p.read_text().splitlines()) for p in (PKG / "cli").glob("*.py"))
     assert total < 600, total
+
+
+def test_public_api_without_hydra_app(tmp_path):
+    """`ojrs_jax.train_from_config(overrides, dir)` then `ojrs_jax.load_run(dir).decide(h)`."""
+    import jax
+    import numpy as np
+    from conftest import TINY_CLI_ARGS, with_overrides
+
+    args = with_overrides(TINY_CLI_ARGS, "eval.channels=4", "eval.exact=false")
+    summary = ojrs_jax.train_from_config(args, tmp_path)
+    assert summary["epochs"] == 200 and summary["eval"]["channels"] == 4
+    sched = ojrs_jax.load_run(tmp_path)
+    h = np.asarray(ojrs_jax.sample_channels(jax.random.key(0), sched.scn, 3))
+    a = np.asarray(sched.decide(h))
+    assert a.shape == (3, 6) and a.min() >= 0 and a.max() <= 2

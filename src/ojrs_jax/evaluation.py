@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ojrs_jax import env as env_mod
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.exact import cost_matrix, exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
@@ -36,9 +37,8 @@ def weights_changed(env: Env, epoch: int) -> bool:
 
 
 def scenario_at(env: Env, epoch: int) -> Scenario:
-    """The deployment with the task weights in force at `epoch`."""
-    w = env.weights_after if weights_changed(env, epoch) else env.scn.weights
-    return env.scn.replace(weights=w)
+    """The deployment with the task weights in force at `epoch` (`ojrs_jax.env.scenario_at`)."""
+    return env_mod.scenario_at(env, jnp.asarray(epoch, jnp.int32))
 
 
 def latency64(scn: Scenario, H: np.ndarray, A: np.ndarray) -> np.ndarray:

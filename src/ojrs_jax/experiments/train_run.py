@@ -98,3 +98,21 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> dict:
+    """The resolved config of a command (`train`, `baselines`, ...) with Hydra overrides, as the
+    command line would compose it, without running Hydra's app (no run directory, no logging)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        return to_container(compose(config_name, overrides=list(overrides or [])))
+
+
+def train_from_config(
+    cfg: dict | list[str] | None, run_dir: str | Path, resume: bool = False
+) -> dict:
+    """`ojrs-train` without Hydra's app: `cfg` is a resolved config dict or a list of overrides
+    (`["train=paper", "train.epochs=2000"]`); writes the run to `run_dir`, returns its summary."""
+    c = cfg if isinstance(cfg, dict) else compose_config(cfg)
+    return train_run(c, Path(run_dir), resume=resume)
