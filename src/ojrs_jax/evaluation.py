@@ -24,7 +24,7 @@ import numpy as np
 
 from ojrs_jax import env as env_mod
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.exact import cost_matrix, exact_miqp, latency_np
+from ojrs_jax.exact import TIME_LIMIT, cost_matrix, exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pso import PSOConfig, PSOParams, pso
 from ojrs_jax.scenario import Scenario, sample_channels
@@ -86,7 +86,7 @@ def evaluate_run(
     key: jax.Array,
     n_channels: int = 1000,
     exact: bool = True,
-    time_limit: float = 60.0,
+    time_limit: float = TIME_LIMIT,
 ) -> dict[str, Any]:
     """Policy decisions (no search) on held-out channels against Greedy, Random and the exact
     optimum: NRR = mean over draws of L(exact) / L(policy) (each term in (0, 1])."""

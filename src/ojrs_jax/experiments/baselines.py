@@ -25,7 +25,7 @@ from ojrs_jax.config import (
     system_config,
     to_container,
 )
-from ojrs_jax.exact import exact_miqp
+from ojrs_jax.exact import TIME_LIMIT, exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
 from ojrs_jax.pso import pso, pso_from_mapping
@@ -101,7 +101,7 @@ def run_baselines(
     p2_method = c.get("p2", {}).get("method", "closed_form")
     if p2_method not in P2_METHODS:
         raise ConfigError(f"p2.method must be one of {', '.join(P2_METHODS)}, got {p2_method!r}")
-    time_limit = positive_number(c.get("exact", {}), "time_limit", "exact.", 60.0)
+    time_limit = positive_number(c.get("exact", {}), "time_limit", "exact.", TIME_LIMIT)
 
     scn = make_scenario(sys_cfg)
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import ConfigError, positive_int, system_config, to_container
-from ojrs_jax.exact import exact_miqp, latency_np
+from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import atomic_write_bytes, write_csv
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
@@ -136,7 +136,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
     if c.get("exact", True):
         exact = np.array(
             [
-                exact_miqp(scn, np.asarray(H[e]), 60.0, np.asarray(greedy(scn))).latency
+                exact_miqp(scn, np.asarray(H[e]), TIME_LIMIT, np.asarray(greedy(scn))).latency
                 for e in range(draws)
             ]
         )

@@ -28,6 +28,7 @@ import numpy as np
 
 from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
 from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
+from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
@@ -51,7 +52,7 @@ def _settings(c: dict) -> dict[str, Any]:
         "seeds": positive_int(r, "seeds", "reproduce."),
         "eval_every": positive_int(r, "eval_every", "reproduce."),
         "eval_channels": positive_int(r, "eval_channels", "reproduce."),
-        "time_limit": positive_number(r, "time_limit", "reproduce.", 60.0),
+        "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
         "shard": bool(r.get("shard", True)),
         "progress": bool(r.get("progress", False)),
     }

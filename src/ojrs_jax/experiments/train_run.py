@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from ojrs_jax.checkpoint import check_resume_config, load_state, save_model
 from ojrs_jax.config import positive_int, positive_number, to_container
 from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
+from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.loop import run_chunks
 from ojrs_jax.pipeline import build, pretrain_sae
@@ -32,7 +33,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     spec = build(c)
     ev = dict(c.get("eval", {}) or {})
     n_eval = positive_int({"channels": 1000, **ev}, "channels", "eval.")
-    time_limit = positive_number(ev, "time_limit", "eval.", 60.0)
+    time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
     if resume:
         check_resume_config(run_dir, c, ignore=("resume", "progress", "eval"))
     run_dir.mkdir(parents=True, exist_ok=True)
