@@ -38,9 +38,9 @@ from IPython.display import Markdown, display
 from ojrs_jax import sae
 from ojrs_jax.asa import asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
+from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.pipeline import build
 from ojrs_jax.scenario import sample_channels
 
@@ -375,8 +375,8 @@ display(
 # ## Table III: NRR before and after the weights change
 # The policy (no search) on held-out channels, NRR = L(exact) / L(policy), at three moments: at
 # the change with the old weights (F), right after it with the new weights and the unchanged
-# policy, and at the end of training (S). `ojrs_jax.evaluation.evaluate_run` certifies every draw with
-# SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out means.)
+# policy, and at the end of training (S). `ojrs_jax.evaluation.evaluate_run` certifies every
+# draw with SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out means.)
 
 # %%
 old_env = env.replace(change_epoch=jnp.asarray(2**30, jnp.int32))  # weights never change

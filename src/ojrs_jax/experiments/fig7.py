@@ -14,14 +14,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import ConfigError, positive_int, system_config, to_container
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
-from ojrs_jax.io import atomic_write_bytes, write_csv
+from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
+from ojrs_jax.plots import save_figure
 from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 
 STARTS = ("random", "greedy")
@@ -63,18 +65,12 @@ def search_curves(
     }
 
 
-def plot(curves: dict[str, np.ndarray], exact: np.ndarray | None, title: str) -> bytes:
-    """PNG bytes: mean best-so-far L per iteration, and (with the exact optima (D,)) the mean gap
-    to the optimum on a log scale."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(curves: dict[str, np.ndarray], exact: np.ndarray | None, title: str) -> Figure:
+    """Mean best-so-far L per iteration, and (with the exact optima (D,)) the mean gap to the
+    optimum on a log scale."""
     ncol = 1 if exact is None else 2
-    fig, axes = plt.subplots(1, ncol, figsize=(6.4 * ncol, 4.4), dpi=120, squeeze=False)
+    fig = Figure(figsize=(6.4 * ncol, 4.4))
+    axes = fig.subplots(1, ncol, squeeze=False)
     it = np.arange(curves["asa"].shape[1])
     series = (("asa", "ASA (h-mutation)", "-"), ("sa", "plain SA (random neighbours)", "--"))
     ax = axes[0, 0]
@@ -100,10 +96,7 @@ def plot(curves: dict[str, np.ndarray], exact: np.ndarray | None, title: str) ->
     ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
@@ -145,7 +138,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
         f"Fig. 7: ASA vs SA, N={scn.n_ue}, M={scn.n_mec}, K={asa_cfg.k}, "
         f"{draws} draws, {start} start"
     )
-    atomic_write_bytes(out_dir / "fig7.png", plot(curves, exact, title))
+    save_figure(plot(curves, exact, title), out_dir / "fig7.png")
     rows = [
         (
             g,

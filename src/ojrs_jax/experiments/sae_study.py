@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.resources
-import io
 import json
 import time
 from pathlib import Path
@@ -25,11 +24,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax import incremental, sae
 from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
-from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_csv, write_npz
+from ojrs_jax.io import atomic_write_text, write_csv, write_npz
+from ojrs_jax.plots import save_figure
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
@@ -298,24 +299,14 @@ def summary_json(r: dict) -> dict:
     }
 
 
-def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def figures(r: dict, out: Path, bins: int) -> list[Path]:
-    """Figs. 3-6 as PNG files (Agg backend); returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Figs. 3-6 as PNG files; returns the paths written."""
     written = []
     models = r["models"]
     scen = f"N = {r['system']['n_ue']}, M = {r['system']['n_mec']}"
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for n, m in models.items():
         acc = m["curves"]["test_acc"]
         ax.plot(np.arange(1, len(acc) + 1), 100 * acc, color=COLORS.get(n), label=LABELS.get(n, n))
@@ -328,11 +319,11 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
     ax.set_ylim(max(lo - 5, 0), 100)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, out / "fig3_accuracy.png")
+    save_figure(fig, out / "fig3_accuracy.png")
     written.append(out / "fig3_accuracy.png")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for n, m in models.items():
         if m["config"].uses_2r:
             continue  # eq. 23 adds terms: its loss is not comparable with the MSE curves
@@ -346,9 +337,8 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
            title=f"Fig. 4: training and test loss, {scen}")  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    _save(fig, out / "fig4_loss.png")
+    save_figure(fig, out / "fig4_loss.png")
     written.append(out / "fig4_loss.png")
-    plt.close(fig)
 
     errs = r["errors"]
     pooled = np.concatenate([e[s] for e in errs.values() for s in ("train", "test")])
@@ -356,7 +346,8 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
     for fig_no, name in ((5, "2r_sae"), (6, "sae")):
         if name not in errs:
             continue
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
         width = edges[1] - edges[0]
         for off, split in ((0.0, "train"), (0.5, "test")):
             e = np.minimum(errs[name][split], edges[-1] - 1e-12)  # last bin holds the tail
@@ -373,10 +364,9 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend()
         path = out / f"fig{fig_no}_errors_{name}.png"
-        _save(fig, path)
+        save_figure(fig, path)
         written.append(path)
-        plt.close(fig)
-    return written
+        return written
 
 
 def write_outputs(r: dict, out: Path) -> list[Path]:
