@@ -376,7 +376,8 @@ display(
 # The policy (no search) on held-out channels, NRR = L(exact) / L(policy), at three moments: at
 # the change with the old weights (F), right after it with the new weights and the unchanged
 # policy, and at the end of training (S). `ojrs_jax.evaluation.evaluate_run` certifies every
-# draw with SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out means.)
+# draw with SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out
+# means.)
 
 # %%
 old_env = env.replace(change_epoch=jnp.asarray(2**30, jnp.int32))  # weights never change
