@@ -8,11 +8,12 @@ figures. Several training seeds run as one vmapped computation whose seed axis i
 
 Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 - NRR of a policy at an evaluation point = mean over a fixed held-out set of channel draws of
-  L(reference) / L(policy decision), with the task weights in force at that point; the reference
+  L(reference) / L(policy decision) in float64, with the task weights in force at that point
+  (after t epochs, those of epoch t: `ojrs_jax.evaluation.weights_changed`); the reference
   is the certified SCIP optimum (`vs exact`) or PSO (`vs PSO`, the paper's reference).
 - The policy is evaluated every `reproduce.eval_every` epochs. F-Best and F-Avg are the maximum
-  and the mean of a seed's NRR over the evaluation points up to the weight change (epoch 5000);
-  S-Best and S-Avg the same over the points after it. Tables give mean +- std over seeds.
+  and the mean of a seed's NRR over the evaluation points before the weight change (epoch 5000);
+  S-Best and S-Avg the same over the points from it on. Tables give mean +- std over seeds.
 """
 
 from __future__ import annotations
