@@ -35,8 +35,9 @@ from hydra import compose, initialize_config_module
 from ojrs_jax import replay
 from ojrs_jax.asa import asa_search
 from ojrs_jax.baselines import greedy
+from ojrs_jax.evaluation import evaluate_run
 from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.pipeline import build, evaluate, pretrain_sae
+from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.policy import params_norm_sq
 from ojrs_jax.scenario import sample_channels
 
@@ -280,5 +281,5 @@ plt.show()
 # The same comparison as one call, as `ojrs-train` reports it after training:
 
 # %%
-report = evaluate(spec, state, env, keys["eval"], n_channels=N_EVAL)
+report = evaluate_run(spec.trainer, state, env, keys["eval"], n_channels=N_EVAL)
 {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}

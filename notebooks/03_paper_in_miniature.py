@@ -38,9 +38,10 @@ from IPython.display import Markdown, display
 from ojrs_jax import sae
 from ojrs_jax.asa import asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
+from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import build, epochs_to_stable, evaluate, final_scenario
+from ojrs_jax.pipeline import build
 from ojrs_jax.scenario import sample_channels
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.grid": True, "grid.alpha": 0.3})
@@ -329,7 +330,7 @@ plt.show()
 
 # %%
 state_end = runs["2p-ER (OJRS)"][1][-1]
-scn_end = final_scenario(spec, env, int(state_end.epoch))
+scn_end = scenario_at(env, int(state_end.epoch))
 n_tab = P["table"]
 H = sample_channels(jax.random.key(11), scn_end, n_tab)
 H_np = np.asarray(H, np.float64)
@@ -376,17 +377,18 @@ display(
 # ## Table III: NRR before and after the weights change
 # The policy (no search) on held-out channels, NRR = L(exact) / L(policy), at three moments: at
 # the change with the old weights (F), right after it with the new weights and the unchanged
-# policy, and at the end of training (S). `ojrs_jax.pipeline.evaluate` certifies every draw with
-# SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out means.)
+# policy, and at the end of training (S). `ojrs_jax.evaluation.evaluate_run` certifies every
+# draw with SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out
+# means.)
 
 # %%
 old_env = env.replace(change_epoch=jnp.asarray(2**30, jnp.int32))  # weights never change
 rows = []
 for name, (s_run, states, _) in runs.items():
     mid, end = states[0], states[-1]
-    f = evaluate(s_run, mid, old_env, keys["eval"], n_tab)
-    jolt = evaluate(s_run, mid, env, keys["eval"], n_tab)
-    s = evaluate(s_run, end, env, keys["eval"], n_tab)
+    f = evaluate_run(s_run.trainer, mid, old_env, keys["eval"], n_tab)
+    jolt = evaluate_run(s_run.trainer, mid, env, keys["eval"], n_tab)
+    s = evaluate_run(s_run.trainer, end, env, keys["eval"], n_tab)
     rows.append(
         f"| {name} | {scn.n_mec} | {models['2r-SAE']['test']['acc']:.4f} | {cr:.2f} | "
         f"{f['nrr']:.4f} | {jolt['nrr']:.4f} | {s['nrr']:.4f} |"

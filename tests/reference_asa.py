@@ -1,8 +1,9 @@
-"""Float64 NumPy reference of one ASA / plain-SA iteration (paper eqs. 26-29, SPEC 4), by loops.
+"""Float64 NumPy reference of one ASA / plain-SA iteration (paper eqs. 26-29), by loops.
 
-Written from the SPEC, not from src/ojrs_jax/asa.py: it shares only the contract of the random
-numbers (one uniform u per neighbour and UE: mutate when u < m_i, then pick the new option at
-u / m_i by inverse CDF over the other options in index order; one uniform for acceptance).
+Written from the paper's equations, not from src/ojrs_jax/asa.py: it shares only the contract of
+the random numbers (one uniform u per neighbour and UE: mutate when u < m_i, then pick the new
+option at u / m_i by inverse CDF over the other options in index order; one uniform for
+acceptance).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def scenario_np(scn) -> dict:
 
 
 def latency_ref(s: dict, h: np.ndarray, a: np.ndarray) -> float:
-    """SPEC 1 closed form of L(a), UE by UE."""
+    """Closed form of L(a) (eqs. 5-13), UE by UE."""
     f0 = min(float(s["f_local"]), (float(s["p_max"]) / float(s["kappa"])) ** (1 / 3))
     total = 0.0
     loads = np.zeros(h.shape[1])
@@ -38,7 +39,7 @@ def latency_ref(s: dict, h: np.ndarray, a: np.ndarray) -> float:
 
 
 def option_probs_ref(h: np.ndarray, local_weight: float, guided: bool = True) -> np.ndarray:
-    """q (N, M+1): local weight lw/M against MEC shares h_ij / sum_k h_ik, normalised (SPEC 4);
+    """q (N, M+1): local weight lw/M against MEC shares h_ij / sum_k h_ik, normalised (eqs. 27-29);
     uniform over the M+1 options for plain SA."""
     n, m = h.shape
     q = np.zeros((n, m + 1))

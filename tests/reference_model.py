@@ -1,6 +1,6 @@
-"""Independent float64 NumPy reference of the system model, P2 and the baseline rules (SPEC 1-2).
+"""Independent float64 NumPy reference of the system model, P2 and the baseline rules.
 
-Written from the SPEC with plain loops, not from the JAX code, so the tests compare two
+Written from the paper with plain loops, not from the JAX code, so the tests compare two
 independent implementations.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 
 
 class RefModel:
-    """The model of SPEC 1 for one scenario, from plain float64 arrays."""
+    """The model of Sec. III for one scenario, from plain float64 arrays."""
 
     def __init__(self, scn) -> None:
         g = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731

@@ -310,8 +310,8 @@ def test_state_and_draw_shapes(scn3):
 def test_baselines_rows_and_fig7_smoke(tmp_path):
     """The asa/sa/pso rows of ojrs-baselines are never worse than Greedy nor better than exact;
     a bad asa setting fails by name; ojrs-fig7 writes its PNG and CSV."""
-    from ojrs_jax.cli.baselines import run_baselines
-    from ojrs_jax.cli.fig7 import run_fig7
+    from ojrs_jax.experiments.baselines import run_baselines
+    from ojrs_jax.experiments.fig7 import run_fig7
 
     system = {"noise": 2e-7}
     scale = {"n_ue": 6, "n_mec": 2, "seed": 2}

@@ -153,7 +153,8 @@ def test_real_nan_stops_run_with_exit_3(tmp_path, env):
 POISONED = """
 import dataclasses, sys
 import numpy as np
-import ojrs_jax.cli.train as t
+import ojrs_jax.experiments.train_run as t
+import ojrs_jax.cli.train as cli
 
 real_build = t.build
 calls = []
@@ -173,7 +174,7 @@ def build(c):
 
 t.build = build
 sys.argv = ["ojrs-train", *sys.argv[1:]]
-t.main()
+cli.main()
 """
 
 

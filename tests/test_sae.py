@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import reference_sae as ref
 
-from ojrs_jax import sae
+from ojrs_jax import incremental, sae
 from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, path_gain, sample_channels
 
 
@@ -195,7 +195,7 @@ def test_metrics_match_reference():
     assert float(sae.per_ue_relative_error(hj, 3.0 * hj)) < 1e-6  # per-UE scale does not count
 
 
-def _fifo_order(mem: sae.Memory) -> np.ndarray:
+def _fifo_order(mem: incremental.Memory) -> np.ndarray:
     data, head, count = np.asarray(mem.data), int(mem.head), int(mem.count)
     if count < data.shape[0]:
         return data[:count]
@@ -208,8 +208,8 @@ def test_memory_fifo_threshold_matches_reference():
     xs = rng.normal(size=(40, dim)).astype(np.float32)
     errs = rng.uniform(size=40).astype(np.float32)
     r = ref.FifoMemory(cap, thr)
-    mem = sae.memory_init(cap, dim)
-    add = jax.jit(sae.memory_add)
+    mem = incremental.memory_init(cap, dim)
+    add = jax.jit(incremental.memory_add)
     for x, e in zip(xs, errs, strict=True):
         mem, added = add(mem, x, e, thr)
         assert bool(added) == r.add(x, float(e))
@@ -217,7 +217,8 @@ def test_memory_fifo_threshold_matches_reference():
         assert int(mem.count) == len(r.items)
     assert int(mem.count) == cap  # it filled, then oldest entries left
     # the batched form is the sequential one
-    mem_b, added_b = jax.jit(sae.memory_add_batch)(sae.memory_init(cap, dim), xs, errs, thr)
+    mem0 = incremental.memory_init(cap, dim)
+    mem_b, added_b = jax.jit(incremental.memory_add_batch)(mem0, xs, errs, thr)
     np.testing.assert_array_equal(np.asarray(mem_b.data), np.asarray(mem.data))
     np.testing.assert_array_equal(np.asarray(added_b), errs > thr)
 
@@ -252,12 +253,12 @@ def test_incremental_learning_in_scan():
     scn, h, _ = _data(2, 30)
     stats = sae.channel_stats(scn)
     x = sae.preprocess(h, stats)
-    state0 = sae.incremental_init(cfg, sae.init_sae(jax.random.key(0), cfg, 60), 60)
+    state0 = incremental.incremental_init(cfg, sae.init_sae(jax.random.key(0), cfg, 60), 60)
 
     @jax.jit
     def run(key, state, xs):
         def body(s, kx):
-            s, info = sae.incremental_step(kx[0], s, cfg, kx[1], stats)
+            s, info = incremental.incremental_step(kx[0], s, cfg, kx[1], stats)
             return s, (info, s.params, s.online)
 
         return jax.lax.scan(body, state, (jax.random.split(key, xs.shape[0]), xs))
@@ -284,11 +285,11 @@ def test_incremental_learning_in_scan():
         want = leaf(state0.params) if last_sync == 0 else p_all[last_sync - 1]
         np.testing.assert_array_equal(o_all[t], want)
     assert not np.array_equal(p_all[-1], leaf(state0.params))  # it did retrain
-    chex.assert_shape(sae.online_encode(state, cfg, x), (30, 30))
+    chex.assert_shape(incremental.online_encode(state, cfg, x), (30, 30))
 
 
 def test_comparison_configs_share_settings():
-    from ojrs_jax.cli.sae import variant_config
+    from ojrs_jax.experiments.sae_study import variant_config
 
     main = sae.SAEConfig(steps=7, learning_rate=0.5, activation="tanh", gamma1=0.3)
     ae = variant_config(main, "ae")

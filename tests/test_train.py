@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ojrs_jax.checkpoint import load_state, save_state
+from ojrs_jax.evaluation import epochs_to_stable
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import build, epochs_to_stable, pretrain_sae
+from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import ConfigError, sample_channels

@@ -13,9 +13,9 @@ _KEEP = _os.environ.get("OJRS_KEEP_XLA_FLAGS", "") not in ("", "0")
 if not _KEEP and _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
+from ojrs_jax.config import ConfigError  # noqa: E402
 from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402
 from ojrs_jax.scenario import (  # noqa: E402
-    ConfigError,
     Scenario,
     SystemConfig,
     load_scenario,
@@ -25,9 +25,42 @@ from ojrs_jax.scenario import (  # noqa: E402
     save_scenario,
 )
 
+# Heavier entry points load on first use, so `import ojrs_jax` stays light (ojrs-decide's start).
+_LAZY = {
+    "load_run": "ojrs_jax.scheduler",
+    "Scheduler": "ojrs_jax.scheduler",
+    "TrainConfig": "ojrs_jax.train",
+    "make_trainer": "ojrs_jax.train",
+    "SAEConfig": "ojrs_jax.sae",
+    "ASAConfig": "ojrs_jax.asa",
+    "ASAParams": "ojrs_jax.asa",
+    "build": "ojrs_jax.pipeline",
+    "train_from_config": "ojrs_jax.experiments.train_run",
+    "compose_config": "ojrs_jax.experiments.train_run",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ojrs_jax' has no attribute {name!r}")
+
+
 __all__ = [
+    "ASAConfig",
+    "ASAParams",
     "Allocation",
     "ConfigError",
+    "SAEConfig",
+    "Scheduler",
+    "TrainConfig",
+    "build",
+    "compose_config",
+    "load_run",
+    "make_trainer",
+    "train_from_config",
     "Scenario",
     "SystemConfig",
     "batched_latency",

@@ -2,7 +2,7 @@
 
 Integer coding (eq. 25): a decision is a (N,) int32 with a_i = 0 local, a_i = j for MEC j.
 
-h-mutation (eqs. 27-29, SPEC 4). Every UE i has a distribution q_i over the options M0 = {0..M}:
+h-mutation (eqs. 27-29). Every UE i has a distribution q_i over the options M0 = {0..M}:
 
     q_ij = s_ij / (1 + lw / M)            for j >= 1,   s_ij = h_ij / sum_k h_ik,
     q_i0 = (lw / M) / (1 + lw / M)        (neutral local value),
@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ojrs_jax.config import ConfigError, split_settings
 from ojrs_jax.p2 import OptionCosts, costs_latency, option_costs
-from ojrs_jax.scenario import ConfigError, Scenario, split_settings
+from ojrs_jax.scenario import Scenario
 
 
 @struct.dataclass

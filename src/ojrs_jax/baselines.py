@@ -1,9 +1,9 @@
 """Reference decision rules of paper Sec. V.D: Random, Greedy (nearest MEC), exhaustive search.
 
-Random and Greedy apply the capacity rule of SPEC 2: MEC j is insufficient when it hosts more than
-floor(F_MEC_j / F_L) tasks (it could not give each at least the UE's local speed); the extra UEs,
-those with the largest F_i first, then run locally. All rules are pure, jit- and vmap-friendly
-(exhaustive search enumerates (M+1)^N decisions and is meant for N <= 10).
+Random and Greedy apply the capacity rule of Sec. V.D: MEC j is insufficient when it hosts more
+than floor(F_MEC_j / F_L) tasks (it could not give each at least the UE's local speed); the
+extra UEs, those with the largest F_i first, then run locally. All rules are pure, jit- and
+vmap-friendly (exhaustive search enumerates (M+1)^N decisions and is meant for N <= 10).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ojrs_jax.scenario import Scenario, distances
 
 
 def capacity_rule(scn: Scenario, a: jax.Array) -> jax.Array:
-    """Send the extra UEs of over-full MECs home, largest F_i first (SPEC 2). a (N,) -> (N,)."""
+    """Send the extra UEs of over-full MECs home, largest F_i first (Sec. V.D). a (N,) -> (N,)."""
     cap = jnp.floor(scn.f_mec / scn.f_local)  # (M,) tasks each MEC can host at >= F_L
     n = a.shape[0]
     idx = jnp.arange(n)

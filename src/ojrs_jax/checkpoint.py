@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 from flax import serialization
 
+from ojrs_jax.config import ConfigError
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text
-from ojrs_jax.scenario import ConfigError
 
 
 def _to_host(tree: Any) -> Any:

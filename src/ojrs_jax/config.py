@@ -1,10 +1,12 @@
-"""Typed views of the Hydra configuration: `DictConfig` in, frozen dataclasses out (no equation).
+"""Settings: `ConfigError`, the shared validators and typed views of the Hydra config (no equation).
 
-Entry points call these once at start-up; jitted code never sees a `DictConfig`. A bad value
-raises `ConfigError` with one line naming the field, which `cli_guard` turns into exit code 2.
-`hydra_cli` is `hydra.main` for this package made strict: a setting the YAML files of `conf/` do
-not define, a value of the wrong type for its default, or an override Hydra cannot apply (an
-unknown key, a missing group option, a syntax error) also ends in one `error:` line and exit 2.
+The bottom layer of the package: every module that validates a setting raises `ConfigError`
+from here, with one line naming the field and the value. Entry points turn the Hydra config into
+typed, frozen dataclasses once at start-up; jitted code never sees a `DictConfig`.
+`cli_guard` turns `ConfigError` into one `error:` line and exit code 2. `hydra_cli` is
+`hydra.main` for this package made strict: a setting the YAML files of `conf/` do not define, a
+value of the wrong type for its default, or an override Hydra cannot apply (an unknown key, a
+missing group option, a syntax error) also ends in one `error:` line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,17 +17,45 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
-from ojrs_jax.scenario import ConfigError, SystemConfig
+    from ojrs_jax.scenario import SystemConfig
 
 CONFIG_PATH = "pkg://ojrs_jax.conf"
 
 
+class ConfigError(ValueError):
+    """A configuration or input value is invalid; the message names the field and the value."""
+
+
+def is_int(v: Any) -> bool:
+    """An integer that is not a bool (YAML's `true` is not a width)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_real(v: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def split_settings(m: dict, section: str, *classes: type) -> list[dict]:
+    """Split a config mapping into keyword arguments for each dataclass in `classes` (e.g. a
+    static config and a pytree of sweepable leaves); a key none of them has fails by name."""
+    names = [{f.name for f in fields(c)} for c in classes]
+    unknown = sorted(set(m).difference(*names))
+    if unknown:
+        raise ConfigError(f"unknown {section} setting {unknown[0]!r}")
+    return [{k: v for k, v in m.items() if k in n} for n in names]
+
+
 def to_container(cfg: DictConfig | dict) -> dict:
     """Resolved plain dict of a config node."""
+    from omegaconf import DictConfig, OmegaConf
+
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
@@ -33,6 +63,8 @@ def to_container(cfg: DictConfig | dict) -> dict:
 
 def system_config(cfg: DictConfig | dict) -> SystemConfig:
     """Merge the `scale` and `system` groups into one validated `SystemConfig`."""
+    from ojrs_jax.scenario import SystemConfig
+
     c = to_container(cfg)
     merged = {**c.get("system", {}), **c.get("scale", {})}
     return SystemConfig.from_mapping(merged)
@@ -43,6 +75,14 @@ def positive_int(c: dict, key: str, where: str) -> int:
     v = c.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise ConfigError(f"{where}{key} must be a positive integer, got {v!r}")
+    return v
+
+
+def integer(c: dict, key: str, where: str, default: int = 0) -> int:
+    """Read an integer setting (default when absent), naming it on failure."""
+    v = c.get(key, default)
+    if not is_int(v):
+        raise ConfigError(f"{where}{key} must be an integer, got {v!r}")
     return v
 
 

@@ -1,4 +1,4 @@
-"""Certified optimum of P1 (offloading decision) with P2 in closed form as a convex MIQP (SPEC 2).
+"""Certified optimum of P1 (offloading decision) with P2 in closed form as a convex MIQP.
 
 With binary x_ij (j = 0 local, j >= 1 MEC j) and c_ij = sqrt(w_i F_i / F_MEC_j), the objective
 L(a) of `ojrs_jax.p2.latency` becomes
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ojrs_jax.scenario import Scenario
+
+TIME_LIMIT = 60.0  # default SCIP time limit per draw, s (every `time_limit` setting's default)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def latency_np(scn: Scenario, h: np.ndarray, a: np.ndarray) -> float:
 def exact_miqp(
     scn: Scenario,
     h: np.ndarray,
-    time_limit: float = 60.0,
+    time_limit: float = TIME_LIMIT,
     warm_start: np.ndarray | None = None,
     threads: int = 1,
 ) -> ExactResult:

@@ -1,15 +1,16 @@
-"""Resource allocation sub-problem P2 for a fixed offloading decision (paper eqs. 5-13, SPEC 1).
+"""Resource allocation sub-problem P2 for a fixed offloading decision (paper eqs. 5-13).
 
 A decision is an integer vector a (N,) with a_i = 0 for local execution and a_i = j for MEC j.
-Given a, P2 separates (SPEC 1): offloading UEs transmit at p = P_max (no interference), local UEs
-run at f_i0 = min(F_L, (P_max/kappa)^(1/3)), and the UEs S_j on MEC j share its CPU by the KKT rule
-f_ij = F_MEC_j sqrt(w_i F_i) / sum_{k in S_j} sqrt(w_k F_k). The weighted latency is then
+Given a, P2 separates (README, "The model in brief"): offloading UEs transmit at p = P_max (no
+interference), local UEs run at f_i0 = min(F_L, (P_max/kappa)^(1/3)), and the UEs S_j on MEC j
+share its CPU by the KKT rule f_ij = F_MEC_j sqrt(w_i F_i) / sum_{k in S_j} sqrt(w_k F_k). The
+weighted latency is then
 
     L(a) = sum_{i local} w_i F_i / f_i0 + sum_{i offloaded} w_i D_i / r_{i,a_i}
            + sum_j (sum_{i: a_i = j} sqrt(w_i F_i))^2 / F_MEC_j.
 
 `latency` is that closed form (the fast exact path, jit/vmap friendly). `solve_p2_pg` solves the
-CPU shares numerically with jaxopt's ProjectedGradient, the solver the user's design asks for;
+CPU shares numerically with jaxopt's ProjectedGradient, a check of the closed form and a template;
 `solve_p2` picks one by name and both return the same `Allocation`.
 """
 
@@ -23,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax.scenario import ConfigError, Scenario, local_speed, rate
+from ojrs_jax.config import ConfigError
+from ojrs_jax.scenario import Scenario, local_speed, rate
 
 P2_METHODS = ("closed_form", "jaxopt")
 
@@ -106,7 +108,7 @@ def _allocation(scn: Scenario, h: jax.Array, a: jax.Array, f: jax.Array) -> Allo
 
 
 def solve_p2_closed_form(scn: Scenario, h: jax.Array, a: jax.Array) -> Allocation:
-    """Exact P2 allocation by the KKT rule (SPEC 1)."""
+    """Exact P2 allocation by the KKT rule (eqs. 11-13 in closed form)."""
     onehot, _, s = _parts(scn, h, a)
     load = s @ onehot[:, 1:]  # (M,)
     mec = jnp.clip(a - 1, 0, scn.n_mec - 1)
@@ -153,7 +155,7 @@ def solve_p2_pg(
 
     Variables are normalised shares g_i = f_i / F_MEC_j (offloaded) or f_i / f_i0 (local), so the
     objective sum_i w_i F_i / f_i is well scaled; start from equal shares. Transmit power is
-    P_max (optimal in this interference-free model, SPEC 1). The lower bound `eps` on a share
+    P_max (optimal in this interference-free model, eq. 2). The lower bound `eps` on a share
     keeps the 1/g objective's curvature bounded; FISTA acceleration is off by default because
     its extrapolated points can leave that region and jaxopt's line search then accepts a bad
     step (seen at M = 5 with uneven weights). In float32 the gradient-mapping norm can stall

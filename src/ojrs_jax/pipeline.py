@@ -1,13 +1,13 @@
-"""The OJRS pipeline end to end: configure, pretrain the 2r-SAE, run Algorithm 3, measure NRR.
+"""A run from its config: typed settings, scenario and trainer, and the 2r-SAE pretraining.
 
-Used by `ojrs-train`, `ojrs-decide`, the notebooks and the reproduction scripts, so that each
+Used by `ojrs-train`, the notebooks and the reproduction jobs, so that each
 of them builds a run the same way from one plain config dict (the resolved Hydra config):
 
     spec = build(cfg)                          # typed configs + scenario + trainer
     sae_params, sae_metrics = pretrain_sae(key, spec)
     env = spec.env(key_env)
     state, metrics = spec.trainer.train(key, env, sae_params)
-    report = evaluate(spec, state, env, key_eval)  # NRR = L(exact) / L(policy) (Sec. V.B)
+    report = evaluate_run(spec.trainer, state, env, key_eval)  # ojrs_jax.evaluation
 """
 
 from __future__ import annotations
@@ -17,16 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax import sae as sae_mod
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import positive_int, system_config, to_container
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
-from ojrs_jax.train import Env, TrainConfig, Trainer, TrainState, make_env, make_trainer
+from ojrs_jax.config import integer, positive_int, system_config, to_container
+from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
+from ojrs_jax.train import Env, TrainConfig, Trainer, make_env, make_trainer
 
 
 @dataclass(frozen=True)
@@ -62,9 +58,7 @@ def build(cfg: Any) -> RunSpec:
     train_cfg = TrainConfig.from_mapping(
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
-    seed = c.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    seed = integer(c, "seed", "")
     pre = positive_int(dict(c.get("sae_pretrain", {"channels": 4096})), "channels", "sae_pretrain.")
     scn = make_scenario(sys_cfg)
     trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)
@@ -93,68 +87,3 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         "seconds": seconds,
         "loss_curve": np.asarray(curves["loss"]),
     }
-
-
-def final_scenario(spec: RunSpec, env: Env, epoch: int) -> Scenario:
-    """The deployment with the weights in force at `epoch`."""
-    w = env.weights_after if epoch >= int(env.change_epoch) else env.scn.weights
-    return spec.scn.replace(weights=w)
-
-
-def evaluate(
-    spec: RunSpec,
-    state: TrainState,
-    env: Env,
-    key: jax.Array,
-    n_channels: int = 1000,
-    exact: bool = True,
-    time_limit: float = 60.0,
-) -> dict[str, Any]:
-    """Policy decisions (no search) on held-out channels against Greedy, Random and the exact
-    optimum: NRR = mean over draws of L(exact) / L(policy) (each term in (0, 1])."""
-    epoch = int(state.epoch)
-    scn = final_scenario(spec, env, epoch)
-    k_h, k_r = jax.random.split(key)
-    H = sample_channels(k_h, scn, n_channels)
-    a_pol = spec.trainer.decide(state.policy, state.sae.online, env, H)
-    jax.block_until_ready(a_pol)
-    l_pol = np.asarray(batched_latency(scn, H, a_pol), np.float64)
-    a_g = jnp.broadcast_to(greedy(scn), a_pol.shape)
-    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, n_channels), scn)
-    out: dict[str, Any] = {
-        "epoch": epoch,
-        "channels": n_channels,
-        "latency_policy": float(l_pol.mean()),
-        "latency_policy_median": float(np.median(l_pol)),
-        "latency_greedy": float(np.mean(batched_latency(scn, H, a_g))),
-        "latency_random": float(np.mean(batched_latency(scn, H, a_r))),
-    }
-    if exact:
-        H_np = np.asarray(H, np.float64)
-        warm = np.asarray(a_pol)
-        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(n_channels)]
-        l_ex = np.array([r.latency for r in res])
-        # the policy's latency in the same float64 model as SCIP's, for a consistent ratio
-        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(n_channels)])
-        nrr = l_ex / l_pol64
-        out.update(
-            latency_exact=float(l_ex.mean()),
-            nrr=float(nrr.mean()),
-            nrr_median=float(np.median(nrr)),
-            nrr_p10=float(np.percentile(nrr, 10)),
-            exact_certified=int(sum(r.status == "optimal" for r in res)),
-            exact_seconds=float(np.mean([r.seconds for r in res])),
-        )
-    return out
-
-
-def epochs_to_stable(reward: np.ndarray, window: int = 500, tol: float = 0.02) -> int:
-    """First epoch from which the moving average of the reward (over `window` epochs) stays within
-    `tol` (relative) of its final value: the paper's "stable after ~2500 epochs" made precise."""
-    r = np.asarray(reward, np.float64)
-    if r.size < window:
-        return r.size
-    ma = np.convolve(r, np.ones(window) / window, mode="valid")  # ma[t] averages r[t : t+window]
-    final = ma[-1]
-    outside = np.nonzero(np.abs(ma - final) > tol * abs(final))[0]
-    return int(outside[-1] + 1 + window) if outside.size else window

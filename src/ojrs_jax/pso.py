@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ojrs_jax.config import ConfigError, split_settings
 from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario, split_settings
+from ojrs_jax.scenario import Scenario
 
 
 @struct.dataclass

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ojrs_jax.scenario import ConfigError
+from ojrs_jax.config import ConfigError
 
 REPLAY_KINDS = ("per", "uniform")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ojrs_jax.config import ConfigError
 from ojrs_jax.io import atomic_write_text, write_csv
-from ojrs_jax.scenario import ConfigError
 
 # The paper's figures (Sec. V), printed beside ours.
 PAPER_TABLE2 = {  # method: (computation time per decision s, task latency s, reward)

@@ -6,15 +6,6 @@ mirrors the widths and ends in a linear layer (x-hat lives in the preprocessed d
 `layers` counts the input, as the paper does: AE 60 -> 30 is "2 layers", SAE 60 -> 45 -> 30 is
 "3 layers". Hidden widths default to a linear interpolation between N*M and the latent width.
 
-Preprocessing (`preprocess`, default "linear"). h_ij = g_ij l_ij with g_ij = beta0 / R_ij^2 the
-path gain and l_ij ~ Exp(1). "linear" divides by the scenario's mean path gain,
-    x_ij = h_ij / gbar,   gbar = mean_kl g_kl,
-so x has mean 1 over entries and eq. 23's absolute term is literally the MSE of (scaled) h. "log"
-standardises each entry exactly, x_ij = (ln h_ij - ln g_ij + gamma_E) / (pi / sqrt 6) (ln l has
-mean -gamma_E and variance pi^2/6); it weighs deep fades of weak links like strong links, which
-the h-domain metrics below do not reward. Both maps live in `ChannelStats`, work on any batch
-shape (..., N, M) and have an inverse, so the loss and the metrics can return to h.
-
 Loss (eq. 23), per channel, averaged over the batch (variant `2r_sae`; `ae` and `sae` use MSE only):
     L = 1/(N M) sum_ij (x_ij - xhat_ij)^2
         + gamma1/2 sum_ij (h_ij / max_k h_ik - hhat_ij / max_k hhat_ik)^2
@@ -26,35 +17,13 @@ or of all parameters (`l2: all`); with `l2_mean` (the default) it is divided by 
 because the literal sum with gamma2 = 0.08 outweighs the MSE of normalised data many times over
 (measured at N = 30, M = 2, T_SAE = 500: held-out Acc 0.45 with the sum, 0.65 per parameter).
 
-Metrics (all on h in physical units, over held-out channels):
-- reconstruction accuracy Acc = 1 - sum |h - hhat| / sum h over all entries: one minus the
-  weighted absolute percentage error (WAPE). The per-entry mean of |h - hhat| / h is not used:
-  under Rayleigh fading E[1/l] is infinite, so that average is ruled by the few deepest fades.
-  Acc weighs entries by their gain; `per_ue_accuracy` (each UE's error relative to its own
-  sum_j h_ij, averaged over UEs) is reported beside it.
-- per-UE relative error: mean over channels, UEs and MECs of |rho_ij - rhohat_ij|, with
-  rho_ij = h_ij / max_k h_ik (the quantity eq. 23's relative term protects).
-- per-entry absolute error for the histograms of Figs. 5-6: |h_ij - hhat_ij| / gbar, in units
-  of the mean path gain (the same weighting as Acc).
-- compression ratio CR = 1 - latent / (N M).
-
-What the code can hold. Under SPEC's model the fading l_ij is i.i.d. across UEs and MECs, so
-h has N*M independent random entries and nothing but their means is shared between epochs. A
-code of 30 numbers cannot carry 60 independent ones; which 30 it keeps is the trade-off: MSE on
-h / gbar keeps the strong links (high Acc), eq. 23's relative term spends the code on the
-per-UE ratios rho (low relative error, lower Acc). The best linear code (PCA) reaches Acc ~0.90
-at M = 2; the CLI reports it as a yardstick.
-
-Incremental learning (Alg. 1, Sec. IV.B): a FIFO memory of fixed size takes a new x only when its
-reconstruction error (MSE in the x domain) exceeds `error_threshold`; every step trains the SAE
-for `retrain_steps` Adam steps on memory samples, and every `sync_period` steps copies theta_SAE
-to the online encoder, which produces the DRL state.
+Preprocessing and the metrics live in `ojrs_jax.channel_map`, incremental learning (Algorithm 1)
+in `ojrs_jax.incremental`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -64,9 +33,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 
-from ojrs_jax.scenario import ConfigError, Scenario, path_gain
+from ojrs_jax.channel_map import (  # noqa: F401  (re-exported: sae.preprocess, sae.evaluate's metrics)
+    EULER_GAMMA,
+    LOG_EXP_STD,
+    PREPROCESS,
+    ChannelStats,
+    channel_stats,
+    log_channel,
+    normalised_errors,
+    per_ue_accuracy,
+    per_ue_relative_error,
+    postprocess,
+    preprocess,
+    reconstruction_accuracy,
+    relative_channel,
+)
+from ojrs_jax.config import ConfigError, is_int, is_real
 
 VARIANTS = ("ae", "sae", "2r_sae")
 ACTIVATIONS = {
@@ -79,23 +62,10 @@ ACTIVATIONS = {
     "softplus": nn.softplus,
 }
 L2_SCOPES = ("weights", "all")
-PREPROCESS = ("linear", "log")
-EULER_GAMMA = 0.5772156649015329
-LOG_EXP_STD = math.pi / math.sqrt(6.0)  # std of ln l, l ~ Exp(1)
-_FLOOR = 1e-12  # floor of x before the log in the linear map (reconstructions can be <= 0)
-
 Params = Any  # flax parameter pytree
 
 
 # --- configuration ---------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
@@ -141,7 +111,7 @@ class SAEConfig:
                 raise ConfigError(f"sae.{name} must be true or false, got {getattr(self, name)!r}")
         if self.layers is None:
             object.__setattr__(self, "layers", 2 if self.variant == "ae" else 3)
-        if not _is_int(self.layers) or self.layers < 2:
+        if not is_int(self.layers) or self.layers < 2:
             raise ConfigError(f"sae.layers must be an integer >= 2, got {self.layers!r}")
         for name in (
             "latent",
@@ -152,13 +122,13 @@ class SAEConfig:
             "sync_period",
         ):
             v = getattr(self, name)
-            if not _is_int(v) or v <= 0:
+            if not is_int(v) or v <= 0:
                 raise ConfigError(f"sae.{name} must be a positive integer, got {v!r}")
         hidden = self.hidden
         if isinstance(hidden, list | tuple):
             hidden = tuple(hidden)
             object.__setattr__(self, "hidden", hidden)
-        if not isinstance(hidden, tuple) or not all(_is_int(w) and w > 0 for w in hidden):
+        if not isinstance(hidden, tuple) or not all(is_int(w) and w > 0 for w in hidden):
             raise ConfigError(f"sae.hidden must be a list of positive integers, got {hidden!r}")
         if hidden and len(hidden) != self.layers - 2:
             raise ConfigError(
@@ -167,13 +137,13 @@ class SAEConfig:
             )
         for name in ("gamma1", "gamma2"):
             v = getattr(self, name)
-            if not _is_real(v) or v < 0:
+            if not is_real(v) or v < 0:
                 raise ConfigError(f"sae.{name} must be a finite number >= 0, got {v!r}")
-        if not _is_real(self.learning_rate) or self.learning_rate <= 0:
+        if not is_real(self.learning_rate) or self.learning_rate <= 0:
             raise ConfigError(
                 f"sae.learning_rate must be a finite positive number, got {self.learning_rate!r}"
             )
-        if not _is_real(self.error_threshold):
+        if not is_real(self.error_threshold):
             raise ConfigError(
                 f"sae.error_threshold must be a finite number, got {self.error_threshold!r}"
             )
@@ -205,60 +175,6 @@ def encoder_widths(cfg: SAEConfig, n_in: int) -> tuple[int, ...]:
 def compression_ratio(n_ue: int, n_mec: int, latent: int = 30) -> float:
     """CR = 1 - latent / (N M): the share of the input width the code removes."""
     return 1.0 - latent / (n_ue * n_mec)
-
-
-# --- preprocessing ---------------------------------------------------------------------------
-
-
-@struct.dataclass
-class ChannelStats:
-    """Per-entry affine map between h (or ln h) and the network's input x."""
-
-    gain: chex.Array  # (N, M) path gain g_ij = E[h_ij]
-    loc: chex.Array  # (N, M) log: mean of ln h_ij (ln g_ij - gamma_E); linear: zeros
-    scale: chex.Array  # (N, M) log: std of ln h_ij (pi / sqrt 6); linear: gbar = mean g
-    kind: str = struct.field(pytree_node=False, default="linear")  # linear | log
-
-
-def channel_stats(scn: Scenario, kind: str = "linear") -> ChannelStats:
-    """Exact statistics of h under the scenario's Rayleigh model (no data needed)."""
-    g = path_gain(scn)
-    if kind == "linear":
-        return ChannelStats(g, jnp.zeros_like(g), jnp.full_like(g, jnp.mean(g)), kind)
-    if kind == "log":
-        return ChannelStats(g, jnp.log(g) - EULER_GAMMA, jnp.full_like(g, LOG_EXP_STD), kind)
-    raise ConfigError(f"sae.preprocess must be one of {', '.join(PREPROCESS)}, got {kind!r}")
-
-
-def _stats(s: Scenario | ChannelStats) -> ChannelStats:
-    return channel_stats(s) if isinstance(s, Scenario) else s
-
-
-def preprocess(h: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
-    """Channels h (..., N, M) -> inputs x (..., N*M), row-major (UE-major)."""
-    st = _stats(scn_or_stats)
-    chex.assert_equal_shape_suffix((h, st.loc), 2)
-    x = (jnp.log(h) - st.loc) / st.scale if st.kind == "log" else h / st.scale
-    return x.reshape(*h.shape[:-2], -1)
-
-
-def log_channel(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
-    """Inverse of `preprocess` in the log domain: x (..., N*M) -> ln h (..., N, M).
-
-    For `linear`, values x <= 0 (a reconstruction can undershoot) are floored at 1e-12 first.
-    """
-    st = _stats(scn_or_stats)
-    n, m = st.loc.shape
-    chex.assert_axis_dimension(x, -1, n * m)
-    x = x.reshape(*x.shape[:-1], n, m)
-    if st.kind == "log":
-        return x * st.scale + st.loc
-    return jnp.log(jnp.maximum(x, _FLOOR) * st.scale)
-
-
-def postprocess(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
-    """Inverse of `preprocess`: x (..., N*M) -> h (..., N, M)."""
-    return jnp.exp(log_channel(x, scn_or_stats))
 
 
 # --- model (eqs. 19-20) ----------------------------------------------------------------------
@@ -329,11 +245,6 @@ def reconstruct(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
 
 
 # --- loss (eq. 23) ---------------------------------------------------------------------------
-
-
-def relative_channel(log_h: jax.Array) -> jax.Array:
-    """rho_ij = h_ij / max_k h_ik from ln h (..., N, M), computed without overflow."""
-    return jnp.exp(log_h - jnp.max(log_h, axis=-1, keepdims=True))
 
 
 def l2_norm_sq(params: Params, cfg: SAEConfig) -> jax.Array:
@@ -431,26 +342,6 @@ def train_sae(
 # --- metrics ---------------------------------------------------------------------------------
 
 
-def reconstruction_accuracy(h: jax.Array, h_hat: jax.Array) -> jax.Array:
-    """Acc = 1 - sum |h - hhat| / sum h over all entries (one minus WAPE)."""
-    return 1.0 - jnp.sum(jnp.abs(h - h_hat)) / jnp.sum(h)
-
-
-def per_ue_accuracy(h: jax.Array, h_hat: jax.Array) -> jax.Array:
-    """1 - mean over channels and UEs of sum_j |h_ij - hhat_ij| / sum_j h_ij; h (..., N, M)."""
-    return 1.0 - jnp.mean(jnp.sum(jnp.abs(h - h_hat), -1) / jnp.sum(h, -1))
-
-
-def per_ue_relative_error(h: jax.Array, h_hat: jax.Array) -> jax.Array:
-    """Mean |h_ij / max_k h_ik - hhat_ij / max_k hhat_ik| over all entries; h (..., N, M)."""
-    return jnp.mean(jnp.abs(relative_channel(jnp.log(h)) - relative_channel(jnp.log(h_hat))))
-
-
-def normalised_errors(h: jax.Array, h_hat: jax.Array, stats: ChannelStats) -> jax.Array:
-    """Per-entry absolute error |h - hhat| / gbar (..., N, M), gbar the mean path gain."""
-    return jnp.abs(h - h_hat) / jnp.mean(stats.gain)
-
-
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def evaluate(
     params: Params, cfg: SAEConfig, x: jax.Array, stats: ChannelStats
@@ -470,125 +361,21 @@ def evaluate(
     }
 
 
-# --- incremental learning (Alg. 1, lines 3-4 and 11) -----------------------------------------
-
-
-@struct.dataclass
-class Memory:
-    """Fixed-size FIFO memory of preprocessed channels (ring buffer)."""
-
-    data: chex.Array  # (C, D) stored inputs x; rows >= count are unused while not full
-    head: chex.Array  # () int32 slot the next entry goes to (the oldest entry once full)
-    count: chex.Array  # () int32 number of valid rows, <= C
-
-
-def memory_init(capacity: int, dim: int) -> Memory:
-    """An empty memory of `capacity` rows of width `dim` (both Python ints)."""
-    if capacity <= 0 or dim <= 0:
-        raise ValueError(f"memory capacity and dim must be positive, got {capacity}, {dim}")
-    z = jnp.zeros((), jnp.int32)
-    return Memory(data=jnp.zeros((capacity, dim), jnp.float32), head=z, count=z)
-
-
-def memory_add(
-    mem: Memory, x: jax.Array, err: jax.Array, threshold: float | jax.Array
-) -> tuple[Memory, jax.Array]:
-    """Error check then FIFO insert: x (D,) enters (overwriting the oldest when full) iff err >
-    threshold. Returns the new memory and whether x entered."""
-    chex.assert_shape(x, mem.data.shape[1:])
-    cap = mem.data.shape[0]
-    add = err > threshold
-    row = jnp.where(add, x.astype(mem.data.dtype), mem.data[mem.head])
-    data = mem.data.at[mem.head].set(row)
-    head = jnp.where(add, (mem.head + 1) % cap, mem.head)
-    count = jnp.where(add, jnp.minimum(mem.count + 1, cap), mem.count)
-    return Memory(data=data, head=head, count=count), add
-
-
-def memory_add_batch(
-    mem: Memory, xs: jax.Array, errs: jax.Array, threshold: float | jax.Array
-) -> tuple[Memory, jax.Array]:
-    """`memory_add` for rows xs (E, D) with errors errs (E,), in order; returns added (E,)."""
-
-    def body(m, xe):
-        return memory_add(m, xe[0], xe[1], threshold)
-
-    return jax.lax.scan(body, mem, (xs, errs))
-
-
-def memory_sample(key: jax.Array, mem: Memory, batch: int) -> jax.Array:
-    """Uniform rows (batch, D) from the valid part of the memory (row 0 repeats while empty)."""
-    idx = jax.random.randint(key, (batch,), 0, jnp.maximum(mem.count, 1))
-    return mem.data[idx]
-
-
-def reconstruction_error(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
-    """Error check value: MSE of the reconstruction in the x domain, per input (...,)."""
-    return jnp.mean(jnp.square(x - reconstruct(params, cfg, x)), axis=-1)
-
-
-@struct.dataclass
-class IncrementalState:
-    """The SAE under incremental learning, its memory and the online encoder it feeds."""
-
-    params: Params  # theta_SAE, trained on the memory
-    opt_state: optax.OptState  # Adam moments of theta_SAE
-    online: Params  # online encoder's copy of theta_SAE (synchronised every sync_period)
-    memory: Memory  # FIFO of inputs whose error exceeded the threshold
-    step: chex.Array  # () int32 incremental steps taken
-
-
-def incremental_init(cfg: SAEConfig, params: Params, n_in: int) -> IncrementalState:
-    """Start incremental learning from (pre-trained or fresh) parameters, empty memory."""
-    return IncrementalState(
-        params=params,
-        opt_state=optimizer(cfg).init(params),
-        online=params,
-        memory=memory_init(cfg.memory_size, n_in),
-        step=jnp.zeros((), jnp.int32),
-    )
-
-
-def incremental_step(
-    key: jax.Array, state: IncrementalState, cfg: SAEConfig, x: jax.Array, stats: ChannelStats
-) -> tuple[IncrementalState, dict[str, jax.Array]]:
-    """One online epoch for a new input x (N*M,): error check, FIFO add, retrain, periodic sync.
-
-    Retraining takes `cfg.retrain_steps` Adam steps on memory minibatches (skipped while the
-    memory is empty); the online encoder receives theta_SAE when the step count reaches a
-    multiple of `cfg.sync_period`. Callable inside `lax.scan`.
-    """
-    chex.assert_shape(x, state.memory.data.shape[1:])
-    err = reconstruction_error(state.params, cfg, x)
-    memory, added = memory_add(state.memory, x, err, cfg.error_threshold)
-
-    def train(carry, k):
-        params, opt_state = carry
-        batch = memory_sample(k, memory, cfg.batch_size)
-        new_p, new_o, out = _adam_step(params, opt_state, cfg, batch, stats)
-        keep = memory.count > 0
-        params, opt_state = jax.tree.map(
-            lambda a, b: jnp.where(keep, a, b), (new_p, new_o), (params, opt_state)
-        )
-        return (params, opt_state), out["loss"]
-
-    (params, opt_state), losses = jax.lax.scan(
-        train, (state.params, state.opt_state), jax.random.split(key, cfg.retrain_steps)
-    )
-    step = state.step + 1
-    sync = step % cfg.sync_period == 0
-    online = jax.tree.map(lambda p, o: jnp.where(sync, p, o), params, state.online)
-    new = IncrementalState(
-        params=params, opt_state=opt_state, online=online, memory=memory, step=step
-    )
-    return new, {"err": err, "added": added, "loss": losses[-1], "synced": sync}
-
-
-def online_encode(state: IncrementalState, cfg: SAEConfig, x: jax.Array) -> jax.Array:
-    """DRL state s (..., latent) from the online encoder."""
-    return encode(state.online, cfg, x)
-
-
 def to_numpy(tree: Any) -> Any:
     """Host copy of a pytree of arrays (for writing metrics)."""
     return jax.tree.map(np.asarray, tree)
+
+
+# Incremental learning lives in `ojrs_jax.incremental`; its names stay reachable as `sae.<name>`.
+_INCREMENTAL = frozenset({
+    "IncrementalState", "Memory", "incremental_init", "incremental_step", "memory_add",
+    "memory_add_batch", "memory_init", "memory_sample", "online_encode", "reconstruction_error",
+})  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INCREMENTAL:
+        from ojrs_jax import incremental
+
+        return getattr(incremental, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,9 +24,10 @@ import yaml
 from flax import serialization
 
 from ojrs_jax import sae as sae_mod
+from ojrs_jax.config import ConfigError
 from ojrs_jax.p2 import solve_p2_closed_form
 from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn
-from ojrs_jax.scenario import ConfigError, Scenario, load_scenario
+from ojrs_jax.scenario import Scenario, load_scenario
 
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
 

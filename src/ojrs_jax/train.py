@@ -30,8 +30,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ojrs_jax import incremental
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
+from ojrs_jax.config import ConfigError
 from ojrs_jax.p2 import latency
 from ojrs_jax.policy import (
     PerUEPolicy,
@@ -44,7 +46,7 @@ from ojrs_jax.policy import (
     scaled_hidden,
 )
 from ojrs_jax.replay import PERParams, ReplayState, make_buffer
-from ojrs_jax.scenario import ConfigError, Scenario, sample_channel
+from ojrs_jax.scenario import Scenario, sample_channel
 
 REPLAYS = ("per", "uniform")
 STATES = ("sae", "channel")
@@ -192,7 +194,7 @@ class TrainState:
     opt_state: optax.OptState  # Adam state (learning rate injected, a leaf)
     buffer: ReplayState  # replay memory (2p-ER or uniform)
     t_sa: chex.Array  # () int32 current ASA iteration count T_SA
-    sae: sae_mod.IncrementalState  # SAE under incremental learning + online encoder
+    sae: incremental.IncrementalState  # SAE under incremental learning + online encoder
     hyper: Hyper
 
 
@@ -255,7 +257,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
             opt_state=opt.init(params),
             buffer=buf.init(cfg.per),
             t_sa=jnp.asarray(cfg.asa.t_sa0, jnp.int32),
-            sae=sae_mod.incremental_init(sae_cfg, sae_params, n_in),
+            sae=incremental.incremental_init(sae_cfg, sae_params, n_in),
             hyper=Hyper(
                 lam=jnp.asarray(cfg.lam, jnp.float32),
                 explore_eps=jnp.asarray(cfg.explore_eps, jnp.float32),
@@ -293,7 +295,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         if cfg.incremental_sae and cfg.state == "sae":
             X = sae_mod.preprocess(H, env.stats).reshape(phi, n_in)
             sae_state, _ = jax.lax.scan(
-                lambda s, kx: sae_mod.incremental_step(kx[0], s, sae_cfg, kx[1], env.stats),
+                lambda s, kx: incremental.incremental_step(kx[0], s, sae_cfg, kx[1], env.stats),
                 sae_state,
                 (jax.random.split(k_sae, phi), X),
             )

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ojrs_jax.cache import enable_compilation_cache
+from ojrs_jax.config import ConfigError
 from ojrs_jax.io import write_npz
-from ojrs_jax.scenario import ConfigError, load_scenario
+from ojrs_jax.scenario import load_scenario
 from ojrs_jax.scheduler import load_run
 
 

@@ -1,10 +1,8 @@
 """`ojrs-fig7`: best fitness per iteration of ASA vs plain SA, paper Fig. 7 (eqs. 26-29).
 
-Samples `draws` channel epochs of the configured scenario, starts both searches from the same
-decision (Random by default, or Greedy), runs ASA (h-mutation) and plain SA (random neighbours)
-for `iterations` iterations with the same K, temperature and cooling (the `asa` group), and plots
-the best weighted latency L found so far, averaged over the draws; the mean certified optimum
-(SCIP MIQP) is drawn as a reference line. Writes fig7.png and fig7.csv to the Hydra run directory.
+Samples `draws` channel epochs, starts ASA (h-mutation) and plain SA (random neighbours) from the
+same decision and plots the best weighted latency found so far against the SCIP optimum
+(`ojrs_jax.experiments.fig7`). Writes fig7.png and fig7.csv to the Hydra run directory.
 
     ojrs-fig7 scale=paper_m2 draws=200
 """
@@ -14,159 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import jax
-import jax.numpy as jnp
-import numpy as np
 from omegaconf import DictConfig
 
-from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import hydra_cli, positive_int, system_config, to_container
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.io import atomic_write_bytes, write_csv
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.scenario import ConfigError, Scenario, make_scenario, sample_channels
-
-STARTS = ("random", "greedy")
-
-
-def search_curves(
-    key: jax.Array,
-    scn: Scenario,
-    H: jax.Array,
-    a0: jax.Array,
-    iterations: int,
-    params: ASAParams,
-    k: int,
-) -> dict[str, np.ndarray]:
-    """Best-so-far L per iteration (D, iterations + 1), column 0 = L(a0), for ASA and plain SA,
-    plus their final decisions (D, N)."""
-    d = H.shape[0]
-    k_asa, k_sa = jax.random.split(key)
-
-    @jax.jit
-    def run(k_asa, k_sa, H, a0):
-        asa = jax.vmap(
-            lambda kk, h, a: asa_search(kk, scn, h, a, iterations, params, k=k, max_iter=iterations)
-        )
-        sa = jax.vmap(lambda kk, h, a: plain_sa(kk, scn, h, a, iterations, params, k=k))
-        return (
-            asa(jax.random.split(k_asa, d), H, a0),
-            sa(jax.random.split(k_sa, d), H, a0),
-            batched_latency(scn, H, a0),
-        )
-
-    (a_asa, _, t_asa), (a_sa, _, t_sa), l0 = run(k_asa, k_sa, H, a0)
-    col0 = np.asarray(l0)[:, None]
-    return {
-        "asa": np.concatenate([col0, np.asarray(t_asa)], axis=1),
-        "sa": np.concatenate([col0, np.asarray(t_sa)], axis=1),
-        "a_asa": np.asarray(a_asa),
-        "a_sa": np.asarray(a_sa),
-    }
-
-
-def plot(curves: dict[str, np.ndarray], exact: np.ndarray | None, title: str) -> bytes:
-    """PNG bytes: mean best-so-far L per iteration, and (with the exact optima (D,)) the mean gap
-    to the optimum on a log scale."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ncol = 1 if exact is None else 2
-    fig, axes = plt.subplots(1, ncol, figsize=(6.4 * ncol, 4.4), dpi=120, squeeze=False)
-    it = np.arange(curves["asa"].shape[1])
-    series = (("asa", "ASA (h-mutation)", "-"), ("sa", "plain SA (random neighbours)", "--"))
-    ax = axes[0, 0]
-    for name, label, style in series:
-        ax.plot(it, curves[name].mean(axis=0), style, lw=2, label=label)
-    if exact is not None:
-        ax.axhline(exact.mean(), color="k", lw=1, ls=":", label="exact optimum (SCIP)")
-    ax.set_xlabel("iteration G")
-    ax.set_ylabel("best weighted latency L so far (s)")
-    ax.set_title("mean over draws")
-    if exact is not None:
-        ax2 = axes[0, 1]
-        for name, label, style in series:
-            gap = 100 * (curves[name] / exact[:, None] - 1).mean(axis=0)
-            ax2.plot(it, np.maximum(gap, 1e-4), style, lw=2, label=label)
-        ax2.set_yscale("log")
-        ax2.set_xlabel("iteration G")
-        ax2.set_ylabel("mean gap to the exact optimum (%)")
-        ax2.set_title("gap L / L* - 1 (log scale)")
-        ax2.grid(alpha=0.3, which="both")
-        ax2.legend()
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
-    """Compute the curves, write fig7.png and fig7.csv; returns summary numbers."""
-    c = to_container(cfg)
-    sys_cfg = system_config(c)
-    draws = positive_int(c, "draws", "")
-    iterations = positive_int(c, "iterations", "")
-    start = c.get("start", "random")
-    if start not in STARTS:
-        raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
-    asa_cfg, params = asa_from_mapping(c.get("asa", {}))
-    scn = make_scenario(sys_cfg)
-    k_h, k_a0, k_search = jax.random.split(jax.random.key(int(c.get("seed", 0))), 3)
-    H = sample_channels(k_h, scn, draws)
-    if start == "greedy":
-        a0 = jnp.broadcast_to(greedy(scn), (draws, scn.n_ue))
-    else:
-        a0 = jax.vmap(random_decision, in_axes=(0, None))(jax.random.split(k_a0, draws), scn)
-    curves = search_curves(k_search, scn, H, a0, iterations, params, asa_cfg.k)
-    # The final costs, recomputed in float64 from the MIQP's own cost data, guard the JAX values.
-    for name in ("asa", "sa"):
-        l64 = np.array(
-            [latency_np(scn, np.asarray(H[e]), curves[f"a_{name}"][e]) for e in range(draws)]
-        )
-        err = np.max(np.abs(curves[name][:, -1] / l64 - 1))
-        if err > 1e-4:
-            raise RuntimeError(f"{name}: JAX latency differs from float64 by {err:.2e}")
-    exact = None
-    if c.get("exact", True):
-        exact = np.array(
-            [
-                exact_miqp(scn, np.asarray(H[e]), 60.0, np.asarray(greedy(scn))).latency
-                for e in range(draws)
-            ]
-        )
-    exact_mean = None if exact is None else float(exact.mean())
-    title = (
-        f"Fig. 7: ASA vs SA, N={scn.n_ue}, M={scn.n_mec}, K={asa_cfg.k}, "
-        f"{draws} draws, {start} start"
-    )
-    atomic_write_bytes(out_dir / "fig7.png", plot(curves, exact, title))
-    rows = [
-        (
-            g,
-            curves["asa"][:, g].mean(),
-            curves["sa"][:, g].mean(),
-            "" if exact_mean is None else exact_mean,
-        )
-        for g in range(iterations + 1)
-    ]
-    write_csv(
-        out_dir / "fig7.csv", ["iteration", "asa_best_mean", "sa_best_mean", "exact_mean"], rows
-    )
-    return {
-        "start": float(curves["asa"][:, 0].mean()),
-        "asa_final": float(curves["asa"][:, -1].mean()),
-        "sa_final": float(curves["sa"][:, -1].mean()),
-        "exact": float("nan") if exact_mean is None else exact_mean,
-    }
+from ojrs_jax.config import hydra_cli
+from ojrs_jax.experiments.fig7 import run_fig7
 
 
 @hydra_cli("fig7")

@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from ojrs_jax.config import hydra_cli
-from ojrs_jax.reproduce import run_experiment
+from ojrs_jax.experiments.reproduce import run_experiment
 
 
 def _label_preset(cfg: DictConfig) -> None:

@@ -8,191 +8,36 @@ figures. Several training seeds run as one vmapped computation whose seed axis i
 
 Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 - NRR of a policy at an evaluation point = mean over a fixed held-out set of channel draws of
-  L(reference) / L(policy decision), with the task weights in force at that point; the reference
+  L(reference) / L(policy decision) in float64, with the task weights in force at that point
+  (after t epochs, those of epoch t: `ojrs_jax.evaluation.weights_changed`); the reference
   is the certified SCIP optimum (`vs exact`) or PSO (`vs PSO`, the paper's reference).
 - The policy is evaluated every `reproduce.eval_every` epochs. F-Best and F-Avg are the maximum
-  and the mean of a seed's NRR over the evaluation points up to the weight change (epoch 5000);
-  S-Best and S-Avg the same over the points after it. Tables give mean +- std over seeds.
+  and the mean of a seed's NRR over the evaluation points before the weight change (epoch 5000);
+  S-Best and S-Avg the same over the points from it on. Tables give mean +- std over seeds.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ojrs_jax.config import positive_int, positive_number, to_container
-from ojrs_jax.exact import exact_miqp
+from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
+from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
+from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import RunSpec, build, epochs_to_stable, pretrain_sae
-from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import ConfigError, Scenario, sample_channels
-from ojrs_jax.train import Env, TrainState
+from ojrs_jax.loop import SeedRun, train_seeds
+from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
+from ojrs_jax.pso import pso_from_mapping
+from ojrs_jax.scenario import sample_channels
+from ojrs_jax.train import Env
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")
-
-
-# --- many seeds in one computation, sharded over devices --------------------------------------
-
-
-def seed_mesh(n_seeds: int, devices: Sequence[Any] | None = None) -> Mesh:
-    """A 1-D mesh ("seed",) over the most devices that divide the seed count evenly."""
-    devs = list(jax.devices() if devices is None else devices)
-    d = max(k for k in range(1, len(devs) + 1) if n_seeds % k == 0)
-    return Mesh(np.array(devs[:d]), ("seed",))
-
-
-def seed_keys(key: jax.Array, n_seeds: int) -> jax.Array:
-    """Seed s trains from fold_in(key, s): adding seeds never changes the earlier ones."""
-    return jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
-
-
-@dataclass
-class SeedRun:
-    """Outcome of `train_seeds`: final states (leading seed axis) and what was measured."""
-
-    state: TrainState
-    metrics: dict[str, np.ndarray]  # per epoch, (S, epochs)
-    evals: list[dict[str, Any]]  # one dict per evaluation point: epoch and (S,) arrays
-    seconds: float  # wall time of the training chunks, compile included
-    first_chunk_seconds: float  # first chunk, compile included
-    devices: int  # devices the seed axis was sharded over
-
-
-def train_seeds(
-    spec: RunSpec,
-    key: jax.Array,
-    n_seeds: int,
-    sae_params: Any,
-    env: Env,
-    evaluate: Callable[[TrainState, int], dict[str, Any]] | None = None,
-    shard: bool = True,
-    progress: bool = False,
-) -> SeedRun:
-    """Algorithm 3 for `n_seeds` seeds at once (vmap), their axis sharded over the devices.
-
-    Runs in chunks of `spec.train_cfg.chunk` epochs; after each, `evaluate(states, epochs_done)`
-    may measure the policies (its (S,) arrays are collected). The SAE parameters and the
-    environment are shared by all seeds; seeds differ in policy init, channels and searches.
-    """
-    trainer = spec.trainer
-    keys = seed_keys(key, n_seeds)
-    state = jax.vmap(trainer.init, (0, None))(keys, sae_params)
-    mesh = seed_mesh(n_seeds) if shard else None
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
-        env = jax.device_put(env, NamedSharding(mesh, PartitionSpec()))
-    run = jax.jit(jax.vmap(trainer.run_chunk, (0, None)))
-    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
-    metrics: dict[str, list[np.ndarray]] = {}
-    evals = []
-    t0 = time.perf_counter()
-    first = None
-    while int(state.epoch[0]) < total:
-        tc = time.perf_counter()
-        state, m = run(state, env)
-        jax.block_until_ready(state)
-        first = time.perf_counter() - tc if first is None else first
-        for k, v in m.items():
-            metrics.setdefault(k, []).append(np.asarray(v))
-        done = int(state.epoch[0])
-        if not all(np.all(np.isfinite(np.asarray(v))) for v in (m["loss"], m["reward"])):
-            raise FloatingPointError(f"non-finite loss or reward by epoch {done}")
-        if evaluate is not None:
-            evals.append({"epoch": done, **evaluate(state, done)})
-        if progress:
-            r = float(np.mean(m["reward"][:, -100:]))
-            print(f"  epoch {done}/{total}: reward {r:.4f}", file=sys.stderr, flush=True)
-    seconds = time.perf_counter() - t0
-    flat = {k: np.concatenate(v, axis=1)[:, :total] for k, v in metrics.items()}
-    return SeedRun(state, flat, evals, seconds, first or 0.0, 1 if mesh is None else mesh.size)
-
-
-# --- held-out references and the NRR evaluation -----------------------------------------------
-
-
-@dataclass
-class Reference:
-    """A fixed held-out set of channels with reference latencies for one set of task weights."""
-
-    scn: Scenario
-    H: jax.Array  # (K, N, M)
-    exact: np.ndarray  # (K,) certified optimum (SCIP), in the JAX latency model
-    pso: np.ndarray  # (K,) PSO from Greedy
-    certified: int  # draws SCIP proved optimal
-
-
-@functools.partial(jax.jit, static_argnames=("n_particles", "n_iter"))
-def _pso_batch(keys, scn, H, a0, params, n_particles: int, n_iter: int) -> jax.Array:
-    """PSO decisions for a batch of draws; compiled once for both weight sets of a job."""
-    return jax.vmap(
-        lambda k, h: pso(k, scn, h, a0, params, n_particles=n_particles, n_iter=n_iter)[0]
-    )(keys, H)
-
-
-def make_reference(
-    key: jax.Array, scn: Scenario, H: jax.Array, c: dict, time_limit: float
-) -> Reference:
-    """SCIP optimum and PSO on each draw of H under scn's weights."""
-    from ojrs_jax.baselines import greedy
-
-    a0 = greedy(scn)
-    res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in range(H.shape[0])]
-    a_ex = jnp.asarray(np.stack([r.a for r in res]), jnp.int32)
-    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
-    a_pso = _pso_batch(
-        jax.random.split(key, H.shape[0]), scn, H, a0, pso_par, pso_cfg.n_particles, pso_cfg.n_iter
-    )
-    return Reference(
-        scn=scn,
-        H=H,
-        exact=np.asarray(batched_latency(scn, H, a_ex), np.float64),
-        pso=np.asarray(batched_latency(scn, H, a_pso), np.float64),
-        certified=int(sum(r.status == "optimal" for r in res)),
-    )
-
-
-def nrr_evaluator(
-    spec: RunSpec, env: Env, refs: tuple[Reference, Reference]
-) -> Callable[[TrainState, int], dict[str, Any]]:
-    """NRR of every seed's policy (no search) on the held-out set, against exact and PSO; the
-    second reference (new weights) applies once more epochs than the change epoch are done."""
-    decide = jax.jit(jax.vmap(spec.trainer.decide, (0, 0, None, None)))
-    lat = jax.jit(jax.vmap(batched_latency, (None, None, 0)))
-    change = int(env.change_epoch)
-
-    def evaluate(state: TrainState, done: int) -> dict[str, Any]:
-        ref = refs[1] if done > change else refs[0]
-        a = decide(state.policy, state.sae.online, env, ref.H)
-        lp = np.asarray(lat(ref.scn, ref.H, a), np.float64)  # (S, K)
-        return {
-            "phase": "S" if done > change else "F",
-            "nrr_exact": np.mean(ref.exact / lp, axis=1),
-            "nrr_pso": np.mean(ref.pso / lp, axis=1),
-            "latency": lp.mean(axis=1),
-        }
-
-    return evaluate
-
-
-def phase_stats(evals: list[dict[str, Any]], phase: str, key: str) -> dict[str, np.ndarray]:
-    """Per-seed Best (max) and Avg (mean) of `key` over the evaluation points of a phase."""
-    pts = [e[key] for e in evals if e["phase"] == phase]
-    if not pts:
-        return {}
-    x = np.stack(pts)  # (points, S)
-    return {"best": x.max(axis=0), "avg": x.mean(axis=0)}
 
 
 # --- experiments ------------------------------------------------------------------------------
@@ -208,7 +53,7 @@ def _settings(c: dict) -> dict[str, Any]:
         "seeds": positive_int(r, "seeds", "reproduce."),
         "eval_every": positive_int(r, "eval_every", "reproduce."),
         "eval_channels": positive_int(r, "eval_channels", "reproduce."),
-        "time_limit": positive_number(r, "time_limit", "reproduce.", 60.0),
+        "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
         "shard": bool(r.get("shard", True)),
         "progress": bool(r.get("progress", False)),
     }
@@ -245,18 +90,19 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     H = sample_channels(k_h, spec.scn, s["eval_channels"])
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
+    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
     refs = (
-        make_reference(k_p1, spec.scn, H, c, s["time_limit"]),
-        make_reference(k_p2, scn2, H, c, s["time_limit"]),
+        make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s["time_limit"]),
+        make_reference(k_p2, scn2, H, pso_cfg, pso_par, s["time_limit"]),
     )
     ref_s = time.perf_counter() - t0
     run = train_seeds(
-        spec,
+        spec.trainer,
         keys["train"],
         s["seeds"],
         sae_params,
         env,
-        nrr_evaluator(spec, env, refs),
+        nrr_evaluator(spec.trainer, env, refs),
         shard=s["shard"],
         progress=s["progress"],
     )
@@ -305,7 +151,13 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
     env = spec.env()
     sae_params, _ = pretrain_sae(keys["sae"], spec)
     run = train_seeds(
-        spec, keys["train"], s["seeds"], sae_params, env, shard=s["shard"], progress=s["progress"]
+        spec.trainer,
+        keys["train"],
+        s["seeds"],
+        sae_params,
+        env,
+        shard=s["shard"],
+        progress=s["progress"],
     )
     _write_training_metrics(out, run)
     stable = _stable_epochs(run, env)
@@ -326,14 +178,16 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
 def run_table2(c: dict, out: Path) -> dict[str, Any]:
     """Table II: train OJRS (one seed, static weights), then time and score every method on the
     same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
-    from ojrs_jax.cli.baselines import EXACT, run_baselines
+    from ojrs_jax.experiments.baselines import EXACT, run_baselines
 
     s = _settings(c)
     spec = _spec_for_seeds(c, s["eval_every"])
     keys = spec.keys()
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
-    run = train_seeds(spec, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"])
+    run = train_seeds(
+        spec.trainer, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"]
+    )
     _write_training_metrics(out, run)
     pol = jax.tree.map(lambda x: x[0], run.state.policy)
     enc = jax.tree.map(lambda x: x[0], run.state.sae.online)
@@ -389,7 +243,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
 
 def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
-    from ojrs_jax.cli.sae import figures, run_sae, summary_json, write_outputs
+    from ojrs_jax.experiments.sae_study import figures, run_sae, summary_json, write_outputs
 
     study = dict(c.get("sae_study", {}) or {})
     r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
@@ -409,7 +263,7 @@ def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
 
 def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
     """Fig. 7: best fitness per iteration, ASA vs plain SA (`ojrs-fig7`)."""
-    from ojrs_jax.cli.fig7 import run_fig7
+    from ojrs_jax.experiments.fig7 import run_fig7
 
     f = dict(c.get("fig7", {}) or {})
     s = run_fig7(

@@ -1,0 +1,390 @@
+"""The 2r-SAE study (eq. 23): data of paper Figs. 3-6 and Table III's SAE columns (`ojrs-sae`).
+
+Draws `train_channels` and `test_channels` independent channel epochs of the configured scenario,
+trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
+conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
+reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
+error, and CR. As a yardstick it also reports the best *linear* code of the same width (PCA of
+h / gbar). Table III retrains the `sae` model for every M in `table_mecs`; a short incremental-
+learning run (Algorithm 1) follows. `write_outputs` and `figures` write metrics.json,
+loss_curves.csv, table3.csv, errors.npz and fig3_accuracy.png, fig4_loss.png,
+fig5_errors_2r_sae.png, fig6_errors_sae.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.resources
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+
+from ojrs_jax import incremental, sae
+from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
+from ojrs_jax.io import atomic_write_text, write_csv, write_npz
+from ojrs_jax.plots import save_figure
+from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
+
+PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
+LABELS = {"ae": "AE", "sae": "SAE", "2r_sae": "2r-SAE"}
+COLORS = {"ae": "tab:orange", "sae": "tab:green", "2r_sae": "tab:blue"}
+PAPER_ACC = {1: None, 2: 0.9273, 5: 0.8782}  # paper Table III (SAE Acc), where legible
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Typed view of the non-model keys of sae_train.yaml."""
+
+    seed: int
+    model_seeds: int
+    train_channels: int
+    test_channels: int
+    compare: tuple[str, ...]
+    table_mecs: tuple[int, ...]
+    incremental_epochs: int
+    hist_bins: int
+    errors_saved: int
+
+
+def preset(name: str) -> dict:
+    """The mapping of conf/sae/<name>.yaml."""
+    path = importlib.resources.files("ojrs_jax.conf") / "sae" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"compare lists {name!r}, which has no conf/sae/{name}.yaml")
+    return to_container(OmegaConf.create(path.read_text()))
+
+
+def variant_config(main: sae.SAEConfig, name: str) -> sae.SAEConfig:
+    """`main` with the variant, depth and loss weights of preset `name` (everything else kept)."""
+    p = sae.SAEConfig.from_mapping(preset(name))
+    return dataclasses.replace(main, **{f: getattr(p, f) for f in PRESET_FIELDS})
+
+
+def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSettings]:
+    """Validate the whole config once; jitted code only ever sees the typed results."""
+    c = to_container(cfg)
+    sys_cfg = system_config(c)
+    model = sae.SAEConfig.from_mapping(c.get("sae", {}))
+    seed = integer(c, "seed", "")
+    compare = c.get("compare", [])
+    if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
+        raise ConfigError(f"compare must be a list of sae preset names, got {compare!r}")
+    mecs = c.get("table_mecs", [])
+    if not isinstance(mecs, list) or not all(
+        isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mecs
+    ):
+        raise ConfigError(f"table_mecs must be a list of positive integers, got {mecs!r}")
+    inc = c.get("incremental", {}).get("epochs", 0)
+    if isinstance(inc, bool) or not isinstance(inc, int) or inc < 0:
+        raise ConfigError(f"incremental.epochs must be an integer >= 0, got {inc!r}")
+    run = RunSettings(
+        seed=seed,
+        model_seeds=positive_int(c, "model_seeds", ""),
+        train_channels=positive_int(c, "train_channels", ""),
+        test_channels=positive_int(c, "test_channels", ""),
+        compare=tuple(dict.fromkeys(compare)),
+        table_mecs=tuple(mecs),
+        incremental_epochs=inc,
+        hist_bins=positive_int(c, "hist_bins", ""),
+        errors_saved=positive_int(c, "errors_saved", ""),
+    )
+    for name in run.compare:
+        variant_config(model, name)  # fail early on a missing or invalid preset
+    for m in run.table_mecs:
+        dataclasses.replace(sys_cfg, n_mec=m)  # e.g. layout=paper exists for M <= 5 only
+    return sys_cfg, model, run
+
+
+# --- experiments -----------------------------------------------------------------------------
+
+
+def draw(key: jax.Array, scn: Scenario, run: RunSettings) -> tuple[jax.Array, jax.Array]:
+    """Independent training and held-out channel sets (E, N, M)."""
+    k_tr, k_te = jax.random.split(key)
+    return (
+        sample_channels(k_tr, scn, run.train_channels),
+        sample_channels(k_te, scn, run.test_channels),
+    )
+
+
+def pca_bound(h_tr: jax.Array, h_te: jax.Array, latent: int, gbar: float) -> dict[str, float]:
+    """Acc of the best linear code of width `latent`: PCA of h / gbar, clipped at 0 (float64)."""
+    a = np.asarray(h_tr, np.float64).reshape(h_tr.shape[0], -1) / gbar
+    h = np.asarray(h_te, np.float64)
+    b = h.reshape(h.shape[0], -1) / gbar
+    mu = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mu, full_matrices=False)
+    v = vt[: min(latent, vt.shape[0])].T
+    hh = (np.maximum((b - mu) @ v @ v.T + mu, 0.0) * gbar).reshape(h.shape)
+    return {
+        "acc": float(1.0 - np.abs(h - hh).sum() / h.sum()),
+        "per_ue_acc": float(1.0 - np.mean(np.abs(h - hh).sum(-1) / h.sum(-1))),
+    }
+
+
+def fit(
+    key: jax.Array,
+    model: sae.SAEConfig,
+    scn: Scenario,
+    h_tr: jax.Array,
+    h_te: jax.Array,
+    n_seeds: int,
+) -> dict[str, Any]:
+    """Train `n_seeds` copies (own initial weights and minibatches) in one vmapped scan.
+
+    Returns the parameters of seed 0, per-step curves averaged over seeds, and held-out and
+    training metrics as the mean over seeds with their standard deviation (`*_std`).
+    """
+    stats = sae.channel_stats(scn, model.preprocess)
+    x_tr, x_te = sae.preprocess(h_tr, stats), sae.preprocess(h_te, stats)
+    n_in = x_tr.shape[-1]
+    x_tr_eval = x_tr[: x_te.shape[0]]  # training-set metrics on as many channels as the test set
+
+    # data enter as arguments, not closed-over constants, so XLA does not try to fold them
+    @functools.partial(jax.vmap, in_axes=(0, None, None, None, None))
+    def one(k, x_tr, x_te, x_tr_eval, stats):
+        k_init, k_train = jax.random.split(k)
+        params, curves = sae.train_sae(
+            k_train, model, sae.init_sae(k_init, model, n_in), x_tr, stats, x_te
+        )
+        test = sae.evaluate(params, model, x_te, stats)
+        return params, curves, test, sae.evaluate(params, model, x_tr_eval, stats)
+
+    t0 = time.perf_counter()
+    params, curves, test, train = jax.block_until_ready(
+        jax.jit(one)(jax.random.split(key, n_seeds), x_tr, x_te, x_tr_eval, stats)
+    )
+    seconds = time.perf_counter() - t0
+
+    def stats_of(d: dict) -> dict[str, float]:
+        d = sae.to_numpy(d)
+        return {k: float(v.mean()) for k, v in d.items()} | {
+            f"{k}_std": float(v.std()) for k, v in d.items()
+        }
+
+    return {
+        "config": model,
+        "stats": stats,
+        "params": jax.tree.map(lambda a: a[0], params),
+        "curves": {k: v.mean(0) for k, v in sae.to_numpy(curves).items()},
+        "test": stats_of(test),
+        "test_seeds": [float(a) for a in np.asarray(test["acc"])],
+        "train": stats_of(train),
+        "seconds_with_compile": seconds,
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _entry_errors(params, model: sae.SAEConfig, h: jax.Array, st: sae.ChannelStats) -> jax.Array:
+    hh = sae.postprocess(sae.reconstruct(params, model, sae.preprocess(h, st)), st)
+    return sae.normalised_errors(h, hh, st)
+
+
+def entry_errors(res: dict, h: jax.Array, n: int) -> np.ndarray:
+    """Per-entry |h - hhat| / gbar of the first n channels of h, flattened."""
+    return np.asarray(_entry_errors(res["params"], res["config"], h[:n], res["stats"])).ravel()
+
+
+def incremental_run(
+    key: jax.Array, res: dict, h_stream: jax.Array, h_te: jax.Array
+) -> dict[str, float]:
+    """Stream channels through incremental learning from the trained model (Algorithm 1)."""
+    model, st = res["config"], res["stats"]
+    xs, x_te = sae.preprocess(h_stream, st), sae.preprocess(h_te, st)
+    state = incremental.incremental_init(model, res["params"], xs.shape[-1])
+
+    @jax.jit
+    def run(key, state, xs):
+        def body(s, kx):
+            return incremental.incremental_step(kx[0], s, model, kx[1], st)
+
+        return jax.lax.scan(body, state, (jax.random.split(key, xs.shape[0]), xs))
+
+    state, info = run(key, state, xs)
+    online = sae.evaluate(state.online, model, x_te, st)
+    return {
+        "epochs": int(xs.shape[0]),
+        "admitted_fraction": float(np.mean(np.asarray(info["added"]))),
+        "memory_count": int(state.memory.count),
+        "syncs": int(np.sum(np.asarray(info["synced"]))),
+        "median_error": float(np.median(np.asarray(info["err"]))),
+        "acc_before": float(sae.evaluate(res["params"], model, x_te, st)["acc"]),
+        "acc_online_after": float(online["acc"]),
+        "rel_err_online_after": float(online["rel_err"]),
+    }
+
+
+def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
+    """Everything `ojrs-sae` computes, as plain data (nothing is written)."""
+    sys_cfg, model, run = parse(cfg)
+    scn = make_scenario(sys_cfg)
+    k_data, k_model, k_inc = jax.random.split(jax.random.key(run.seed), 3)
+    h_tr, h_te = draw(k_data, scn, run)
+    names = (model.variant, *(n for n in run.compare if n != model.variant))
+    configs = {model.variant: model} | {n: variant_config(model, n) for n in names[1:]}
+    models = {n: fit(k_model, configs[n], scn, h_tr, h_te, run.model_seeds) for n in names}
+    gbar = float(jnp.mean(models[model.variant]["stats"].gain))
+    bound = pca_bound(h_tr, h_te, model.latent, gbar)
+    n_err = min(run.errors_saved, run.train_channels, run.test_channels)
+    errors = {
+        n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
+        for n, r in models.items()
+    }
+    table = []
+    for m in run.table_mecs:
+        if m == sys_cfg.n_mec:
+            res, scn_m, ht, he = models[model.variant], scn, h_tr, h_te
+        else:
+            scn_m = make_scenario(dataclasses.replace(sys_cfg, n_mec=m))
+            ht, he = draw(k_data, scn_m, run)
+            res = fit(k_model, model, scn_m, ht, he, run.model_seeds)
+        g_m = float(jnp.mean(res["stats"].gain))
+        table.append({
+            "n_mec": m,
+            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.latent),
+            **{k: res["test"][k] for k in ("acc", "acc_std", "per_ue_acc", "rel_err", "nmse_db")},
+            "pca_acc": pca_bound(ht, he, model.latent, g_m)["acc"],
+            "paper_acc": PAPER_ACC.get(m),
+        })  # fmt: skip
+    inc = None
+    if run.incremental_epochs:
+        h_stream = sample_channels(k_inc, scn, run.incremental_epochs)
+        inc = incremental_run(k_inc, models[model.variant], h_stream, h_te)
+    return {
+        "system": dataclasses.asdict(sys_cfg),
+        "run": dataclasses.asdict(run),
+        "main": model.variant,
+        "models": models,
+        "cr": sae.compression_ratio(sys_cfg.n_ue, sys_cfg.n_mec, model.latent),
+        "pca_bound": bound,
+        "errors": errors,
+        "table3": table,
+        "incremental": inc,
+    }
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def summary_json(r: dict) -> dict:
+    models = {
+        n: {
+            "config": dataclasses.asdict(m["config"]),
+            "test": m["test"],
+            "test_acc_per_seed": m["test_seeds"],
+            "train": m["train"],
+            "seconds_with_compile": m["seconds_with_compile"],
+        }
+        for n, m in r["models"].items()
+    }
+    return {
+        "accuracy_definition": "Acc = 1 - sum|h - hhat| / sum h over held-out entries (1 - WAPE)",
+        "note": "test/train metrics: mean over model_seeds (with *_std); curves: seed mean",
+        "system": r["system"],
+        "run": r["run"],
+        "main": r["main"],
+        "cr": r["cr"],
+        "models": models,
+        "pca_bound": r["pca_bound"],
+        "table3": r["table3"],
+        "incremental": r["incremental"],
+    }
+
+
+def figures(r: dict, out: Path, bins: int) -> list[Path]:
+    """Figs. 3-6 as PNG files; returns the paths written."""
+    written = []
+    models = r["models"]
+    scen = f"N = {r['system']['n_ue']}, M = {r['system']['n_mec']}"
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for n, m in models.items():
+        acc = m["curves"]["test_acc"]
+        ax.plot(np.arange(1, len(acc) + 1), 100 * acc, color=COLORS.get(n), label=LABELS.get(n, n))
+    ax.axhline(100 * r["pca_bound"]["acc"], color="gray", ls="--", label="best linear code (PCA)")
+    ax.set(xlabel="training step", ylabel="held-out accuracy Acc (%)",
+           title=f"Fig. 3: reconstruction accuracy, {scen}")  # fmt: skip
+    lo = min(
+        100 * m["curves"]["test_acc"][len(m["curves"]["test_acc"]) // 10] for m in models.values()
+    )
+    ax.set_ylim(max(lo - 5, 0), 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, out / "fig3_accuracy.png")
+    written.append(out / "fig3_accuracy.png")
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    for n, m in models.items():
+        if m["config"].uses_2r:
+            continue  # eq. 23 adds terms: its loss is not comparable with the MSE curves
+        c = m["curves"]
+        steps = np.arange(1, len(c["loss"]) + 1)
+        lab, col = LABELS.get(n, n), COLORS.get(n)
+        ax.plot(steps, c["loss"], color=col, alpha=0.4, label=f"{lab} train (minibatch)")
+        ax.plot(steps, c["test_loss"], color=col, lw=2, label=f"{lab} test")
+    ax.set_yscale("log")
+    ax.set(xlabel="training step", ylabel="MSE loss (x = h / mean path gain)",
+           title=f"Fig. 4: training and test loss, {scen}")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, out / "fig4_loss.png")
+    written.append(out / "fig4_loss.png")
+
+    errs = r["errors"]
+    pooled = np.concatenate([e[s] for e in errs.values() for s in ("train", "test")])
+    edges = np.linspace(0.0, float(np.quantile(pooled, 0.99)), bins + 1)
+    for fig_no, name in ((5, "2r_sae"), (6, "sae")):
+        if name not in errs:
+            continue
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
+        width = edges[1] - edges[0]
+        for off, split in ((0.0, "train"), (0.5, "test")):
+            e = np.minimum(errs[name][split], edges[-1] - 1e-12)  # last bin holds the tail
+            frac = np.histogram(e, edges)[0] / e.size
+            ax.bar(edges[:-1] + off * width, frac, width=width / 2, align="edge",
+                   label=f"{split} (mean {errs[name][split].mean():.3f})")  # fmt: skip
+        ax.set(
+            xlabel=f"per-entry |h - hhat| / mean path gain (last bar: >= {edges[-2]:.2f})",
+            ylabel="fraction of entries",
+            title=f"Fig. {fig_no}: absolute error distribution, {LABELS[name]}, {scen}",
+        )
+        ax.set_yscale("log")
+        ax.set_ylim(1e-5, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path = out / f"fig{fig_no}_errors_{name}.png"
+        save_figure(fig, path)
+        written.append(path)
+        return written
+
+
+def write_outputs(r: dict, out: Path) -> list[Path]:
+    paths = [atomic_write_text(out / "metrics.json", json.dumps(summary_json(r), indent=1))]
+    rows = []
+    for n, m in r["models"].items():
+        c = m["curves"]
+        for t in range(len(c["loss"])):
+            rows.append((t + 1, n, float(c["loss"][t]), float(c["mse"][t]), float(c["rel"][t]),
+                         float(c["test_loss"][t]), float(c["test_acc"][t])))  # fmt: skip
+    paths.append(write_csv(out / "loss_curves.csv",
+                           ["step", "model", "train_loss", "train_mse", "train_rel", "test_loss",
+                            "test_acc"], rows))  # fmt: skip
+    cols = ["n_mec", "acc", "acc_std", "cr", "per_ue_acc", "rel_err", "nmse_db", "pca_acc",
+            "paper_acc"]  # fmt: skip
+    paths.append(write_csv(out / "table3.csv", cols,
+                           [[row[c] for c in cols] for row in r["table3"]]))  # fmt: skip
+    paths.append(write_npz(out / "errors.npz", **{
+        f"{n}_{s}": e[s] for n, e in r["errors"].items() for s in ("train", "test")
+    }))  # fmt: skip
+    return paths

@@ -1,0 +1,119 @@
+"""One training run of `ojrs-train`: pretrain the 2r-SAE, run Algorithm 3, evaluate (Sec. V).
+
+Writes to `run_dir`: config.yaml, scenario.json (+ scenario_start.json), checkpoint/ (state after
+each chunk; `resume=True` continues a killed run), model.msgpack (for `ojrs-decide`), metrics.csv
+(one row per epoch), summary.json and the figures reward.png, loss.png and t_sa.png (paper
+Figs. 8-10).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ojrs_jax.checkpoint import check_resume_config, load_state, save_model
+from ojrs_jax.config import positive_int, positive_number, to_container
+from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
+from ojrs_jax.exact import TIME_LIMIT
+from ojrs_jax.io import atomic_write_text, write_csv
+from ojrs_jax.loop import run_chunks
+from ojrs_jax.pipeline import build, pretrain_sae
+from ojrs_jax.plots import plot_training
+from ojrs_jax.sae import init_sae
+from ojrs_jax.scenario import save_scenario
+
+
+def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
+    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
+    c = to_container(cfg)
+    spec = build(c)
+    ev = dict(c.get("eval", {}) or {})
+    n_eval = positive_int({"channels": 1000, **ev}, "channels", "eval.")
+    time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
+    if resume:
+        check_resume_config(run_dir, c, ignore=("resume", "progress", "eval"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
+    keys = spec.keys()
+    env = spec.env()
+    save_scenario(spec.scn, run_dir / "scenario_start.json")
+
+    t0 = time.perf_counter()
+    if spec.train_cfg.state == "sae":
+        sae_params, sae_report = pretrain_sae(keys["sae"], spec)
+    else:  # the policy reads the channel, never the code: an untrained SAE fills the state
+        n_in = spec.scn.n_ue * spec.scn.n_mec
+        sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in)
+        sae_report = {"seconds": 0.0, "pretrained": False}
+    state = spec.trainer.init(keys["train"], sae_params)
+    metrics: dict[str, np.ndarray] = {}
+    restored = load_state(run_dir, state) if resume else None
+    if restored is not None:
+        state, metrics, _ = restored
+        print(f"resuming {run_dir} at epoch {int(state.epoch)}")
+    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+    chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
+    run = run_chunks(
+        spec.trainer.run_chunk,
+        state,
+        env,
+        total,
+        chunk,
+        metrics=metrics,
+        checkpoint_dir=run_dir,
+        progress=bool(c.get("progress", False)),
+    )
+    state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
+    train_s = time.perf_counter() - t0 - sae_report["seconds"]
+
+    save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
+    save_scenario(scenario_at(env, int(state.epoch)), run_dir / "scenario.json")
+    cols = list(flat)
+    write_csv(
+        run_dir / "metrics.csv",
+        ["epoch", *cols],
+        ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
+    )
+    plot_training(flat, run_dir, int(env.change_epoch))
+    report = evaluate_run(
+        spec.trainer,
+        state,
+        env,
+        keys["eval"],
+        n_eval,
+        bool(ev.get("exact", True)),
+        time_limit,
+    )
+    summary = {
+        "epochs": total,
+        "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
+        "train_seconds": train_s,
+        "first_chunk_seconds_with_compile": compile_s,
+        "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, int(env.change_epoch))]),
+        "final_t_sa": int(state.t_sa),
+        "eval": report,
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> dict:
+    """The resolved config of a command (`train`, `baselines`, ...) with Hydra overrides, as the
+    command line would compose it, without running Hydra's app (no run directory, no logging)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        return to_container(compose(config_name, overrides=list(overrides or [])))
+
+
+def train_from_config(
+    cfg: dict | list[str] | None, run_dir: str | Path, resume: bool = False
+) -> dict:
+    """`ojrs-train` without Hydra's app: `cfg` is a resolved config dict or a list of overrides
+    (`["train=paper", "train.epochs=2000"]`); writes the run to `run_dir`, returns its summary."""
+    c = cfg if isinstance(cfg, dict) else compose_config(cfg)
+    return train_run(c, Path(run_dir), resume=resume)
