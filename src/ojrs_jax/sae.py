@@ -66,7 +66,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from ojrs_jax.scenario import ConfigError, Scenario, path_gain
+from ojrs_jax.scenario import ConfigError, Scenario, path_gain, sample_channels
 
 VARIANTS = ("ae", "sae", "2r_sae")
 ACTIVATIONS = {
@@ -79,7 +79,9 @@ ACTIVATIONS = {
     "softplus": nn.softplus,
 }
 L2_SCOPES = ("weights", "all")
-PREPROCESS = ("linear", "log")
+PREPROCESS = ("linear", "log", "minmax")
+STRUCTURES = ("flat", "per_ue")
+MINMAX_CHANNELS = 4096  # channels of the fixed reference sample that sets the minmax bounds
 EULER_GAMMA = 0.5772156649015329
 LOG_EXP_STD = math.pi / math.sqrt(6.0)  # std of ln l, l ~ Exp(1)
 _FLOOR = 1e-12  # floor of x before the log in the linear map (reconstructions can be <= 0)
@@ -112,7 +114,9 @@ class SAEConfig:
     gamma2: float = 0.08  # weight of the L2 term (eq. 23)
     l2: str = "weights"  # weights | all: which parameters the L2 term covers
     l2_mean: bool = True  # divide ||theta||^2 by the number of parameters it covers
-    preprocess: str = "linear"  # linear (h / mean gain) | log (standardised ln h)
+    preprocess: str = "linear"  # linear (h / mean gain) | log (standardised ln h) | minmax
+    structure: str = "flat"  # flat: one SAE on vec(h) | per_ue: one SAE shared by all UE rows
+    per_ue_code: int = 1  # per_ue: code width k per UE (the state has N*k numbers)
     learning_rate: float = 3e-3  # Adam step size beta (eq. 22)
     steps: int = 500  # T_SAE: Adam steps of one training run
     batch_size: int = 512  # channels per Adam step
@@ -120,6 +124,8 @@ class SAEConfig:
     error_threshold: float = 0.15  # a new x enters the memory when its MSE exceeds this
     retrain_steps: int = 1  # Adam steps on memory samples per incremental step
     sync_period: int = 10  # incremental steps between copies of theta_SAE to the online encoder
+    max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
+    plateau_tol: float = 0.01  # stop once a chunk lowers the held-out loss by less than this
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -133,6 +139,10 @@ class SAEConfig:
         if self.preprocess not in PREPROCESS:
             raise ConfigError(
                 f"sae.preprocess must be one of {', '.join(PREPROCESS)}, got {self.preprocess!r}"
+            )
+        if self.structure not in STRUCTURES:
+            raise ConfigError(
+                f"sae.structure must be one of {', '.join(STRUCTURES)}, got {self.structure!r}"
             )
         if self.l2 not in L2_SCOPES:
             raise ConfigError(f"sae.l2 must be one of {', '.join(L2_SCOPES)}, got {self.l2!r}")
@@ -150,6 +160,7 @@ class SAEConfig:
             "memory_size",
             "retrain_steps",
             "sync_period",
+            "per_ue_code",
         ):
             v = getattr(self, name)
             if not _is_int(v) or v <= 0:
@@ -173,6 +184,12 @@ class SAEConfig:
             raise ConfigError(
                 f"sae.learning_rate must be a finite positive number, got {self.learning_rate!r}"
             )
+        if not _is_int(self.max_steps) or self.max_steps < 0:
+            raise ConfigError(f"sae.max_steps must be an integer >= 0, got {self.max_steps!r}")
+        if not _is_real(self.plateau_tol) or self.plateau_tol < 0:
+            raise ConfigError(
+                f"sae.plateau_tol must be a finite number >= 0, got {self.plateau_tol!r}"
+            )
         if not _is_real(self.error_threshold):
             raise ConfigError(
                 f"sae.error_threshold must be a finite number, got {self.error_threshold!r}"
@@ -192,14 +209,28 @@ class SAEConfig:
         """Whether the loss is eq. 23 (relative and L2 terms) rather than plain MSE."""
         return self.variant == "2r_sae"
 
+    def state_width(self, n_ue: int) -> int:
+        """Width of the code s, the DRL state: `latent` (flat) or N * per_ue_code (per_ue)."""
+        return self.latent if self.structure == "flat" else n_ue * self.per_ue_code
+
+    def model_widths(self, n_ue: int, n_mec: int) -> tuple[int, int]:
+        """(input, code) widths of the dense autoencoder: (N*M, latent) flat, (M, k) per UE."""
+        if self.structure == "flat":
+            return n_ue * n_mec, self.latent
+        return n_mec, self.per_ue_code
+
 
 def encoder_widths(cfg: SAEConfig, n_in: int) -> tuple[int, ...]:
-    """Output widths of the encoder's dense layers, ending in `cfg.latent` (e.g. (45, 30))."""
+    """Output widths of the encoder's dense layers, ending in the code width (e.g. (45, 30)).
+
+    n_in is the dense model's input: N*M for `flat`, M for `per_ue` (code width per_ue_code).
+    """
+    code = cfg.latent if cfg.structure == "flat" else cfg.per_ue_code
     if cfg.hidden:
-        return (*cfg.hidden, cfg.latent)
+        return (*cfg.hidden, code)
     steps = cfg.layers - 1
-    mid = tuple(round(n_in + (cfg.latent - n_in) * k / steps) for k in range(1, steps))
-    return (*mid, cfg.latent)
+    mid = tuple(round(n_in + (code - n_in) * k / steps) for k in range(1, steps))
+    return (*mid, code)
 
 
 def compression_ratio(n_ue: int, n_mec: int, latent: int = 30) -> float:
@@ -215,18 +246,37 @@ class ChannelStats:
     """Per-entry affine map between h (or ln h) and the network's input x."""
 
     gain: chex.Array  # (N, M) path gain g_ij = E[h_ij]
-    loc: chex.Array  # (N, M) log: mean of ln h_ij (ln g_ij - gamma_E); linear: zeros
-    scale: chex.Array  # (N, M) log: std of ln h_ij (pi / sqrt 6); linear: gbar = mean g
-    kind: str = struct.field(pytree_node=False, default="linear")  # linear | log
+    loc: chex.Array  # (N, M) log: mean of ln h_ij; minmax: per-link min of h; linear: zeros
+    scale: chex.Array  # (N, M) log: std of ln h_ij; minmax: per-link max - min; linear: gbar
+    kind: str = struct.field(pytree_node=False, default="linear")  # linear | log | minmax
 
 
-def channel_stats(scn: Scenario, kind: str = "linear") -> ChannelStats:
-    """Exact statistics of h under the scenario's Rayleigh model (no data needed)."""
+def minmax_reference(scn: Scenario) -> jax.Array:
+    """The fixed sample (MINMAX_CHANNELS, N, M) whose per-link min and max define `minmax`.
+
+    It depends on the deployment only (a constant key), so training, `ojrs-decide` and a
+    reloaded run derive the same bounds without storing them.
+    """
+    return sample_channels(jax.random.key(20_231_129), scn, MINMAX_CHANNELS)
+
+
+def channel_stats(scn: Scenario, kind: str = "linear", h: jax.Array | None = None) -> ChannelStats:
+    """Statistics of h for the preprocessing `kind`.
+
+    linear and log are exact under the scenario's Rayleigh model (no data needed); minmax takes
+    the per-link min and max of the training channels h (E, N, M), by default of the fixed
+    sample `minmax_reference(scn)`.
+    """
     g = path_gain(scn)
     if kind == "linear":
         return ChannelStats(g, jnp.zeros_like(g), jnp.full_like(g, jnp.mean(g)), kind)
     if kind == "log":
         return ChannelStats(g, jnp.log(g) - EULER_GAMMA, jnp.full_like(g, LOG_EXP_STD), kind)
+    if kind == "minmax":
+        h = minmax_reference(scn) if h is None else h
+        chex.assert_rank(h, 3)
+        lo, hi = jnp.min(h, axis=0), jnp.max(h, axis=0)
+        return ChannelStats(g, lo, hi - lo, kind)
     raise ConfigError(f"sae.preprocess must be one of {', '.join(PREPROCESS)}, got {kind!r}")
 
 
@@ -235,17 +285,26 @@ def _stats(s: Scenario | ChannelStats) -> ChannelStats:
 
 
 def preprocess(h: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
-    """Channels h (..., N, M) -> inputs x (..., N*M), row-major (UE-major)."""
+    """Channels h (..., N, M) -> inputs x (..., N*M), row-major (UE-major).
+
+    linear: h / gbar; log: (ln h - loc) / scale; minmax: (h - min) / (max - min) per link.
+    """
     st = _stats(scn_or_stats)
     chex.assert_equal_shape_suffix((h, st.loc), 2)
-    x = (jnp.log(h) - st.loc) / st.scale if st.kind == "log" else h / st.scale
+    if st.kind == "log":
+        x = (jnp.log(h) - st.loc) / st.scale
+    elif st.kind == "minmax":
+        x = (h - st.loc) / st.scale
+    else:
+        x = h / st.scale
     return x.reshape(*h.shape[:-2], -1)
 
 
 def log_channel(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
     """Inverse of `preprocess` in the log domain: x (..., N*M) -> ln h (..., N, M).
 
-    For `linear`, values x <= 0 (a reconstruction can undershoot) are floored at 1e-12 first.
+    For `linear` and `minmax`, a reconstruction h <= 0 (it can undershoot) is floored at
+    1e-12 (times the scale) first.
     """
     st = _stats(scn_or_stats)
     n, m = st.loc.shape
@@ -253,6 +312,8 @@ def log_channel(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Arra
     x = x.reshape(*x.shape[:-1], n, m)
     if st.kind == "log":
         return x * st.scale + st.loc
+    if st.kind == "minmax":
+        return jnp.log(jnp.maximum(x * st.scale + st.loc, _FLOOR * st.scale))
     return jnp.log(jnp.maximum(x, _FLOOR) * st.scale)
 
 
@@ -295,7 +356,7 @@ class SAE(nn.Module):
 
 
 def make_sae(cfg: SAEConfig, n_in: int) -> SAE:
-    """The flax module of `cfg` for inputs of width n_in = N*M."""
+    """The flax module of `cfg` for dense inputs of width n_in (N*M flat, M per UE)."""
     return SAE(
         n_in=n_in,
         widths=encoder_widths(cfg, n_in),
@@ -304,28 +365,54 @@ def make_sae(cfg: SAEConfig, n_in: int) -> SAE:
     )
 
 
-def init_sae(key: jax.Array, cfg: SAEConfig, n_in: int) -> Params:
-    """Random parameters theta_SAE (the flax `params` collection)."""
+def init_sae(key: jax.Array, cfg: SAEConfig, n_in: int, n_mec: int | None = None) -> Params:
+    """Random parameters theta_SAE (the flax `params` collection) for inputs x of width n_in = N*M.
+
+    `per_ue` builds one network on a UE's row of M gains, so it needs n_mec.
+    """
+    if cfg.structure == "per_ue":
+        if n_mec is None or n_in % n_mec:
+            raise ValueError(f"structure per_ue needs n_mec dividing n_in, got {n_mec}, {n_in}")
+        n_in = n_mec
     return make_sae(cfg, n_in).init(key, jnp.zeros((1, n_in), jnp.float32))["params"]
 
 
 def _n_in(params: Params) -> int:
+    """Input width of the dense model (N*M flat, M per UE)."""
     return params[f"dec_{len(params) // 2 - 1}"]["kernel"].shape[-1]
 
 
+def _rows(cfg: SAEConfig, params: Params, x: jax.Array, width: int) -> jax.Array:
+    """per_ue: x (..., N*width) -> rows (..., N, width); flat: x unchanged."""
+    if cfg.structure == "flat":
+        return x
+    return x.reshape(*x.shape[:-1], x.shape[-1] // width, width)
+
+
+def _flat(cfg: SAEConfig, y: jax.Array) -> jax.Array:
+    """per_ue: rows (..., N, w) -> (..., N*w); flat: unchanged."""
+    return y if cfg.structure == "flat" else y.reshape(*y.shape[:-2], -1)
+
+
 def encode(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
-    """Code s (..., latent) of inputs x (..., N*M): the DRL state."""
-    return make_sae(cfg, x.shape[-1]).apply({"params": params}, x, method=SAE.encode)
+    """Code s of inputs x (..., N*M): the DRL state, (..., latent) flat or (..., N*k) per UE."""
+    m = _n_in(params)
+    rows = _rows(cfg, params, x, m)
+    z = make_sae(cfg, m).apply({"params": params}, rows, method=SAE.encode)
+    return _flat(cfg, z)
 
 
 def decode(params: Params, cfg: SAEConfig, z: jax.Array) -> jax.Array:
-    """Reconstruction x-hat (..., N*M) from codes z (..., latent)."""
-    return make_sae(cfg, _n_in(params)).apply({"params": params}, z, method=SAE.decode)
+    """Reconstruction x-hat (..., N*M) from codes z (..., state width)."""
+    m = _n_in(params)
+    rows = _rows(cfg, params, z, cfg.per_ue_code)
+    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, rows, method=SAE.decode))
 
 
 def reconstruct(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
     """x-hat = decoder(encoder(x)), shape of x."""
-    return make_sae(cfg, x.shape[-1]).apply({"params": params}, x)
+    m = _n_in(params)
+    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, _rows(cfg, params, x, m)))
 
 
 # --- loss (eq. 23) ---------------------------------------------------------------------------
@@ -394,6 +481,27 @@ def _adam_step(
     return optax.apply_updates(params, updates), opt_state, {"loss": loss, **terms}
 
 
+def _scan_steps(key, cfg, params, opt_state, x, stats, x_test):
+    chex.assert_rank(x, 2)
+
+    def body(carry, k):
+        params, opt_state = carry
+        idx = jax.random.randint(k, (cfg.batch_size,), 0, x.shape[0])
+        params, opt_state, out = _adam_step(params, opt_state, cfg, x[idx], stats)
+        if x_test is not None:
+            out["test_loss"] = sae_loss(params, cfg, x_test, stats)
+            xh = reconstruct(params, cfg, x_test)
+            out["test_acc"] = reconstruction_accuracy(
+                postprocess(x_test, stats), postprocess(xh, stats)
+            )
+        return (params, opt_state), out
+
+    (params, opt_state), metrics = jax.lax.scan(
+        body, (params, opt_state), jax.random.split(key, cfg.steps)
+    )
+    return params, opt_state, metrics
+
+
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def train_sae(
     key: jax.Array,
@@ -409,23 +517,76 @@ def train_sae(
     `loss` before the step and its terms `mse`, `rel`, `l2`; with x_test, the `test_loss` and the
     held-out `test_acc` after the step.
     """
-    chex.assert_rank(x, 2)
-    opt_state = optimizer(cfg).init(params)
-
-    def body(carry, k):
-        params, opt_state = carry
-        idx = jax.random.randint(k, (cfg.batch_size,), 0, x.shape[0])
-        params, opt_state, out = _adam_step(params, opt_state, cfg, x[idx], stats)
-        if x_test is not None:
-            out["test_loss"] = sae_loss(params, cfg, x_test, stats)
-            xh = reconstruct(params, cfg, x_test)
-            out["test_acc"] = reconstruction_accuracy(
-                postprocess(x_test, stats), postprocess(xh, stats)
-            )
-        return (params, opt_state), out
-
-    (params, _), metrics = jax.lax.scan(body, (params, opt_state), jax.random.split(key, cfg.steps))
+    params, _, metrics = _scan_steps(
+        key, cfg, params, optimizer(cfg).init(params), x, stats, x_test
+    )
     return params, metrics
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def train_chunk(
+    key: jax.Array,
+    cfg: SAEConfig,
+    params: Params,
+    opt_state: optax.OptState,
+    x: jax.Array,
+    stats: ChannelStats,
+    x_test: jax.Array,
+) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
+    """`train_sae` continued from an Adam state: one chunk of `cfg.steps` steps of a longer run."""
+    return _scan_steps(key, cfg, params, opt_state, x, stats, x_test)
+
+
+def plateau_reached(val_losses: list[float], tol: float) -> bool:
+    """The stopping rule: the last chunk lowered the held-out loss by less than `tol` (relative)."""
+    if len(val_losses) < 2:
+        return False
+    prev, last = val_losses[-2], val_losses[-1]
+    return prev - last < tol * abs(prev)
+
+
+def run_to_plateau(
+    key: jax.Array, cfg: SAEConfig, chunk: Any, carry: Any
+) -> tuple[Any, dict[str, np.ndarray], int]:
+    """Host loop of training chunks until `plateau_reached` or `cfg.max_steps` steps.
+
+    `chunk(key, carry) -> (carry, metrics)` runs `cfg.steps` Adam steps; metrics["test_loss"]
+    (..., steps) may carry leading axes (vmapped seeds): the rule reads the mean over them of
+    the chunk's last 10% of steps. Returns the carry, the curves joined along the step axis,
+    and the number of steps taken. With `max_steps` 0 it runs one chunk (the fixed T_SAE).
+    """
+    n_chunks = max(1, -(-cfg.max_steps // cfg.steps)) if cfg.max_steps else 1
+    tail = max(1, cfg.steps // 10)
+    curves, vals = [], []
+    for _ in range(n_chunks):
+        key, k = jax.random.split(key)
+        carry, m = chunk(k, carry)
+        curves.append(jax.tree.map(np.asarray, m))
+        vals.append(float(np.mean(curves[-1]["test_loss"][..., -tail:])))
+        if plateau_reached(vals, cfg.plateau_tol):
+            break
+    joined = {k: np.concatenate([c[k] for c in curves], axis=-1) for k in curves[0]}
+    return carry, joined, len(curves) * cfg.steps
+
+
+def train_sae_converged(
+    key: jax.Array,
+    cfg: SAEConfig,
+    params: Params,
+    x: jax.Array,
+    stats: ChannelStats,
+    x_val: jax.Array,
+) -> tuple[Params, dict[str, np.ndarray], int]:
+    """Train one SAE to the plateau of its held-out loss on x_val (see `run_to_plateau`)."""
+
+    def chunk(k, carry):
+        p, o, m = train_chunk(k, cfg, carry[0], carry[1], x, stats, x_val)
+        return (p, o), m
+
+    (params, _), curves, steps = run_to_plateau(
+        key, cfg, chunk, (params, optimizer(cfg).init(params))
+    )
+    return params, curves, steps
 
 
 # --- metrics ---------------------------------------------------------------------------------
