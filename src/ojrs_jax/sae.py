@@ -538,11 +538,11 @@ def train_chunk(
 
 
 def plateau_reached(val_losses: list[float], tol: float) -> bool:
-    """The stopping rule: the last chunk lowered the held-out loss by less than `tol` (relative)."""
+    """The stopping rule: the last chunk lowered the held-out loss by at most `tol` (relative)."""
     if len(val_losses) < 2:
         return False
     prev, last = val_losses[-2], val_losses[-1]
-    return prev - last < tol * abs(prev)
+    return prev - last <= tol * abs(prev)
 
 
 def run_to_plateau(
