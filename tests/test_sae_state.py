@@ -13,7 +13,7 @@ import reference_sae as ref
 
 from ojrs_jax import sae, sae_metrics
 from ojrs_jax.exact import exact_miqp
-from ojrs_jax.policy import PerUEPolicy, init_policy, inference_flops, inference_fn
+from ojrs_jax.policy import PerUEPolicy, inference_flops, inference_fn, init_policy
 from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 from ojrs_jax.train import TrainConfig, make_trainer
 
@@ -67,8 +67,8 @@ def test_per_ue_structure_matches_row_by_row_reference(kind):
     # the loss is eq. 23 on the per-UE reconstruction (same terms as the flat model)
     g = np.asarray(st.gain, np.float64)
     terms = sae.loss_terms(params, cfg, x, st)
-    np.testing.assert_allclose(float(terms["mse"]),
-                               np.mean((np.asarray(x, np.float64) - xh_ref) ** 2), rtol=1e-4)  # fmt: skip
+    mse_ref = np.mean((np.asarray(x, np.float64) - xh_ref) ** 2)
+    np.testing.assert_allclose(float(terms["mse"]), mse_ref, rtol=1e-4)
     assert g.shape == (6, 3)
 
 
@@ -165,7 +165,10 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
                          s.reshape(4, 5, 2)[:, perm].reshape(4, 10))  # fmt: skip
     np.testing.assert_allclose(np.asarray(out_perm), np.asarray(out)[:, perm], rtol=1e-5,
                                atol=1e-6)  # fmt: skip
-    assert inference_flops(net, params) < inference_flops(PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4), init_policy(jax.random.key(0), PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4), 15))  # noqa: E501
+    assert inference_flops(net, params) < inference_flops(
+        PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4),
+        init_policy(jax.random.key(0), PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4), 15),
+    )  # noqa: E501
     with pytest.raises(ConfigError, match="state=sae"):
         TrainConfig(arch="per_ue_code", state="channel")
     with pytest.raises(ConfigError, match="structure=per_ue"):

@@ -105,3 +105,23 @@ def seed_summary(values: list[float]) -> dict[str, Any]:
     """Mean, std (population) and the values of one figure over deployment seeds."""
     v = np.asarray(values, np.float64)
     return {"mean": float(v.mean()), "std": float(v.std()), "values": [float(x) for x in v]}
+
+
+def three_figures(
+    scn: Scenario,
+    h_train: Any,
+    h_test: Any,
+    h_hat: Any,
+    draws: int,
+    a_opt: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """WAPE accuracy, paper-style accuracy and (on the first `draws` held-out channels, 0: skip)
+    the decision fidelity of one reconstruction h_hat of h_test (E, N, M)."""
+    h, hh = np.asarray(h_test, np.float64), np.asarray(h_hat, np.float64)
+    out: dict[str, Any] = {
+        "wape_acc": float(1.0 - np.abs(h - hh).sum() / h.sum()),
+        "paper": paper_accuracy(h, hh, h_train),
+    }
+    if draws:
+        out["fidelity"] = decision_fidelity(scn, h[:draws], hh[:draws], a_opt=a_opt)
+    return out

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import sae
+from ojrs_jax import sae, sae_metrics
 from ojrs_jax.config import hydra_cli, positive_int, system_config, to_container
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text, write_csv, write_npz
 from ojrs_jax.scenario import ConfigError, Scenario, SystemConfig, make_scenario, sample_channels
@@ -55,6 +55,8 @@ class RunSettings:
     incremental_epochs: int
     hist_bins: int
     errors_saved: int
+    deployment_seeds: tuple[int, ...]
+    fidelity_draws: int
 
 
 def preset(name: str) -> dict:
@@ -87,6 +89,14 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mecs
     ):
         raise ConfigError(f"table_mecs must be a list of positive integers, got {mecs!r}")
+    dseeds = c.get("deployment_seeds", [])
+    if not isinstance(dseeds, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in dseeds
+    ):
+        raise ConfigError(f"deployment_seeds must be a list of integers, got {dseeds!r}")
+    fid = c.get("fidelity_draws", 0)
+    if isinstance(fid, bool) or not isinstance(fid, int) or fid < 0:
+        raise ConfigError(f"fidelity_draws must be an integer >= 0, got {fid!r}")
     inc = c.get("incremental", {}).get("epochs", 0)
     if isinstance(inc, bool) or not isinstance(inc, int) or inc < 0:
         raise ConfigError(f"incremental.epochs must be an integer >= 0, got {inc!r}")
@@ -100,6 +110,8 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         incremental_epochs=inc,
         hist_bins=positive_int(c, "hist_bins", ""),
         errors_saved=positive_int(c, "errors_saved", ""),
+        deployment_seeds=tuple(dseeds),
+        fidelity_draws=fid,
     )
     for name in run.compare:
         variant_config(model, name)  # fail early on a missing or invalid preset
@@ -158,15 +170,41 @@ def fit(
     def one(k, x_tr, x_te, x_tr_eval, stats):
         k_init, k_train = jax.random.split(k)
         params, curves = sae.train_sae(
-            k_train, model, sae.init_sae(k_init, model, n_in), x_tr, stats, x_te
+            k_train, model, sae.init_sae(k_init, model, n_in, scn.n_mec), x_tr, stats, x_te
         )
         test = sae.evaluate(params, model, x_te, stats)
         return params, curves, test, sae.evaluate(params, model, x_tr_eval, stats)
 
+    @functools.partial(jax.vmap, in_axes=(0, 0, 0, None, None, None))
+    def chunk(k, params, opt_state, x_tr, x_te, stats):
+        return sae.train_chunk(k, model, params, opt_state, x_tr, stats, x_te)
+
+    @functools.partial(jax.vmap, in_axes=(0, None, None, None))
+    def final(params, x_te, x_tr_eval, stats):
+        return sae.evaluate(params, model, x_te, stats), sae.evaluate(
+            params, model, x_tr_eval, stats
+        )
+
     t0 = time.perf_counter()
-    params, curves, test, train = jax.block_until_ready(
-        jax.jit(one)(jax.random.split(key, n_seeds), x_tr, x_te, x_tr_eval, stats)
-    )
+    if model.max_steps:  # chunks of T_SAE steps until the seeds' mean held-out loss plateaus
+        keys = jax.random.split(key, n_seeds)
+        p0 = jax.vmap(lambda k: sae.init_sae(jax.random.split(k)[0], model, n_in, scn.n_mec))(keys)
+        o0 = jax.vmap(sae.optimizer(model).init)(p0)
+        step = jax.jit(chunk)
+
+        def run(k, carry):
+            p, o, m = step(jax.random.split(k, n_seeds), *carry, x_tr, x_te, stats)
+            return (p, o), m
+
+        (params, _), curves, steps = sae.run_to_plateau(
+            jax.random.fold_in(key, 1), model, run, (p0, o0)
+        )
+        test, train = jax.block_until_ready(jax.jit(final)(params, x_te, x_tr_eval, stats))
+    else:
+        params, curves, test, train = jax.block_until_ready(
+            jax.jit(one)(jax.random.split(key, n_seeds), x_tr, x_te, x_tr_eval, stats)
+        )
+        steps = model.steps
     seconds = time.perf_counter() - t0
 
     def stats_of(d: dict) -> dict[str, float]:
@@ -184,6 +222,7 @@ def fit(
         "test_seeds": [float(a) for a in np.asarray(test["acc"])],
         "train": stats_of(train),
         "seconds_with_compile": seconds,
+        "steps": steps,
     }
 
 
@@ -196,6 +235,33 @@ def _entry_errors(params, model: sae.SAEConfig, h: jax.Array, st: sae.ChannelSta
 def entry_errors(res: dict, h: jax.Array, n: int) -> np.ndarray:
     """Per-entry |h - hhat| / gbar of the first n channels of h, flattened."""
     return np.asarray(_entry_errors(res["params"], res["config"], h[:n], res["stats"])).ravel()
+
+
+def reconstruction(res: dict, h: jax.Array) -> np.ndarray:
+    """hhat (E, N, M) of the seed-0 model of a `fit` result, in physical units."""
+    model, st = res["config"], res["stats"]
+    x = sae.preprocess(h, st)
+    return np.asarray(sae.postprocess(sae.reconstruct(res["params"], model, x), st))
+
+
+def figures_of(res: dict, scn: Scenario, h_tr, h_te, draws: int, a_opt=None) -> dict:
+    """The three accuracy figures (`ojrs_jax.sae_metrics`) of a `fit` result's seed-0 model."""
+    return sae_metrics.three_figures(scn, h_tr, h_te, reconstruction(res, h_te), draws, a_opt)
+
+
+def across_deployments(
+    key: jax.Array, configs: dict, sys_cfg: SystemConfig, run: RunSettings
+) -> dict[str, dict]:
+    """WAPE accuracy of each model as mean +- std over `run.deployment_seeds` (UE placements),
+    one training per deployment."""
+    accs: dict[str, list[float]] = {n: [] for n in configs}
+    for d in run.deployment_seeds:
+        scn_d = make_scenario(dataclasses.replace(sys_cfg, seed=d))
+        h_tr, h_te = draw(key, scn_d, run)
+        for n, model in configs.items():
+            res = fit(key, model, scn_d, h_tr, h_te, 1)
+            accs[n].append(res["test"]["acc"])
+    return {n: sae_metrics.seed_summary(v) for n, v in accs.items() if v}
 
 
 def incremental_run(
@@ -237,7 +303,18 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
     configs = {model.variant: model} | {n: variant_config(model, n) for n in names[1:]}
     models = {n: fit(k_model, configs[n], scn, h_tr, h_te, run.model_seeds) for n in names}
     gbar = float(jnp.mean(models[model.variant]["stats"].gain))
-    bound = pca_bound(h_tr, h_te, model.latent, gbar)
+    bound = pca_bound(h_tr, h_te, model.state_width(sys_cfg.n_ue), gbar)
+    figs, a_opt = {}, None
+    for n, r in models.items():
+        figs[n] = figures_of(r, scn, h_tr, h_te, run.fidelity_draws, a_opt)
+        a_opt = figs[n].get("fidelity", {}).pop("a_opt", None)
+    if run.fidelity_draws:  # the fidelity of no code at all: decide on the mean channel
+        mean_h = np.broadcast_to(np.asarray(h_tr).mean(0), np.shape(h_te))
+        figs["mean_channel"] = sae_metrics.three_figures(
+            scn, h_tr, h_te, mean_h, run.fidelity_draws, a_opt
+        )
+        figs["mean_channel"]["fidelity"].pop("a_opt")
+    seeds = across_deployments(k_model, configs, sys_cfg, run)
     n_err = min(run.errors_saved, run.train_channels, run.test_channels)
     errors = {
         n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
@@ -252,11 +329,19 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
             ht, he = draw(k_data, scn_m, run)
             res = fit(k_model, model, scn_m, ht, he, run.model_seeds)
         g_m = float(jnp.mean(res["stats"].gain))
+        f_m = figures_of(res, scn_m, ht, he, run.fidelity_draws)
+        f_m.get("fidelity", {}).pop("a_opt", None)
         table.append({
             "n_mec": m,
-            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.latent),
+            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.state_width(sys_cfg.n_ue)),
             **{k: res["test"][k] for k in ("acc", "acc_std", "per_ue_acc", "rel_err", "nmse_db")},
-            "pca_acc": pca_bound(ht, he, model.latent, g_m)["acc"],
+            "pca_acc": pca_bound(ht, he, model.state_width(sys_cfg.n_ue), g_m)["acc"],
+            "paper_style_acc": f_m["paper"]["acc"],
+            "paper_style_mean_acc": f_m["paper"]["mean_acc"],
+            "paper_style_skill": f_m["paper"]["skill"],
+            "fidelity_nrr": f_m.get("fidelity", {}).get("nrr"),
+            "fidelity_same_option": f_m.get("fidelity", {}).get("same_option"),
+            "steps": res["steps"],
             "paper_acc": PAPER_ACC.get(m),
         })  # fmt: skip
     inc = None
@@ -268,8 +353,10 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
         "run": dataclasses.asdict(run),
         "main": model.variant,
         "models": models,
-        "cr": sae.compression_ratio(sys_cfg.n_ue, sys_cfg.n_mec, model.latent),
+        "cr": sae.compression_ratio(sys_cfg.n_ue, sys_cfg.n_mec, model.state_width(sys_cfg.n_ue)),
         "pca_bound": bound,
+        "figures": figs,
+        "deployments": seeds,
         "errors": errors,
         "table3": table,
         "incremental": inc,
@@ -287,6 +374,7 @@ def summary_json(r: dict) -> dict:
             "test_acc_per_seed": m["test_seeds"],
             "train": m["train"],
             "seconds_with_compile": m["seconds_with_compile"],
+            "steps": m["steps"],
         }
         for n, m in r["models"].items()
     }
@@ -299,6 +387,8 @@ def summary_json(r: dict) -> dict:
         "cr": r["cr"],
         "models": models,
         "pca_bound": r["pca_bound"],
+        "figures": r["figures"],
+        "wape_over_deployments": r["deployments"],
         "table3": r["table3"],
         "incremental": r["incremental"],
     }
@@ -319,12 +409,32 @@ def format_summary(r: dict) -> str:
     lines.append(
         f"{'PCA':<8}{b['acc']:>12.4f}{'':>10}{b['per_ue_acc']:>12.4f}   (best linear code)"
     )
+    if r["figures"]:
+        lines += ["", "the three accuracy figures (seed-0 model; README, \"2r-SAE\")",
+                  f"{'model':<13}{'WAPE Acc':>9}{'paper Acc':>10}{'mean pred':>10}{'skill':>7}"
+                  f"{'fidelity NRR':>13}{'same option':>12}{'steps':>7}"]  # fmt: skip
+        for n, f in r["figures"].items():
+            fid, nan = f.get("fidelity", {}), float("nan")
+            steps = r["models"][n]["steps"] if n in r["models"] else ""
+            lines.append(
+                f"{LABELS.get(n, n):<13}{f['wape_acc']:>9.4f}{f['paper']['acc']:>10.4f}"
+                f"{f['paper']['mean_acc']:>10.4f}{f['paper']['skill']:>7.3f}"
+                f"{fid.get('nrr', nan):>13.4f}{fid.get('same_option', nan):>12.4f}"
+                f"{steps:>7}"
+            )
+    if r["deployments"]:
+        lines.append(f"WAPE Acc over deployment seeds {list(r['run']['deployment_seeds'])}:")
+        for n, d in r["deployments"].items():
+            lines.append(f"  {LABELS.get(n, n):<8}{d['mean']:.4f} +- {d['std']:.4f}")
     if r["table3"]:
         lines += ["", f"Table III ({LABELS.get(r['main'], r['main'])}): M, Acc, CR, PCA Acc"]
         for row in r["table3"]:
             lines.append(
                 f"  M={row['n_mec']}  Acc {row['acc']:.4f} +- {row['acc_std']:.4f}"
                 f"  CR {row['cr']:.2f}  PCA {row['pca_acc']:.4f}"
+                f"  paper-style {row['paper_style_acc']:.4f}"
+                f" (mean {row['paper_style_mean_acc']:.4f})"
+                f"  fidelity {row['fidelity_nrr'] or float('nan'):.4f}"
             )
     if r["incremental"]:
         i = r["incremental"]
@@ -429,7 +539,8 @@ def write_outputs(r: dict, out: Path) -> list[Path]:
                            ["step", "model", "train_loss", "train_mse", "train_rel", "test_loss",
                             "test_acc"], rows))  # fmt: skip
     cols = ["n_mec", "acc", "acc_std", "cr", "per_ue_acc", "rel_err", "nmse_db", "pca_acc",
-            "paper_acc"]  # fmt: skip
+            "paper_style_acc", "paper_style_mean_acc", "paper_style_skill", "fidelity_nrr",
+            "fidelity_same_option", "steps", "paper_acc"]  # fmt: skip
     paths.append(write_csv(out / "table3.csv", cols,
                            [[row[c] for c in cols] for row in r["table3"]]))  # fmt: skip
     paths.append(write_npz(out / "errors.npz", **{
