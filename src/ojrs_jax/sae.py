@@ -12,8 +12,16 @@ path gain and l_ij ~ Exp(1). "linear" divides by the scenario's mean path gain,
 so x has mean 1 over entries and eq. 23's absolute term is literally the MSE of (scaled) h. "log"
 standardises each entry exactly, x_ij = (ln h_ij - ln g_ij + gamma_E) / (pi / sqrt 6) (ln l has
 mean -gamma_E and variance pi^2/6); it weighs deep fades of weak links like strong links, which
-the h-domain metrics below do not reward. Both maps live in `ChannelStats`, work on any batch
-shape (..., N, M) and have an inverse, so the loss and the metrics can return to h.
+the h-domain metrics below do not reward. "minmax" scales each link to [0, 1] by its min and max
+over training channels, x_ij = (h_ij - min_ij) / (max_ij - min_ij); the bounds come from a fixed
+sample of the deployment (`minmax_reference`), so training and decide time derive the same ones
+without storing them. The maps live in `ChannelStats`, work on any batch shape (..., N, M) and
+have an inverse, so the loss and the metrics can return to h.
+
+Structure (`structure`, default "flat"). "flat" is the paper's model on x in R^(N*M) with a code
+of `latent` numbers. "per_ue" is ONE autoencoder shared by every UE, applied to each UE's row of
+M inputs, with a code of `per_ue_code` = k numbers per UE: the state has N*k numbers (30 at
+N = 30, k = 1, the paper's width), and a policy can read UE i's code as UE i's features.
 
 Loss (eq. 23), per channel, averaged over the batch (variant `2r_sae`; `ae` and `sae` use MSE only):
     L = 1/(N M) sum_ij (x_ij - xhat_ij)^2
@@ -38,12 +46,17 @@ Metrics (all on h in physical units, over held-out channels):
   of the mean path gain (the same weighting as Acc).
 - compression ratio CR = 1 - latent / (N M).
 
-What the code can hold. Under SPEC's model the fading l_ij is i.i.d. across UEs and MECs, so
+What the code can hold. Under this channel model the fading l_ij is i.i.d. across UEs and MECs, so
 h has N*M independent random entries and nothing but their means is shared between epochs. A
 code of 30 numbers cannot carry 60 independent ones; which 30 it keeps is the trade-off: MSE on
 h / gbar keeps the strong links (high Acc), eq. 23's relative term spends the code on the
 per-UE ratios rho (low relative error, lower Acc). The best linear code (PCA) reaches Acc ~0.90
 at M = 2; the CLI reports it as a yardstick.
+
+Training budget. `train_sae` takes T_SAE = `steps` Adam steps (the paper's 500, which leaves the
+models undertrained: Acc 0.87 at M = 1, where the identity is representable). With `max_steps`
+> 0, `train_sae_converged` runs chunks of `steps` steps until one chunk lowers the held-out loss
+(mean of its last tenth of steps) by at most `plateau_tol` (relative), or `max_steps` is spent.
 
 Incremental learning (Alg. 1, Sec. IV.B): a FIFO memory of fixed size takes a new x only when its
 reconstruction error (MSE in the x domain) exceeds `error_threshold`; every step trains the SAE
@@ -382,7 +395,7 @@ def _n_in(params: Params) -> int:
     return params[f"dec_{len(params) // 2 - 1}"]["kernel"].shape[-1]
 
 
-def _rows(cfg: SAEConfig, params: Params, x: jax.Array, width: int) -> jax.Array:
+def _rows(cfg: SAEConfig, x: jax.Array, width: int) -> jax.Array:
     """per_ue: x (..., N*width) -> rows (..., N, width); flat: x unchanged."""
     if cfg.structure == "flat":
         return x
@@ -397,7 +410,7 @@ def _flat(cfg: SAEConfig, y: jax.Array) -> jax.Array:
 def encode(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
     """Code s of inputs x (..., N*M): the DRL state, (..., latent) flat or (..., N*k) per UE."""
     m = _n_in(params)
-    rows = _rows(cfg, params, x, m)
+    rows = _rows(cfg, x, m)
     z = make_sae(cfg, m).apply({"params": params}, rows, method=SAE.encode)
     return _flat(cfg, z)
 
@@ -405,14 +418,14 @@ def encode(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
 def decode(params: Params, cfg: SAEConfig, z: jax.Array) -> jax.Array:
     """Reconstruction x-hat (..., N*M) from codes z (..., state width)."""
     m = _n_in(params)
-    rows = _rows(cfg, params, z, cfg.per_ue_code)
+    rows = _rows(cfg, z, cfg.per_ue_code)
     return _flat(cfg, make_sae(cfg, m).apply({"params": params}, rows, method=SAE.decode))
 
 
 def reconstruct(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
     """x-hat = decoder(encoder(x)), shape of x."""
     m = _n_in(params)
-    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, _rows(cfg, params, x, m)))
+    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, _rows(cfg, x, m)))
 
 
 # --- loss (eq. 23) ---------------------------------------------------------------------------
