@@ -176,3 +176,21 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
     tr = make_trainer(TrainConfig(arch="per_ue_code"),
                       sae.SAEConfig(structure="per_ue", per_ue_code=2), 5, 3)  # fmt: skip
     assert tr.net.code_width == 2
+
+
+def test_sae_state_preset_composes_and_paper_is_unchanged():
+    from hydra import compose, initialize_config_module
+
+    from ojrs_jax.config import to_container
+    from ojrs_jax.pipeline import build
+
+    with initialize_config_module("ojrs_jax.conf", version_base=None):
+        cfg = to_container(compose("train", overrides=["train=sae_state"]))
+        paper = to_container(compose("train", overrides=["train=paper"]))
+    spec = build(cfg)
+    assert (spec.train_cfg.state, spec.train_cfg.arch) == ("sae", "per_ue_code")
+    assert spec.trainer.net.code_width == 1 and spec.sae_cfg.state_width(30) == 30
+    assert spec.sae_cfg.max_steps > 0 and spec.sae_cfg.structure == "per_ue"
+    p = build(paper)
+    assert (p.sae_cfg.structure, p.sae_cfg.max_steps, p.sae_cfg.steps) == ("flat", 0, 500)
+    assert p.train_cfg.arch == "mlp" and p.sae_cfg.preprocess == "linear"
