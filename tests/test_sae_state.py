@@ -91,6 +91,23 @@ def test_plateau_rule_and_budget():
         return carry + 1, {"test_loss": np.ones((10,))}
 
     assert sae.run_to_plateau(jax.random.key(0), cfg, flat, 0)[2] == 20
+    cuts = []
+
+    def decay(carry, factor):
+        cuts.append(factor)
+        return carry
+
+    # each plateau cuts the step size (plateau_decays = 2 by default), the third one stops
+    assert sae.run_to_plateau(jax.random.key(0), cfg, flat, 0, decay)[2] == 40
+    assert cuts == [0.2, 0.2]
+    # the cut reaches Adam: the first update shrinks by the factor
+    opt = sae.optimizer(cfg)
+    p = {"w": np.ones(3, np.float32)}
+    st = opt.init(p)
+    g = {"w": np.array([1.0, -2.0, 3.0], np.float32)}
+    u0 = opt.update(g, st, p)[0]["w"]
+    u1 = opt.update(g, sae.scale_learning_rate(st, 0.2), p)[0]["w"]
+    np.testing.assert_allclose(np.asarray(u1), 0.2 * np.asarray(u0), rtol=1e-5)
     with pytest.raises(ConfigError, match="max_steps"):
         sae.SAEConfig(max_steps=-1)
     with pytest.raises(ConfigError, match="structure"):

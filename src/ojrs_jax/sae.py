@@ -56,7 +56,8 @@ at M = 2; the CLI reports it as a yardstick.
 Training budget. `train_sae` takes T_SAE = `steps` Adam steps (the paper's 500, which leaves the
 models undertrained: Acc 0.87 at M = 1, where the identity is representable). With `max_steps`
 > 0, `train_sae_converged` runs chunks of `steps` steps until one chunk lowers the held-out loss
-(mean of its last tenth of steps) by at most `plateau_tol` (relative), or `max_steps` is spent.
+(mean of its last tenth of steps) by at most `plateau_tol` (relative); then the Adam step size is
+cut 5x and training goes on, `plateau_decays` times, and the next plateau (or `max_steps`) ends it.
 
 Incremental learning (Alg. 1, Sec. IV.B): a FIFO memory of fixed size takes a new x only when its
 reconstruction error (MSE in the x domain) exceeds `error_threshold`; every step trains the SAE
@@ -138,7 +139,8 @@ class SAEConfig:
     retrain_steps: int = 1  # Adam steps on memory samples per incremental step
     sync_period: int = 10  # incremental steps between copies of theta_SAE to the online encoder
     max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
-    plateau_tol: float = 0.01  # stop once a chunk lowers the held-out loss by less than this
+    plateau_tol: float = 0.01  # a plateau: a chunk lowers the held-out loss by at most this
+    plateau_decays: int = 2  # on a plateau, cut the step size 5x this many times, then stop
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -196,6 +198,10 @@ class SAEConfig:
         if not _is_real(self.learning_rate) or self.learning_rate <= 0:
             raise ConfigError(
                 f"sae.learning_rate must be a finite positive number, got {self.learning_rate!r}"
+            )
+        if not _is_int(self.plateau_decays) or self.plateau_decays < 0:
+            raise ConfigError(
+                f"sae.plateau_decays must be an integer >= 0, got {self.plateau_decays!r}"
             )
         if not _is_int(self.max_steps) or self.max_steps < 0:
             raise ConfigError(f"sae.max_steps must be an integer >= 0, got {self.max_steps!r}")
@@ -478,8 +484,16 @@ def sae_loss(params: Params, cfg: SAEConfig, x: jax.Array, stats: ChannelStats) 
 
 
 def optimizer(cfg: SAEConfig) -> optax.GradientTransformation:
-    """Adam with the configured step size (eq. 22 with an adaptive step)."""
-    return optax.adam(cfg.learning_rate)
+    """Adam with the configured step size (eq. 22 with an adaptive step), injected into the state
+    so that `run_to_plateau` can cut it without recompiling."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=cfg.learning_rate)
+
+
+def scale_learning_rate(opt_state: Any, factor: float) -> Any:
+    """The Adam state of `optimizer` with its step size multiplied by `factor`."""
+    hp = dict(opt_state.hyperparams)
+    hp["learning_rate"] = hp["learning_rate"] * factor
+    return opt_state._replace(hyperparams=hp)
 
 
 def _adam_step(
@@ -559,27 +573,36 @@ def plateau_reached(val_losses: list[float], tol: float) -> bool:
 
 
 def run_to_plateau(
-    key: jax.Array, cfg: SAEConfig, chunk: Any, carry: Any
+    key: jax.Array, cfg: SAEConfig, chunk: Any, carry: Any, decay: Any = None
 ) -> tuple[Any, dict[str, np.ndarray], int]:
-    """Host loop of training chunks until `plateau_reached` or `cfg.max_steps` steps.
+    """Host loop of training chunks until the plateau rule ends it or `cfg.max_steps` steps.
 
     `chunk(key, carry) -> (carry, metrics)` runs `cfg.steps` Adam steps; metrics["test_loss"]
     (..., steps) may carry leading axes (vmapped seeds): the rule reads the mean over them of
-    the chunk's last 10% of steps. Returns the carry, the curves joined along the step axis,
-    and the number of steps taken. With `max_steps` 0 it runs one chunk (the fixed T_SAE).
+    the chunk's last 10% of steps. On a plateau (`plateau_reached`), `decay(carry, 0.2)` cuts
+    the step size and training goes on, `cfg.plateau_decays` times; the next plateau stops it.
+    Returns the carry, the curves joined along the step axis, and the number of steps taken.
+    With `max_steps` 0 it runs one chunk (the fixed T_SAE).
     """
     n_chunks = max(1, -(-cfg.max_steps // cfg.steps)) if cfg.max_steps else 1
     tail = max(1, cfg.steps // 10)
-    curves, vals = [], []
+    curves, vals, decays = [], [], 0
     for _ in range(n_chunks):
         key, k = jax.random.split(key)
         carry, m = chunk(k, carry)
         curves.append(jax.tree.map(np.asarray, m))
         vals.append(float(np.mean(curves[-1]["test_loss"][..., -tail:])))
         if plateau_reached(vals, cfg.plateau_tol):
-            break
+            if decay is None or decays >= cfg.plateau_decays:
+                break
+            carry, decays, vals = decay(carry, 0.2), decays + 1, vals[-1:]
     joined = {k: np.concatenate([c[k] for c in curves], axis=-1) for k in curves[0]}
     return carry, joined, len(curves) * cfg.steps
+
+
+def decay_carry(carry: tuple[Params, Any], factor: float) -> tuple[Params, Any]:
+    """`run_to_plateau`'s `decay` for a (params, Adam state) carry."""
+    return carry[0], scale_learning_rate(carry[1], factor)
 
 
 def train_sae_converged(
@@ -597,7 +620,7 @@ def train_sae_converged(
         return (p, o), m
 
     (params, _), curves, steps = run_to_plateau(
-        key, cfg, chunk, (params, optimizer(cfg).init(params))
+        key, cfg, chunk, (params, optimizer(cfg).init(params)), decay_carry
     )
     return params, curves, steps
 

@@ -197,7 +197,7 @@ def fit(
             return (p, o), m
 
         (params, _), curves, steps = sae.run_to_plateau(
-            jax.random.fold_in(key, 1), model, run, (p0, o0)
+            jax.random.fold_in(key, 1), model, run, (p0, o0), sae.decay_carry
         )
         test, train = jax.block_until_ready(jax.jit(final)(params, x_te, x_tr_eval, stats))
     else:
