@@ -62,7 +62,9 @@ cut 5x and training goes on, `plateau_decays` times, and the next plateau (or `m
 Incremental learning (Alg. 1, Sec. IV.B): a FIFO memory of fixed size takes a new x only when its
 reconstruction error (MSE in the x domain) exceeds `error_threshold`; every step trains the SAE
 for `retrain_steps` Adam steps on memory samples, and every `sync_period` steps copies theta_SAE
-to the online encoder, which produces the DRL state.
+to the online encoder, which produces the DRL state. `retrain_learning_rate` (0: `learning_rate`)
+sets its Adam step size: after training to the plateau, where the step size was cut, the full
+step size moves the code the policy reads at every sync.
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class SAEConfig:
     memory_size: int = 1024  # capacity of the incremental-learning FIFO memory
     error_threshold: float = 0.15  # a new x enters the memory when its MSE exceeds this
     retrain_steps: int = 1  # Adam steps on memory samples per incremental step
+    retrain_learning_rate: float = 0.0  # Adam step size of incremental learning; 0: learning_rate
     sync_period: int = 10  # incremental steps between copies of theta_SAE to the online encoder
     max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
     plateau_tol: float = 0.01  # a plateau: a chunk lowers the held-out loss by at most this
@@ -195,6 +198,9 @@ class SAEConfig:
             v = getattr(self, name)
             if not _is_real(v) or v < 0:
                 raise ConfigError(f"sae.{name} must be a finite number >= 0, got {v!r}")
+        rl = self.retrain_learning_rate
+        if not _is_real(rl) or rl < 0:
+            raise ConfigError(f"sae.retrain_learning_rate must be a finite number >= 0, got {rl!r}")
         if not _is_real(self.learning_rate) or self.learning_rate <= 0:
             raise ConfigError(
                 f"sae.learning_rate must be a finite positive number, got {self.learning_rate!r}"
@@ -737,9 +743,12 @@ class IncrementalState:
 
 def incremental_init(cfg: SAEConfig, params: Params, n_in: int) -> IncrementalState:
     """Start incremental learning from (pre-trained or fresh) parameters, empty memory."""
+    opt_state = optimizer(cfg).init(params)
+    if cfg.retrain_learning_rate:
+        opt_state = scale_learning_rate(opt_state, cfg.retrain_learning_rate / cfg.learning_rate)
     return IncrementalState(
         params=params,
-        opt_state=optimizer(cfg).init(params),
+        opt_state=opt_state,
         online=params,
         memory=memory_init(cfg.memory_size, n_in),
         step=jnp.zeros((), jnp.int32),
