@@ -4,8 +4,11 @@ Draws `train_channels` and `test_channels` independent channel epochs of the con
 trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
 conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
 reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
-error, and CR. As a yardstick it also reports the best *linear* code of the same width (PCA of
-h / gbar). Table III retrains the `sae` model for every M in `table_mecs`; a short incremental-
+error, and CR; the three accuracy figures of `ojrs_jax.sae_metrics` (WAPE over
+`deployment_seeds`, paper-style Acc beside the mean predictor, decision fidelity on
+`fidelity_draws` certified draws). As a yardstick it also reports the best *linear* code of the
+same width (PCA of h / gbar). With `sae.max_steps` > 0 every model trains to its plateau.
+Table III retrains the `sae` model for every M in `table_mecs`; a short incremental-
 learning run (Algorithm 1) follows. Writes to the Hydra run directory: metrics.json,
 loss_curves.csv, table3.csv, errors.npz and fig3_accuracy.png, fig4_loss.png,
 fig5_errors_2r_sae.png, fig6_errors_sae.png.
