@@ -122,3 +122,29 @@ class FifoMemory:
     def contents(self) -> np.ndarray:
         """Stored rows, oldest first."""
         return np.array(list(self.items))
+
+
+def minmax_preprocess(h: np.ndarray, h_train: np.ndarray) -> np.ndarray:
+    """Per-link min-max scaling by the training channels' bounds: (E, N, M) -> (E, N*M)."""
+    lo, hi = h_train.min(axis=0), h_train.max(axis=0)
+    return ((h - lo) / (hi - lo)).reshape(h.shape[0], -1)
+
+
+def forward_per_ue(params: dict, x: np.ndarray, m: int, activation: str, latent_act=True):
+    """One autoencoder applied to every UE's row of M inputs, row by row: x (B, N*M) ->
+    (code (B, N*k), reconstruction (B, N*M))."""
+    b, n = x.shape[0], x.shape[1] // m
+    codes, recs = [], []
+    for i in range(n):
+        z, r = forward(params, x[:, i * m : (i + 1) * m], activation, latent_act)
+        codes.append(z)
+        recs.append(r)
+    return np.concatenate(codes, axis=1).reshape(b, -1), np.concatenate(recs, axis=1)
+
+
+def paper_accuracy(h, hh, h_train):
+    """1 - RMSE of per-link min-max scaled channels; the mean predictor's score; the skill."""
+    lo, hi = h_train.min(0), h_train.max(0)
+    u, uh, um = (h - lo) / (hi - lo), (hh - lo) / (hi - lo), (h_train.mean(0) - lo) / (hi - lo)
+    mse, mse0 = np.mean((u - uh) ** 2), np.mean((u - um) ** 2)
+    return 1 - math.sqrt(mse), 1 - math.sqrt(mse0), 1 - mse / mse0

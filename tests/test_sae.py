@@ -325,7 +325,8 @@ def test_config_validation():
 def test_cli_smoke(tmp_path):
     cmd = [sys.executable, "-m", "ojrs_jax.cli.sae", f"hydra.run.dir={tmp_path}", "scale=tiny"]
     fast = ["sae.steps=20", "train_channels=200", "test_channels=100", "compare=[]",
-            "model_seeds=2", "table_mecs=[2]", "incremental.epochs=5"]  # fmt: skip
+            "model_seeds=2", "table_mecs=[2]", "incremental.epochs=5", "deployment_seeds=[0, 1]",
+            "fidelity_draws=3", "sae.max_steps=40"]  # fmt: skip
     out = subprocess.run([*cmd, *fast], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     for f in ("metrics.json", "loss_curves.csv", "table3.csv", "errors.npz",
@@ -337,6 +338,13 @@ def test_cli_smoke(tmp_path):
     assert metrics["cr"] == pytest.approx(1 - 30 / 12)  # tiny: N = 6, M = 2, so CR < 0
     assert metrics["incremental"]["epochs"] == 5
     assert len(metrics["models"]["2r_sae"]["test_acc_per_seed"]) == 2
+    assert metrics["models"]["2r_sae"]["steps"] in (40, 20)  # plateau rule or budget, chunks of 20
+    assert len(metrics["wape_over_deployments"]["2r_sae"]["values"]) == 2
+    fig = metrics["figures"]["2r_sae"]
+    assert 0 < fig["fidelity"]["nrr"] <= 1 + 1e-9 and fig["fidelity"]["draws"] == 3
+    assert fig["paper"]["mean_acc"] == pytest.approx(
+        metrics["figures"]["mean_channel"]["paper"]["acc"]
+    )
     bad = subprocess.run([*cmd, "sae.latent=-3"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [

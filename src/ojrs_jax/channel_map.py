@@ -6,8 +6,11 @@ path gain and l_ij ~ Exp(1). "linear" divides by the scenario's mean path gain,
 so x has mean 1 over entries and eq. 23's absolute term is literally the MSE of (scaled) h. "log"
 standardises each entry exactly, x_ij = (ln h_ij - ln g_ij + gamma_E) / (pi / sqrt 6) (ln l has
 mean -gamma_E and variance pi^2/6); it weighs deep fades of weak links like strong links, which
-the h-domain metrics below do not reward. Both maps live in `ChannelStats`, work on any batch
-shape (..., N, M) and have an inverse, so the loss and the metrics can return to h.
+the h-domain metrics below do not reward. "minmax" scales each link to [0, 1] by its min and max
+over training channels, x_ij = (h_ij - min_ij) / (max_ij - min_ij); the bounds come from a fixed
+sample of the deployment (`minmax_reference`), so training and decide time derive the same ones
+without storing them. The maps live in `ChannelStats`, work on any batch shape (..., N, M) and
+have an inverse, so the loss and the metrics can return to h.
 
 Metrics (all on h in physical units, over held-out channels):
 - reconstruction accuracy Acc = 1 - sum |h - hhat| / sum h over all entries: one minus the
@@ -19,7 +22,7 @@ Metrics (all on h in physical units, over held-out channels):
   rho_ij = h_ij / max_k h_ik (the quantity eq. 23's relative term protects).
 - per-entry absolute error for the histograms of Figs. 5-6: |h_ij - hhat_ij| / gbar, in units
   of the mean path gain (the same weighting as Acc).
-- compression ratio CR = 1 - latent / (N M).
+- compression ratio CR = 1 - latent / (N M) (the state's width: N * per_ue_code per UE).
 
 What the code can hold. Under the channel model of Sec. III the fading l_ij is i.i.d. across
 UEs and MECs, so h has N*M independent random entries and nothing but their means is shared
@@ -39,9 +42,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.config import ConfigError
-from ojrs_jax.scenario import Scenario, path_gain
+from ojrs_jax.scenario import Scenario, path_gain, sample_channels
 
-PREPROCESS = ("linear", "log")
+PREPROCESS = ("linear", "log", "minmax")
+MINMAX_CHANNELS = 4096  # channels of the fixed reference sample that sets the minmax bounds
 EULER_GAMMA = 0.5772156649015329
 LOG_EXP_STD = math.pi / math.sqrt(6.0)  # std of ln l, l ~ Exp(1)
 _FLOOR = 1e-12  # floor of x before the log in the linear map (reconstructions can be <= 0)
@@ -52,18 +56,37 @@ class ChannelStats:
     """Per-entry affine map between h (or ln h) and the network's input x."""
 
     gain: chex.Array  # (N, M) path gain g_ij = E[h_ij]
-    loc: chex.Array  # (N, M) log: mean of ln h_ij (ln g_ij - gamma_E); linear: zeros
-    scale: chex.Array  # (N, M) log: std of ln h_ij (pi / sqrt 6); linear: gbar = mean g
-    kind: str = struct.field(pytree_node=False, default="linear")  # linear | log
+    loc: chex.Array  # (N, M) log: mean of ln h_ij; minmax: per-link min of h; linear: zeros
+    scale: chex.Array  # (N, M) log: std of ln h_ij; minmax: per-link max - min; linear: gbar
+    kind: str = struct.field(pytree_node=False, default="linear")  # linear | log | minmax
 
 
-def channel_stats(scn: Scenario, kind: str = "linear") -> ChannelStats:
-    """Exact statistics of h under the scenario's Rayleigh model (no data needed)."""
+def minmax_reference(scn: Scenario) -> jax.Array:
+    """The fixed sample (MINMAX_CHANNELS, N, M) whose per-link min and max define `minmax`.
+
+    It depends on the deployment only (a constant key), so training, `ojrs-decide` and a
+    reloaded run derive the same bounds without storing them.
+    """
+    return sample_channels(jax.random.key(20_231_129), scn, MINMAX_CHANNELS)
+
+
+def channel_stats(scn: Scenario, kind: str = "linear", h: jax.Array | None = None) -> ChannelStats:
+    """Statistics of h for the preprocessing `kind`.
+
+    linear and log are exact under the scenario's Rayleigh model (no data needed); minmax takes
+    the per-link min and max of the training channels h (E, N, M), by default of the fixed
+    sample `minmax_reference(scn)`.
+    """
     g = path_gain(scn)
     if kind == "linear":
         return ChannelStats(g, jnp.zeros_like(g), jnp.full_like(g, jnp.mean(g)), kind)
     if kind == "log":
         return ChannelStats(g, jnp.log(g) - EULER_GAMMA, jnp.full_like(g, LOG_EXP_STD), kind)
+    if kind == "minmax":
+        h = minmax_reference(scn) if h is None else h
+        chex.assert_rank(h, 3)
+        lo, hi = jnp.min(h, axis=0), jnp.max(h, axis=0)
+        return ChannelStats(g, lo, hi - lo, kind)
     raise ConfigError(f"sae.preprocess must be one of {', '.join(PREPROCESS)}, got {kind!r}")
 
 
@@ -72,17 +95,26 @@ def _stats(s: Scenario | ChannelStats) -> ChannelStats:
 
 
 def preprocess(h: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
-    """Channels h (..., N, M) -> inputs x (..., N*M), row-major (UE-major)."""
+    """Channels h (..., N, M) -> inputs x (..., N*M), row-major (UE-major).
+
+    linear: h / gbar; log: (ln h - loc) / scale; minmax: (h - min) / (max - min) per link.
+    """
     st = _stats(scn_or_stats)
     chex.assert_equal_shape_suffix((h, st.loc), 2)
-    x = (jnp.log(h) - st.loc) / st.scale if st.kind == "log" else h / st.scale
+    if st.kind == "log":
+        x = (jnp.log(h) - st.loc) / st.scale
+    elif st.kind == "minmax":
+        x = (h - st.loc) / st.scale
+    else:
+        x = h / st.scale
     return x.reshape(*h.shape[:-2], -1)
 
 
 def log_channel(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Array:
     """Inverse of `preprocess` in the log domain: x (..., N*M) -> ln h (..., N, M).
 
-    For `linear`, values x <= 0 (a reconstruction can undershoot) are floored at 1e-12 first.
+    For `linear` and `minmax`, a reconstruction h <= 0 (it can undershoot) is floored at
+    1e-12 (times the scale) first.
     """
     st = _stats(scn_or_stats)
     n, m = st.loc.shape
@@ -90,6 +122,8 @@ def log_channel(x: jax.Array, scn_or_stats: Scenario | ChannelStats) -> jax.Arra
     x = x.reshape(*x.shape[:-1], n, m)
     if st.kind == "log":
         return x * st.scale + st.loc
+    if st.kind == "minmax":
+        return jnp.log(jnp.maximum(x * st.scale + st.loc, _FLOOR * st.scale))
     return jnp.log(jnp.maximum(x, _FLOOR) * st.scale)
 
 

@@ -3,7 +3,9 @@
 A FIFO memory of fixed size takes a new x only when its reconstruction error (MSE in the x
 domain) exceeds `error_threshold`; every step trains the SAE for `retrain_steps` Adam steps on
 memory samples, and every `sync_period` steps copies theta_SAE to the online encoder, which
-produces the DRL state. Each step is a pure function, callable inside `lax.scan`.
+produces the DRL state. `retrain_learning_rate` (0: `learning_rate`) sets its Adam step size:
+after training to the plateau, where the step size was cut, the full step size moves the code
+the policy reads at every sync. Each step is a pure function, callable inside `lax.scan`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ojrs_jax.sae import ChannelStats, Params, SAEConfig, _adam_step, encode, optimizer, reconstruct
+from ojrs_jax.channel_map import ChannelStats
+from ojrs_jax.sae import Params, SAEConfig, encode, reconstruct
+from ojrs_jax.sae_train import _adam_step, optimizer, scale_learning_rate
 
 
 @struct.dataclass
@@ -84,9 +88,12 @@ class IncrementalState:
 
 def incremental_init(cfg: SAEConfig, params: Params, n_in: int) -> IncrementalState:
     """Start incremental learning from (pre-trained or fresh) parameters, empty memory."""
+    opt_state = optimizer(cfg).init(params)
+    if cfg.retrain_learning_rate:
+        opt_state = scale_learning_rate(opt_state, cfg.retrain_learning_rate / cfg.learning_rate)
     return IncrementalState(
         params=params,
-        opt_state=optimizer(cfg).init(params),
+        opt_state=opt_state,
         online=params,
         memory=memory_init(cfg.memory_size, n_in),
         step=jnp.zeros((), jnp.int32),

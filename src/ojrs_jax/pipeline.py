@@ -66,24 +66,32 @@ def build(cfg: Any) -> RunSpec:
 
 
 def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any, dict]:
-    """Train the SAE offline on sampled channels (T_SAE Adam steps); report held-out metrics."""
+    """Train the SAE offline on sampled channels (T_SAE Adam steps, or chunks of them up to the
+    plateau of the held-out loss when `sae.max_steps` > 0); report held-out metrics."""
     k_data, k_test, k_init, k_fit = jax.random.split(key, 4)
     stats = sae_mod.channel_stats(spec.scn, spec.sae_cfg.preprocess)
     x = sae_mod.preprocess(sample_channels(k_data, spec.scn, spec.pretrain_channels), stats)
     x_test = sae_mod.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
-    n_in = spec.scn.n_ue * spec.scn.n_mec
-    params = sae_mod.init_sae(k_init, spec.sae_cfg, n_in)
+    n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
+    params = sae_mod.init_sae(k_init, spec.sae_cfg, n_ue * n_mec, n_mec)
     t0 = time.perf_counter()
-    params, curves = sae_mod.train_sae(k_fit, spec.sae_cfg, params, x, stats)
+    if spec.sae_cfg.max_steps:
+        params, curves, steps = sae_mod.train_sae_converged(
+            k_fit, spec.sae_cfg, params, x, stats, x_test
+        )
+    else:
+        params, curves = sae_mod.train_sae(k_fit, spec.sae_cfg, params, x, stats)
+        steps = spec.sae_cfg.steps
     jax.block_until_ready(params)
     seconds = time.perf_counter() - t0
     held_out = {
         k: float(v) for k, v in sae_mod.evaluate(params, spec.sae_cfg, x_test, stats).items()
     }
-    cr = sae_mod.compression_ratio(spec.scn.n_ue, spec.scn.n_mec, spec.sae_cfg.latent)
+    cr = sae_mod.compression_ratio(n_ue, n_mec, spec.sae_cfg.state_width(n_ue))
     return params, {
         **held_out,
         "cr": cr,
+        "steps": steps,
         "seconds": seconds,
         "loss_curve": np.asarray(curves["loss"]),
     }

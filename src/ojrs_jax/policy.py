@@ -60,23 +60,38 @@ class BlockDense(nn.Module):
 class PerUEPolicy(nn.Module):
     """A permutation-aware alternative to the paper's MLP (config `train.arch=per_ue`).
 
-    The state must be the preprocessed channel x (..., N*M). Every UE's logits come from one
-    shared MLP applied to [x_i, log x_i, a learned UE embedding (the UE's fixed identity: its
-    position and, after a change, its weight), the mean over UEs of a per-UE feature (the
-    load context)]: s (..., N*M) -> logits (..., N, M+1). The first two layers are `BlockDense`:
-    the embedding's and the context's contributions are computed per UE and per sample, not per
-    (sample, UE) row, which halves the work of a training step at N = 30, M = 2.
+    With `code_width` 0 the state is the preprocessed channel x (..., N*M) and UE i's features
+    are [x_i, log x_i] (2M numbers); with `code_width` k > 0 (`train.arch=per_ue_code`) the
+    state is a per-UE SAE code (..., N*k) and UE i's features are its own k code numbers.
+    Every UE's logits come from one shared MLP applied to [UE i's features, a learned UE
+    embedding (the UE's fixed identity: its position and, after a change, its weight), the mean
+    over UEs of a per-UE feature (the load context)]: s -> logits (..., N, M+1). The first two
+    layers are `BlockDense`: the embedding's and the context's contributions are computed per UE
+    and per sample, not per (sample, UE) row, which halves the work of a training step at
+    N = 30, M = 2.
     """
 
     n_ue: int
     n_mec: int
     hidden: Sequence[int] = (64, 64)
     embed: int = 16
+    code_width: int = 0  # 0: state is the channel; k > 0: state is a per-UE code of k numbers
+
+    @property
+    def feat_width(self) -> int:
+        """Width of one UE's own features: 2M (channel and its log) or k (code)."""
+        return self.code_width or 2 * self.n_mec
+
+    def features(self, s: jax.Array) -> jax.Array:
+        """UE rows of the state: s (..., D) -> (..., N, feat_width)."""
+        if self.code_width:
+            return s.reshape(*s.shape[:-1], self.n_ue, self.code_width)
+        x = s.reshape(*s.shape[:-1], self.n_ue, self.n_mec)
+        return jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        x = s.reshape(*s.shape[:-1], self.n_ue, self.n_mec)
-        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)  # (..., N, 2M)
+        feats = self.features(s)  # (..., N, feat_width)
         emb = self.param("ue_embedding", nn.initializers.normal(0.1), (self.n_ue, self.embed))
         ctx = BlockDense(self.embed, name="Dense_0")([feats, emb])  # (..., N, E)
         ctx = jnp.mean(nn.relu(ctx), axis=-2, keepdims=True)  # (..., 1, E)
@@ -116,7 +131,7 @@ def inference_fn(net: nn.Module, params: Params) -> Callable[[jax.Array], jax.Ar
         return mlp
     if not isinstance(net, PerUEPolicy):
         raise TypeError(f"no inference path for {type(net).__name__}")
-    two_m, e = 2 * net.n_mec, net.embed
+    two_m, e = net.feat_width, net.embed
     emb = jnp.asarray(params["params"]["ue_embedding"])  # (N, E)
     ctx_layer, first, rest = layers[0], layers[1], layers[2:]
     ctx_const = emb @ ctx_layer["kernel"][two_m:] + ctx_layer["bias"]  # (N, E)
@@ -124,8 +139,7 @@ def inference_fn(net: nn.Module, params: Params) -> Callable[[jax.Array], jax.Ar
     first_const = emb @ k_first[two_m : two_m + e] + first["bias"]  # (N, H1)
 
     def per_ue(s: jax.Array) -> jax.Array:
-        x = s.reshape(*s.shape[:-1], net.n_ue, net.n_mec)
-        feats = jnp.concatenate([x, jnp.log(jnp.maximum(x, 1e-6))], axis=-1)  # (..., N, 2M)
+        feats = net.features(s)  # (..., N, feat_width)
         ctx = jnp.mean(jax.nn.relu(feats @ ctx_layer["kernel"][:two_m] + ctx_const), axis=-2)
         h = feats @ k_first[:two_m] + first_const + (ctx @ k_first[two_m + e :])[..., None, :]
         for d in rest:
@@ -140,7 +154,7 @@ def inference_flops(net: nn.Module, params: Params) -> int:
     layers = _dense_layers(params)
     if isinstance(net, PolicyNet):
         return sum(2 * d["kernel"].shape[0] * d["kernel"].shape[1] for d in layers)
-    two_m, e, n = 2 * net.n_mec, net.embed, net.n_ue
+    two_m, e, n = net.feat_width, net.embed, net.n_ue
     ctx, first, rest = layers[0], layers[1], layers[2:]
     h1 = first["kernel"].shape[1]
     per_ue = 2 * two_m * ctx["kernel"].shape[1] + 2 * two_m * h1

@@ -6,6 +6,11 @@ mirrors the widths and ends in a linear layer (x-hat lives in the preprocessed d
 `layers` counts the input, as the paper does: AE 60 -> 30 is "2 layers", SAE 60 -> 45 -> 30 is
 "3 layers". Hidden widths default to a linear interpolation between N*M and the latent width.
 
+Structure (`structure`, default "flat"). "flat" is the paper's model on x in R^(N*M) with a code
+of `latent` numbers. "per_ue" is ONE autoencoder shared by every UE, applied to each UE's row of
+M inputs, with a code of `per_ue_code` = k numbers per UE: the state has N*k numbers (30 at
+N = 30, k = 1, the paper's width), and a policy can read UE i's code as UE i's features.
+
 Loss (eq. 23), per channel, averaged over the batch (variant `2r_sae`; `ae` and `sae` use MSE only):
     L = 1/(N M) sum_ij (x_ij - xhat_ij)^2
         + gamma1/2 sum_ij (h_ij / max_k h_ik - hhat_ij / max_k hhat_ik)^2
@@ -17,8 +22,10 @@ or of all parameters (`l2: all`); with `l2_mean` (the default) it is divided by 
 because the literal sum with gamma2 = 0.08 outweighs the MSE of normalised data many times over
 (measured at N = 30, M = 2, T_SAE = 500: held-out Acc 0.45 with the sum, 0.65 per parameter).
 
-Preprocessing and the metrics live in `ojrs_jax.channel_map`, incremental learning (Algorithm 1)
-in `ojrs_jax.incremental`.
+Preprocessing (linear, log, minmax) and the metrics live in `ojrs_jax.channel_map`,
+incremental learning (Algorithm 1) in `ojrs_jax.incremental`, training (T_SAE
+Adam steps, or chunks of them to the plateau of the held-out loss: `max_steps`, `plateau_tol`,
+`plateau_decays`) in `ojrs_jax.sae_train`; all three stay reachable as `sae.<name>`.
 """
 
 from __future__ import annotations
@@ -32,15 +39,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ojrs_jax.channel_map import (  # noqa: F401  (re-exported: sae.preprocess, sae.evaluate's metrics)
     EULER_GAMMA,
     LOG_EXP_STD,
+    MINMAX_CHANNELS,
     PREPROCESS,
     ChannelStats,
     channel_stats,
     log_channel,
+    minmax_reference,
     normalised_errors,
     per_ue_accuracy,
     per_ue_relative_error,
@@ -62,6 +70,7 @@ ACTIVATIONS = {
     "softplus": nn.softplus,
 }
 L2_SCOPES = ("weights", "all")
+STRUCTURES = ("flat", "per_ue")
 Params = Any  # flax parameter pytree
 
 
@@ -82,30 +91,29 @@ class SAEConfig:
     gamma2: float = 0.08  # weight of the L2 term (eq. 23)
     l2: str = "weights"  # weights | all: which parameters the L2 term covers
     l2_mean: bool = True  # divide ||theta||^2 by the number of parameters it covers
-    preprocess: str = "linear"  # linear (h / mean gain) | log (standardised ln h)
+    preprocess: str = "linear"  # linear (h / mean gain) | log (standardised ln h) | minmax
+    structure: str = "flat"  # flat: one SAE on vec(h) | per_ue: one SAE shared by all UE rows
+    per_ue_code: int = 1  # per_ue: code width k per UE (the state has N*k numbers)
     learning_rate: float = 3e-3  # Adam step size beta (eq. 22)
     steps: int = 500  # T_SAE: Adam steps of one training run
     batch_size: int = 512  # channels per Adam step
     memory_size: int = 1024  # capacity of the incremental-learning FIFO memory
     error_threshold: float = 0.15  # a new x enters the memory when its MSE exceeds this
     retrain_steps: int = 1  # Adam steps on memory samples per incremental step
+    retrain_learning_rate: float = 0.0  # Adam step size of incremental learning; 0: learning_rate
     sync_period: int = 10  # incremental steps between copies of theta_SAE to the online encoder
+    max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
+    plateau_tol: float = 0.01  # a plateau: a chunk lowers the held-out loss by at most this
+    plateau_decays: int = 2  # on a plateau, cut the step size 5x this many times, then stop
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ConfigError(
-                f"sae.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"sae.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if self.preprocess not in PREPROCESS:
-            raise ConfigError(
-                f"sae.preprocess must be one of {', '.join(PREPROCESS)}, got {self.preprocess!r}"
-            )
-        if self.l2 not in L2_SCOPES:
-            raise ConfigError(f"sae.l2 must be one of {', '.join(L2_SCOPES)}, got {self.l2!r}")
+        choices = {"variant": VARIANTS, "activation": ACTIVATIONS, "preprocess": PREPROCESS,
+                   "structure": STRUCTURES, "l2": L2_SCOPES}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"sae.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         for name in ("l2_mean", "latent_activation"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"sae.{name} must be true or false, got {getattr(self, name)!r}")
@@ -113,17 +121,15 @@ class SAEConfig:
             object.__setattr__(self, "layers", 2 if self.variant == "ae" else 3)
         if not is_int(self.layers) or self.layers < 2:
             raise ConfigError(f"sae.layers must be an integer >= 2, got {self.layers!r}")
-        for name in (
-            "latent",
-            "steps",
-            "batch_size",
-            "memory_size",
-            "retrain_steps",
-            "sync_period",
-        ):
+        for name in ("latent", "steps", "batch_size", "memory_size", "retrain_steps",
+                     "sync_period", "per_ue_code"):  # fmt: skip
             v = getattr(self, name)
             if not is_int(v) or v <= 0:
                 raise ConfigError(f"sae.{name} must be a positive integer, got {v!r}")
+        for name in ("max_steps", "plateau_decays"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 0:
+                raise ConfigError(f"sae.{name} must be an integer >= 0, got {v!r}")
         hidden = self.hidden
         if isinstance(hidden, list | tuple):
             hidden = tuple(hidden)
@@ -135,7 +141,7 @@ class SAEConfig:
                 f"sae.hidden must list layers - 2 = {self.layers - 2} widths or none, "
                 f"got {list(hidden)!r}"
             )
-        for name in ("gamma1", "gamma2"):
+        for name in ("gamma1", "gamma2", "retrain_learning_rate", "plateau_tol"):
             v = getattr(self, name)
             if not is_real(v) or v < 0:
                 raise ConfigError(f"sae.{name} must be a finite number >= 0, got {v!r}")
@@ -162,14 +168,28 @@ class SAEConfig:
         """Whether the loss is eq. 23 (relative and L2 terms) rather than plain MSE."""
         return self.variant == "2r_sae"
 
+    def state_width(self, n_ue: int) -> int:
+        """Width of the code s, the DRL state: `latent` (flat) or N * per_ue_code (per_ue)."""
+        return self.latent if self.structure == "flat" else n_ue * self.per_ue_code
+
+    def model_widths(self, n_ue: int, n_mec: int) -> tuple[int, int]:
+        """(input, code) widths of the dense autoencoder: (N*M, latent) flat, (M, k) per UE."""
+        if self.structure == "flat":
+            return n_ue * n_mec, self.latent
+        return n_mec, self.per_ue_code
+
 
 def encoder_widths(cfg: SAEConfig, n_in: int) -> tuple[int, ...]:
-    """Output widths of the encoder's dense layers, ending in `cfg.latent` (e.g. (45, 30))."""
+    """Output widths of the encoder's dense layers, ending in the code width (e.g. (45, 30)).
+
+    n_in is the dense model's input: N*M for `flat`, M for `per_ue` (code width per_ue_code).
+    """
+    code = cfg.latent if cfg.structure == "flat" else cfg.per_ue_code
     if cfg.hidden:
-        return (*cfg.hidden, cfg.latent)
+        return (*cfg.hidden, code)
     steps = cfg.layers - 1
-    mid = tuple(round(n_in + (cfg.latent - n_in) * k / steps) for k in range(1, steps))
-    return (*mid, cfg.latent)
+    mid = tuple(round(n_in + (code - n_in) * k / steps) for k in range(1, steps))
+    return (*mid, code)
 
 
 def compression_ratio(n_ue: int, n_mec: int, latent: int = 30) -> float:
@@ -211,7 +231,7 @@ class SAE(nn.Module):
 
 
 def make_sae(cfg: SAEConfig, n_in: int) -> SAE:
-    """The flax module of `cfg` for inputs of width n_in = N*M."""
+    """The flax module of `cfg` for dense inputs of width n_in (N*M flat, M per UE)."""
     return SAE(
         n_in=n_in,
         widths=encoder_widths(cfg, n_in),
@@ -220,28 +240,54 @@ def make_sae(cfg: SAEConfig, n_in: int) -> SAE:
     )
 
 
-def init_sae(key: jax.Array, cfg: SAEConfig, n_in: int) -> Params:
-    """Random parameters theta_SAE (the flax `params` collection)."""
+def init_sae(key: jax.Array, cfg: SAEConfig, n_in: int, n_mec: int | None = None) -> Params:
+    """Random parameters theta_SAE (the flax `params` collection) for inputs x of width n_in = N*M.
+
+    `per_ue` builds one network on a UE's row of M gains, so it needs n_mec.
+    """
+    if cfg.structure == "per_ue":
+        if n_mec is None or n_in % n_mec:
+            raise ValueError(f"structure per_ue needs n_mec dividing n_in, got {n_mec}, {n_in}")
+        n_in = n_mec
     return make_sae(cfg, n_in).init(key, jnp.zeros((1, n_in), jnp.float32))["params"]
 
 
 def _n_in(params: Params) -> int:
+    """Input width of the dense model (N*M flat, M per UE)."""
     return params[f"dec_{len(params) // 2 - 1}"]["kernel"].shape[-1]
 
 
+def _rows(cfg: SAEConfig, x: jax.Array, width: int) -> jax.Array:
+    """per_ue: x (..., N*width) -> rows (..., N, width); flat: x unchanged."""
+    if cfg.structure == "flat":
+        return x
+    return x.reshape(*x.shape[:-1], x.shape[-1] // width, width)
+
+
+def _flat(cfg: SAEConfig, y: jax.Array) -> jax.Array:
+    """per_ue: rows (..., N, w) -> (..., N*w); flat: unchanged."""
+    return y if cfg.structure == "flat" else y.reshape(*y.shape[:-2], -1)
+
+
 def encode(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
-    """Code s (..., latent) of inputs x (..., N*M): the DRL state."""
-    return make_sae(cfg, x.shape[-1]).apply({"params": params}, x, method=SAE.encode)
+    """Code s of inputs x (..., N*M): the DRL state, (..., latent) flat or (..., N*k) per UE."""
+    m = _n_in(params)
+    rows = _rows(cfg, x, m)
+    z = make_sae(cfg, m).apply({"params": params}, rows, method=SAE.encode)
+    return _flat(cfg, z)
 
 
 def decode(params: Params, cfg: SAEConfig, z: jax.Array) -> jax.Array:
-    """Reconstruction x-hat (..., N*M) from codes z (..., latent)."""
-    return make_sae(cfg, _n_in(params)).apply({"params": params}, z, method=SAE.decode)
+    """Reconstruction x-hat (..., N*M) from codes z (..., state width)."""
+    m = _n_in(params)
+    rows = _rows(cfg, z, cfg.per_ue_code)
+    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, rows, method=SAE.decode))
 
 
 def reconstruct(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
     """x-hat = decoder(encoder(x)), shape of x."""
-    return make_sae(cfg, x.shape[-1]).apply({"params": params}, x)
+    m = _n_in(params)
+    return _flat(cfg, make_sae(cfg, m).apply({"params": params}, _rows(cfg, x, m)))
 
 
 # --- loss (eq. 23) ---------------------------------------------------------------------------
@@ -285,60 +331,6 @@ def sae_loss(params: Params, cfg: SAEConfig, x: jax.Array, stats: ChannelStats) 
     return total_loss(loss_terms(params, cfg, x, stats), cfg)
 
 
-# --- training (Alg. 1, lines 5-10) -----------------------------------------------------------
-
-
-def optimizer(cfg: SAEConfig) -> optax.GradientTransformation:
-    """Adam with the configured step size (eq. 22 with an adaptive step)."""
-    return optax.adam(cfg.learning_rate)
-
-
-def _adam_step(
-    params: Params, opt_state: optax.OptState, cfg: SAEConfig, x: jax.Array, stats: ChannelStats
-) -> tuple[Params, optax.OptState, dict[str, jax.Array]]:
-    def f(p):
-        terms = loss_terms(p, cfg, x, stats)
-        return total_loss(terms, cfg), terms
-
-    (loss, terms), grads = jax.value_and_grad(f, has_aux=True)(params)
-    updates, opt_state = optimizer(cfg).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, {"loss": loss, **terms}
-
-
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def train_sae(
-    key: jax.Array,
-    cfg: SAEConfig,
-    params: Params,
-    x: jax.Array,
-    stats: ChannelStats,
-    x_test: jax.Array | None = None,
-) -> tuple[Params, dict[str, jax.Array]]:
-    """`cfg.steps` Adam steps on minibatches of x (E, N*M), as one scan.
-
-    Returns the trained parameters and metrics stacked over steps (each (steps,)): the minibatch
-    `loss` before the step and its terms `mse`, `rel`, `l2`; with x_test, the `test_loss` and the
-    held-out `test_acc` after the step.
-    """
-    chex.assert_rank(x, 2)
-    opt_state = optimizer(cfg).init(params)
-
-    def body(carry, k):
-        params, opt_state = carry
-        idx = jax.random.randint(k, (cfg.batch_size,), 0, x.shape[0])
-        params, opt_state, out = _adam_step(params, opt_state, cfg, x[idx], stats)
-        if x_test is not None:
-            out["test_loss"] = sae_loss(params, cfg, x_test, stats)
-            xh = reconstruct(params, cfg, x_test)
-            out["test_acc"] = reconstruction_accuracy(
-                postprocess(x_test, stats), postprocess(xh, stats)
-            )
-        return (params, opt_state), out
-
-    (params, _), metrics = jax.lax.scan(body, (params, opt_state), jax.random.split(key, cfg.steps))
-    return params, metrics
-
-
 # --- metrics ---------------------------------------------------------------------------------
 
 
@@ -373,9 +365,20 @@ _INCREMENTAL = frozenset({
 })  # fmt: skip
 
 
+# Training (T_SAE steps, or to a plateau) lives in `ojrs_jax.sae_train`; reachable as `sae.<name>`.
+_TRAIN = frozenset({
+    "_adam_step", "decay_carry", "optimizer", "plateau_reached", "run_to_plateau",
+    "scale_learning_rate", "train_chunk", "train_sae", "train_sae_converged",
+})  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
     if name in _INCREMENTAL:
         from ojrs_jax import incremental
 
         return getattr(incremental, name)
+    if name in _TRAIN:
+        from ojrs_jax import sae_train
+
+        return getattr(sae_train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -76,8 +76,11 @@ def make_scheduler(
     """A scheduler from trained parameters (policy, and the online encoder when the policy reads
     the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`)."""
     n, m = scn.n_ue, scn.n_mec
-    if train_cfg.arch == "per_ue":
-        net = PerUEPolicy(n_ue=n, n_mec=m, hidden=train_cfg.ue_hidden, embed=train_cfg.ue_embed)
+    if train_cfg.arch in ("per_ue", "per_ue_code"):
+        code = sae_cfg.per_ue_code if train_cfg.arch == "per_ue_code" else 0
+        net = PerUEPolicy(
+            n_ue=n, n_mec=m, hidden=train_cfg.ue_hidden, embed=train_cfg.ue_embed, code_width=code
+        )
     else:
         net = PolicyNet(n_ue=n, n_mec=m, hidden=train_cfg.policy_hidden(n, m))
     logits = inference_fn(net, policy)

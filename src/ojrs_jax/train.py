@@ -50,6 +50,7 @@ from ojrs_jax.scenario import Scenario, sample_channel
 
 REPLAYS = ("per", "uniform")
 STATES = ("sae", "channel")
+ARCHS = ("mlp", "per_ue", "per_ue_code")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class TrainConfig:
     weight_high: float = 1.5
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
     state: str = "sae"  # policy input: sae (the paper's 2r-SAE code) | channel (preprocessed h)
-    arch: str = "mlp"  # policy: mlp (the paper's DNN) | per_ue (shared per-UE net; state=channel)
+    arch: str = "mlp"  # mlp (the paper's DNN) | per_ue (state=channel) | per_ue_code (state=sae)
     ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
     ue_embed: int = 16  # per_ue: width of the learned UE embedding and of the load context
     local_bias: float = 0.0  # added to the initial local-option logit (0: plain initialisation)
@@ -90,10 +91,12 @@ class TrainConfig:
             raise ConfigError(f"train.change_epoch must be an integer, got {self.change_epoch!r}")
         if self.state not in STATES:
             raise ConfigError(f"train.state must be one of sae, channel, got {self.state!r}")
-        if self.arch not in ("mlp", "per_ue"):
-            raise ConfigError(f"train.arch must be one of mlp, per_ue, got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"train.arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.arch == "per_ue" and self.state != "channel":
             raise ConfigError("train.arch=per_ue needs train.state=channel")
+        if self.arch == "per_ue_code" and self.state != "sae":
+            raise ConfigError("train.arch=per_ue_code needs train.state=sae")
         if self.replay not in REPLAYS:
             raise ConfigError(f"train.replay must be one of per, uniform, got {self.replay!r}")
         for name in ("learning_rate", "lam", "weight_low", "weight_high"):
@@ -234,14 +237,19 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
     """Derive everything static, then return the pure, jitted functions of Algorithm 3."""
     phi, k, max_iter = cfg.phi, cfg.asa.k, cfg.asa.max_iter
     n_in = n_ue * n_mec
-    state_dim = sae_cfg.latent if cfg.state == "sae" else n_in
+    state_dim = sae_cfg.state_width(n_ue) if cfg.state == "sae" else n_in
+    if cfg.arch == "per_ue_code" and sae_cfg.structure != "per_ue":
+        raise ConfigError("train.arch=per_ue_code needs sae.structure=per_ue")
 
     def observe(sae_online: Any, x: jax.Array) -> jax.Array:
         """Policy input from preprocessed channels x (..., N*M)."""
         return sae_mod.encode(sae_online, sae_cfg, x) if cfg.state == "sae" else x
 
-    if cfg.arch == "per_ue":
-        net = PerUEPolicy(n_ue=n_ue, n_mec=n_mec, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
+    if cfg.arch in ("per_ue", "per_ue_code"):
+        code = sae_cfg.per_ue_code if cfg.arch == "per_ue_code" else 0
+        net = PerUEPolicy(
+            n_ue=n_ue, n_mec=n_mec, hidden=cfg.ue_hidden, embed=cfg.ue_embed, code_width=code
+        )
     else:
         net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)

@@ -1,7 +1,10 @@
 """`ojrs-sae`: train the 2r-SAE (eq. 23) on sampled channels; data of paper Figs. 3-6, Table III.
 
 Trains the `sae` model and the `compare` variants on the same channels and reports held-out
-reconstruction accuracy, CR and the best linear code (`ojrs_jax.experiments.sae_study`). Writes
+reconstruction accuracy, CR, the best linear code and the three accuracy figures of
+`ojrs_jax.sae_metrics` (WAPE over `deployment_seeds`, paper-style Acc beside the mean predictor,
+decision fidelity on `fidelity_draws` certified draws); with `sae.max_steps` > 0 every model
+trains to its plateau (`ojrs_jax.experiments.sae_study`). Writes
 to the Hydra run directory: metrics.json, loss_curves.csv, table3.csv, errors.npz and
 fig3_accuracy.png, fig4_loss.png, fig5_errors_2r_sae.png, fig6_errors_sae.png.
 
@@ -35,12 +38,32 @@ def format_summary(r: dict) -> str:
     lines.append(
         f"{'PCA':<8}{b['acc']:>12.4f}{'':>10}{b['per_ue_acc']:>12.4f}   (best linear code)"
     )
+    if r["figures"]:
+        lines += ["", "the three accuracy figures (seed-0 model; README, \"2r-SAE\")",
+                  f"{'model':<13}{'WAPE Acc':>9}{'paper Acc':>10}{'mean pred':>10}{'skill':>7}"
+                  f"{'fidelity NRR':>13}{'same option':>12}{'steps':>7}"]  # fmt: skip
+        for n, f in r["figures"].items():
+            fid, nan = f.get("fidelity", {}), float("nan")
+            steps = r["models"][n]["steps"] if n in r["models"] else ""
+            lines.append(
+                f"{LABELS.get(n, n):<13}{f['wape_acc']:>9.4f}{f['paper']['acc']:>10.4f}"
+                f"{f['paper']['mean_acc']:>10.4f}{f['paper']['skill']:>7.3f}"
+                f"{fid.get('nrr', nan):>13.4f}{fid.get('same_option', nan):>12.4f}"
+                f"{steps:>7}"
+            )
+    if r["deployments"]:
+        lines.append(f"WAPE Acc over deployment seeds {list(r['run']['deployment_seeds'])}:")
+        for n, d in r["deployments"].items():
+            lines.append(f"  {LABELS.get(n, n):<8}{d['mean']:.4f} +- {d['std']:.4f}")
     if r["table3"]:
         lines += ["", f"Table III ({LABELS.get(r['main'], r['main'])}): M, Acc, CR, PCA Acc"]
         for row in r["table3"]:
             lines.append(
                 f"  M={row['n_mec']}  Acc {row['acc']:.4f} +- {row['acc_std']:.4f}"
                 f"  CR {row['cr']:.2f}  PCA {row['pca_acc']:.4f}"
+                f"  paper-style {row['paper_style_acc']:.4f}"
+                f" (mean {row['paper_style_mean_acc']:.4f})"
+                f"  fidelity {row['fidelity_nrr'] or float('nan'):.4f}"
             )
     if r["incremental"]:
         i = r["incremental"]

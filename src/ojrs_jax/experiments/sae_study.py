@@ -4,8 +4,11 @@ Draws `train_channels` and `test_channels` independent channel epochs of the con
 trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
 conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
 reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
-error, and CR. As a yardstick it also reports the best *linear* code of the same width (PCA of
-h / gbar). Table III retrains the `sae` model for every M in `table_mecs`; a short incremental-
+error, and CR; the three accuracy figures of `ojrs_jax.sae_metrics` (WAPE over
+`deployment_seeds`, paper-style Acc beside the mean predictor, decision fidelity on
+`fidelity_draws` certified draws). As a yardstick it also reports the best *linear* code of the
+same width (PCA of h / gbar). With `sae.max_steps` > 0 every model trains to its plateau.
+Table III retrains the `sae` model for every M in `table_mecs`; a short incremental-
 learning run (Algorithm 1) follows. `write_outputs` and `figures` write metrics.json,
 loss_curves.csv, table3.csv, errors.npz and fig3_accuracy.png, fig4_loss.png,
 fig5_errors_2r_sae.png, fig6_errors_sae.png.
@@ -27,7 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import incremental, sae
+from ojrs_jax import incremental, sae, sae_metrics
 from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.plots import save_figure
@@ -52,6 +55,8 @@ class RunSettings:
     incremental_epochs: int
     hist_bins: int
     errors_saved: int
+    deployment_seeds: tuple[int, ...]
+    fidelity_draws: int
 
 
 def preset(name: str) -> dict:
@@ -82,6 +87,14 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mecs
     ):
         raise ConfigError(f"table_mecs must be a list of positive integers, got {mecs!r}")
+    dseeds = c.get("deployment_seeds", [])
+    if not isinstance(dseeds, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in dseeds
+    ):
+        raise ConfigError(f"deployment_seeds must be a list of integers, got {dseeds!r}")
+    fid = c.get("fidelity_draws", 0)
+    if isinstance(fid, bool) or not isinstance(fid, int) or fid < 0:
+        raise ConfigError(f"fidelity_draws must be an integer >= 0, got {fid!r}")
     inc = c.get("incremental", {}).get("epochs", 0)
     if isinstance(inc, bool) or not isinstance(inc, int) or inc < 0:
         raise ConfigError(f"incremental.epochs must be an integer >= 0, got {inc!r}")
@@ -95,6 +108,8 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         incremental_epochs=inc,
         hist_bins=positive_int(c, "hist_bins", ""),
         errors_saved=positive_int(c, "errors_saved", ""),
+        deployment_seeds=tuple(dseeds),
+        fidelity_draws=fid,
     )
     for name in run.compare:
         variant_config(model, name)  # fail early on a missing or invalid preset
@@ -153,15 +168,41 @@ def fit(
     def one(k, x_tr, x_te, x_tr_eval, stats):
         k_init, k_train = jax.random.split(k)
         params, curves = sae.train_sae(
-            k_train, model, sae.init_sae(k_init, model, n_in), x_tr, stats, x_te
+            k_train, model, sae.init_sae(k_init, model, n_in, scn.n_mec), x_tr, stats, x_te
         )
         test = sae.evaluate(params, model, x_te, stats)
         return params, curves, test, sae.evaluate(params, model, x_tr_eval, stats)
 
+    @functools.partial(jax.vmap, in_axes=(0, 0, 0, None, None, None))
+    def chunk(k, params, opt_state, x_tr, x_te, stats):
+        return sae.train_chunk(k, model, params, opt_state, x_tr, stats, x_te)
+
+    @functools.partial(jax.vmap, in_axes=(0, None, None, None))
+    def final(params, x_te, x_tr_eval, stats):
+        return sae.evaluate(params, model, x_te, stats), sae.evaluate(
+            params, model, x_tr_eval, stats
+        )
+
     t0 = time.perf_counter()
-    params, curves, test, train = jax.block_until_ready(
-        jax.jit(one)(jax.random.split(key, n_seeds), x_tr, x_te, x_tr_eval, stats)
-    )
+    if model.max_steps:  # chunks of T_SAE steps until the seeds' mean held-out loss plateaus
+        keys = jax.random.split(key, n_seeds)
+        p0 = jax.vmap(lambda k: sae.init_sae(jax.random.split(k)[0], model, n_in, scn.n_mec))(keys)
+        o0 = jax.vmap(sae.optimizer(model).init)(p0)
+        step = jax.jit(chunk)
+
+        def run(k, carry):
+            p, o, m = step(jax.random.split(k, n_seeds), *carry, x_tr, x_te, stats)
+            return (p, o), m
+
+        (params, _), curves, steps = sae.run_to_plateau(
+            jax.random.fold_in(key, 1), model, run, (p0, o0), sae.decay_carry
+        )
+        test, train = jax.block_until_ready(jax.jit(final)(params, x_te, x_tr_eval, stats))
+    else:
+        params, curves, test, train = jax.block_until_ready(
+            jax.jit(one)(jax.random.split(key, n_seeds), x_tr, x_te, x_tr_eval, stats)
+        )
+        steps = model.steps
     seconds = time.perf_counter() - t0
 
     def stats_of(d: dict) -> dict[str, float]:
@@ -179,6 +220,7 @@ def fit(
         "test_seeds": [float(a) for a in np.asarray(test["acc"])],
         "train": stats_of(train),
         "seconds_with_compile": seconds,
+        "steps": steps,
     }
 
 
@@ -191,6 +233,33 @@ def _entry_errors(params, model: sae.SAEConfig, h: jax.Array, st: sae.ChannelSta
 def entry_errors(res: dict, h: jax.Array, n: int) -> np.ndarray:
     """Per-entry |h - hhat| / gbar of the first n channels of h, flattened."""
     return np.asarray(_entry_errors(res["params"], res["config"], h[:n], res["stats"])).ravel()
+
+
+def reconstruction(res: dict, h: jax.Array) -> np.ndarray:
+    """hhat (E, N, M) of the seed-0 model of a `fit` result, in physical units."""
+    model, st = res["config"], res["stats"]
+    x = sae.preprocess(h, st)
+    return np.asarray(sae.postprocess(sae.reconstruct(res["params"], model, x), st))
+
+
+def figures_of(res: dict, scn: Scenario, h_tr, h_te, draws: int, a_opt=None) -> dict:
+    """The three accuracy figures (`ojrs_jax.sae_metrics`) of a `fit` result's seed-0 model."""
+    return sae_metrics.three_figures(scn, h_tr, h_te, reconstruction(res, h_te), draws, a_opt)
+
+
+def across_deployments(
+    key: jax.Array, configs: dict, sys_cfg: SystemConfig, run: RunSettings
+) -> dict[str, dict]:
+    """WAPE accuracy of each model as mean +- std over `run.deployment_seeds` (UE placements),
+    one training per deployment."""
+    accs: dict[str, list[float]] = {n: [] for n in configs}
+    for d in run.deployment_seeds:
+        scn_d = make_scenario(dataclasses.replace(sys_cfg, seed=d))
+        h_tr, h_te = draw(key, scn_d, run)
+        for n, model in configs.items():
+            res = fit(key, model, scn_d, h_tr, h_te, 1)
+            accs[n].append(res["test"]["acc"])
+    return {n: sae_metrics.seed_summary(v) for n, v in accs.items() if v}
 
 
 def incremental_run(
@@ -232,7 +301,18 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
     configs = {model.variant: model} | {n: variant_config(model, n) for n in names[1:]}
     models = {n: fit(k_model, configs[n], scn, h_tr, h_te, run.model_seeds) for n in names}
     gbar = float(jnp.mean(models[model.variant]["stats"].gain))
-    bound = pca_bound(h_tr, h_te, model.latent, gbar)
+    bound = pca_bound(h_tr, h_te, model.state_width(sys_cfg.n_ue), gbar)
+    figs, a_opt = {}, None
+    for n, r in models.items():
+        figs[n] = figures_of(r, scn, h_tr, h_te, run.fidelity_draws, a_opt)
+        a_opt = figs[n].get("fidelity", {}).pop("a_opt", None)
+    if run.fidelity_draws:  # the fidelity of no code at all: decide on the mean channel
+        mean_h = np.broadcast_to(np.asarray(h_tr).mean(0), np.shape(h_te))
+        figs["mean_channel"] = sae_metrics.three_figures(
+            scn, h_tr, h_te, mean_h, run.fidelity_draws, a_opt
+        )
+        figs["mean_channel"]["fidelity"].pop("a_opt")
+    seeds = across_deployments(k_model, configs, sys_cfg, run)
     n_err = min(run.errors_saved, run.train_channels, run.test_channels)
     errors = {
         n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
@@ -247,11 +327,19 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
             ht, he = draw(k_data, scn_m, run)
             res = fit(k_model, model, scn_m, ht, he, run.model_seeds)
         g_m = float(jnp.mean(res["stats"].gain))
+        f_m = figures_of(res, scn_m, ht, he, run.fidelity_draws)
+        f_m.get("fidelity", {}).pop("a_opt", None)
         table.append({
             "n_mec": m,
-            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.latent),
+            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.state_width(sys_cfg.n_ue)),
             **{k: res["test"][k] for k in ("acc", "acc_std", "per_ue_acc", "rel_err", "nmse_db")},
-            "pca_acc": pca_bound(ht, he, model.latent, g_m)["acc"],
+            "pca_acc": pca_bound(ht, he, model.state_width(sys_cfg.n_ue), g_m)["acc"],
+            "paper_style_acc": f_m["paper"]["acc"],
+            "paper_style_mean_acc": f_m["paper"]["mean_acc"],
+            "paper_style_skill": f_m["paper"]["skill"],
+            "fidelity_nrr": f_m.get("fidelity", {}).get("nrr"),
+            "fidelity_same_option": f_m.get("fidelity", {}).get("same_option"),
+            "steps": res["steps"],
             "paper_acc": PAPER_ACC.get(m),
         })  # fmt: skip
     inc = None
@@ -263,8 +351,10 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
         "run": dataclasses.asdict(run),
         "main": model.variant,
         "models": models,
-        "cr": sae.compression_ratio(sys_cfg.n_ue, sys_cfg.n_mec, model.latent),
+        "cr": sae.compression_ratio(sys_cfg.n_ue, sys_cfg.n_mec, model.state_width(sys_cfg.n_ue)),
         "pca_bound": bound,
+        "figures": figs,
+        "deployments": seeds,
         "errors": errors,
         "table3": table,
         "incremental": inc,
@@ -282,6 +372,7 @@ def summary_json(r: dict) -> dict:
             "test_acc_per_seed": m["test_seeds"],
             "train": m["train"],
             "seconds_with_compile": m["seconds_with_compile"],
+            "steps": m["steps"],
         }
         for n, m in r["models"].items()
     }
@@ -294,6 +385,8 @@ def summary_json(r: dict) -> dict:
         "cr": r["cr"],
         "models": models,
         "pca_bound": r["pca_bound"],
+        "figures": r["figures"],
+        "wape_over_deployments": r["deployments"],
         "table3": r["table3"],
         "incremental": r["incremental"],
     }
@@ -366,7 +459,7 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
         path = out / f"fig{fig_no}_errors_{name}.png"
         save_figure(fig, path)
         written.append(path)
-        return written
+    return written
 
 
 def write_outputs(r: dict, out: Path) -> list[Path]:
@@ -381,7 +474,8 @@ def write_outputs(r: dict, out: Path) -> list[Path]:
                            ["step", "model", "train_loss", "train_mse", "train_rel", "test_loss",
                             "test_acc"], rows))  # fmt: skip
     cols = ["n_mec", "acc", "acc_std", "cr", "per_ue_acc", "rel_err", "nmse_db", "pca_acc",
-            "paper_acc"]  # fmt: skip
+            "paper_style_acc", "paper_style_mean_acc", "paper_style_skill", "fidelity_nrr",
+            "fidelity_same_option", "steps", "paper_acc"]  # fmt: skip
     paths.append(write_csv(out / "table3.csv", cols,
                            [[row[c] for c in cols] for row in r["table3"]]))  # fmt: skip
     paths.append(write_npz(out / "errors.npz", **{

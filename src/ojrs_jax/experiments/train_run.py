@@ -47,7 +47,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         sae_params, sae_report = pretrain_sae(keys["sae"], spec)
     else:  # the policy reads the channel, never the code: an untrained SAE fills the state
         n_in = spec.scn.n_ue * spec.scn.n_mec
-        sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in)
+        sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in, spec.scn.n_mec)
         sae_report = {"seconds": 0.0, "pretrained": False}
     state = spec.trainer.init(keys["train"], sae_params)
     metrics: dict[str, np.ndarray] = {}
