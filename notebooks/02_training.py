@@ -50,7 +50,8 @@ SCALE = os.environ.get("OJRS_NB_SCALE", "demo")
 # %% [markdown]
 # ## Configure
 # The run is the `ojrs-train train=paper` config (the paper's pipeline: 2r-SAE state, flat DNN)
-# with overrides, exactly as on the command line: the paper's deployment (N = 30, M = 2) at the demo scale, N = 10 with small K and batches at the CI scale.
+# with overrides, exactly as on the command line: the paper's deployment (N = 30, M = 2) at the
+# demo scale, N = 10 with small K and batches at the CI scale.
 # Both use a light L2 weight, a larger Adam step and four steps per training round instead of the
 # paper's lambda = 0.02 and one step: with those, a run this short ends with a policy that
 # proposes nearly the same decision for every channel (about Greedy).
