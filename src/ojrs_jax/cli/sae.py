@@ -20,7 +20,8 @@ import hydra
 from omegaconf import DictConfig
 
 from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.sae_study import LABELS, figures, run_sae, write_outputs
+from ojrs_jax.experiments.sae_outputs import figures, write_outputs
+from ojrs_jax.experiments.sae_study import LABELS, run_sae
 
 
 def format_summary(r: dict) -> str:

@@ -243,7 +243,8 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
 
 def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
-    from ojrs_jax.experiments.sae_study import figures, run_sae, summary_json, write_outputs
+    from ojrs_jax.experiments.sae_outputs import figures, summary_json, write_outputs
+    from ojrs_jax.experiments.sae_study import run_sae
 
     study = dict(c.get("sae_study", {}) or {})
     r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
