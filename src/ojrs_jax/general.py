@@ -41,6 +41,7 @@ from ojrs_jax.deployment import (
 from ojrs_jax.policy import make_optimizer, params_norm_sq
 from ojrs_jax.replay import PERParams, ReplayState, make_buffer
 from ojrs_jax.scenario import ConfigError
+from ojrs_jax.train import chunk_blocks
 
 # --- masked baselines and search --------------------------------------------------------------
 
@@ -129,8 +130,7 @@ class AnyTrainConfig:
 
     @property
     def chunk_blocks(self) -> int:
-        want = max(1, self.chunk // self.phi)
-        return max(d for d in range(1, min(want, self.n_blocks) + 1) if self.n_blocks % d == 0)
+        return chunk_blocks(self.n_blocks, self.chunk, self.phi)
 
     @classmethod
     def from_mapping(cls, m: dict, asa: dict | None = None, replay: dict | None = None):

@@ -26,7 +26,7 @@ from flax import serialization
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.config import ConfigError
 from ojrs_jax.p2 import solve_p2_closed_form
-from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn
+from ojrs_jax.policy import inference_flops, inference_fn
 from ojrs_jax.scenario import Scenario, load_scenario
 
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
@@ -76,13 +76,7 @@ def make_scheduler(
     """A scheduler from trained parameters (policy, and the online encoder when the policy reads
     the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`)."""
     n, m = scn.n_ue, scn.n_mec
-    if train_cfg.arch in ("per_ue", "per_ue_code"):
-        code = sae_cfg.per_ue_code if train_cfg.arch == "per_ue_code" else 0
-        net = PerUEPolicy(
-            n_ue=n, n_mec=m, hidden=train_cfg.ue_hidden, embed=train_cfg.ue_embed, code_width=code
-        )
-    else:
-        net = PolicyNet(n_ue=n, n_mec=m, hidden=train_cfg.policy_hidden(n, m))
+    net = train_cfg.policy_net(n, m, sae_cfg)
     logits = inference_fn(net, policy)
     stats = sae_mod.channel_stats(scn, sae_cfg.preprocess)
     encoder = jax.tree.map(jnp.asarray, encoder) if train_cfg.state == "sae" else None

@@ -53,6 +53,13 @@ STATES = ("sae", "channel")
 ARCHS = ("mlp", "per_ue", "per_ue_code")
 
 
+def chunk_blocks(n_blocks: int, chunk: int, phi: int) -> int:
+    """Blocks per chunk: the largest divisor of n_blocks not above chunk/phi, so every chunk has
+    the same length and compiles once."""
+    want = max(1, chunk // phi)
+    return max(d for d in range(1, min(want, n_blocks) + 1) if n_blocks % d == 0)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Static settings of Algorithm 3 (Python ints and choices; numbers to sweep are leaves)."""
@@ -130,13 +137,18 @@ class TrainConfig:
 
     @property
     def chunk_blocks(self) -> int:
-        """Blocks per chunk: the largest divisor of n_blocks not above chunk/phi, so every chunk
-        has the same length and compiles once."""
-        want = max(1, self.chunk // self.phi)
-        return max(d for d in range(1, min(want, self.n_blocks) + 1) if self.n_blocks % d == 0)
+        return chunk_blocks(self.n_blocks, self.chunk, self.phi)
 
     def policy_hidden(self, n_ue: int, n_mec: int) -> tuple[int, ...]:
         return scaled_hidden(n_ue, n_mec) if self.hidden == "auto" else tuple(self.hidden)
+
+    def policy_net(self, n_ue: int, n_mec: int, sae_cfg: sae_mod.SAEConfig) -> Any:
+        """The policy network of `arch` (PerUEPolicy or the paper's PolicyNet)."""
+        if self.arch in ("per_ue", "per_ue_code"):
+            code = sae_cfg.per_ue_code if self.arch == "per_ue_code" else 0
+            return PerUEPolicy(n_ue=n_ue, n_mec=n_mec, hidden=self.ue_hidden,
+                               embed=self.ue_embed, code_width=code)  # fmt: skip
+        return PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=self.policy_hidden(n_ue, n_mec))
 
     @classmethod
     def from_mapping(
@@ -245,13 +257,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         """Policy input from preprocessed channels x (..., N*M)."""
         return sae_mod.encode(sae_online, sae_cfg, x) if cfg.state == "sae" else x
 
-    if cfg.arch in ("per_ue", "per_ue_code"):
-        code = sae_cfg.per_ue_code if cfg.arch == "per_ue_code" else 0
-        net = PerUEPolicy(
-            n_ue=n_ue, n_mec=n_mec, hidden=cfg.ue_hidden, embed=cfg.ue_embed, code_width=code
-        )
-    else:
-        net = PolicyNet(n_ue=n_ue, n_mec=n_mec, hidden=cfg.policy_hidden(n_ue, n_mec))
+    net = cfg.policy_net(n_ue, n_mec, sae_cfg)
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
     opt = make_optimizer(cfg.learning_rate)
 
