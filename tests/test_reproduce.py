@@ -84,7 +84,7 @@ def test_table3_aggregate_matches_the_raw_curves(sweep):
     c = np.load(job / "nrr_curves.npz")
     assert c["nrr_exact"].shape == (4, 2)  # 200 epochs / 50, 2 seeds
     assert np.all(c["epoch"] == [50, 100, 150, 200])
-    f = c["epoch"] < r["change_epoch"]  # the weights change at change_epoch (weights_at)
+    f = c["epoch"] < r["change_epoch"]  # the weights change at change_epoch (env.scenario_at)
     row = read_csv(sweep / "results" / "table3.csv")[0]
     assert row["M"] == "2" and row["seeds"] == "2"
     for ref in ("exact", "pso"):

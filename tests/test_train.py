@@ -161,10 +161,10 @@ def test_weight_change_applies_after_change_epoch():
     w = np.asarray(env.weights_after)
     assert w.shape == (6,) and np.all((w >= 0.5) & (w <= 1.5))
     assert not np.allclose(w, np.asarray(spec.scn.weights))
-    from ojrs_jax.train import weights_at
+    from ojrs_jax.env import scenario_at
 
-    np.testing.assert_array_equal(weights_at(env, jnp.int32(199)), spec.scn.weights)
-    np.testing.assert_array_equal(weights_at(env, jnp.int32(200)), w)
+    np.testing.assert_array_equal(scenario_at(env, jnp.int32(199)).weights, spec.scn.weights)
+    np.testing.assert_array_equal(scenario_at(env, jnp.int32(200)).weights, w)
 
 
 def test_per_ue_policy_is_permutation_equivariant():

@@ -7,7 +7,7 @@ One definition of each measure, used by `ojrs-train` (`evaluate_run`) and the jo
   recomputed from the MIQP's own float64 cost data (`ojrs_jax.exact.latency_np`), the reference
   is SCIP's float64 latency or PSO's decision re-scored the same way;
 - the weights in force at epoch t are the new ones from `change_epoch` on (`t >= change_epoch`),
-  the rule of the trainer (`ojrs_jax.train.weights_at`); t counts the epochs done, so a policy
+  the rule of the trainer (`ojrs_jax.env.scenario_at`); t counts the epochs done, so a policy
   evaluated after t epochs is scored with the weights of the next epoch it would schedule;
 - `epochs_to_stable`: the paper's "stable after ~2500 epochs" made precise.
 """
@@ -27,12 +27,12 @@ from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.exact import TIME_LIMIT, cost_matrix, exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pso import PSOConfig, PSOParams, pso
-from ojrs_jax.scenario import Scenario, sample_channels
+from ojrs_jax.scenario import Scenario
 from ojrs_jax.train import Env, Trainer, TrainState
 
 
 def weights_changed(env: Env, epoch: int) -> bool:
-    """Whether the new task weights are in force at `epoch` (the trainer's rule, `weights_at`)."""
+    """Whether the new task weights are in force at `epoch` (the rule of `env.scenario_at`)."""
     return epoch >= int(env.change_epoch)
 
 
@@ -93,7 +93,7 @@ def evaluate_run(
     epoch = int(state.epoch)
     scn = scenario_at(env, epoch)
     k_h, k_r = jax.random.split(key)
-    H = sample_channels(k_h, scn, n_channels)
+    H = env_mod.draws(k_h, env, n_channels)
     a_pol = trainer.decide(state.policy, state.sae.online, env, H)
     jax.block_until_ready(a_pol)
     l_pol = np.asarray(batched_latency(scn, H, a_pol), np.float64)

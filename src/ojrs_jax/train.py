@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ojrs_jax import env as env_mod
 from ojrs_jax import incremental
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
 from ojrs_jax.config import ConfigError
-from ojrs_jax.p2 import latency
 from ojrs_jax.policy import (
     PerUEPolicy,
     PolicyNet,
@@ -46,7 +46,7 @@ from ojrs_jax.policy import (
     scaled_hidden,
 )
 from ojrs_jax.replay import PERParams, ReplayState, make_buffer
-from ojrs_jax.scenario import Scenario, sample_channel
+from ojrs_jax.scenario import Scenario
 
 REPLAYS = ("per", "uniform")
 STATES = ("sae", "channel")
@@ -240,11 +240,6 @@ def make_env(key: jax.Array, scn: Scenario, cfg: TrainConfig, sae_cfg: sae_mod.S
     )
 
 
-def weights_at(env: Env, epoch: jax.Array) -> jax.Array:
-    """Task weights in force at `epoch` (N,)."""
-    return jnp.where(epoch >= env.change_epoch, env.weights_after, env.scn.weights)
-
-
 def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec: int) -> Trainer:
     """Derive everything static, then return the pure, jitted functions of Algorithm 3."""
     phi, k, max_iter = cfg.phi, cfg.asa.k, cfg.asa.max_iter
@@ -282,7 +277,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
     def one_epoch(key, st: TrainState, env: Env, epoch, h):
         """Act and search for one epoch (vmapped over the phi epochs of a block)."""
         k_exp, k_opt, k_asa = jax.random.split(key, 3)
-        scn = env.scn.replace(weights=weights_at(env, epoch))
+        scn = env_mod.scenario_at(env, epoch)
         s = observe(st.sae.online, sae_mod.preprocess(h, env.stats).reshape(-1))
         a = act(net, st.policy, s)
         explore = jax.random.uniform(k_exp, (n_ue,)) < st.hyper.explore_eps
@@ -290,12 +285,13 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         a_star, l_star, _ = asa_search(
             k_asa, scn, h, a0, st.t_sa, st.hyper.asa, k=k, max_iter=max_iter
         )
-        return s, a_star, {"latency": latency(scn, h, a), "latency_search": l_star}
+        _, lat = env_mod.reward(env, epoch, h, a)
+        return s, a_star, {"latency": lat, "latency_search": l_star}
 
     def block(st: TrainState, env: Env) -> tuple[TrainState, dict]:
         key, k_h, k_ep, k_sae, k_batch = jax.random.split(st.key, 5)
         epochs = st.epoch + jnp.arange(phi, dtype=jnp.int32)
-        H = jax.vmap(sample_channel, (0, None))(jax.random.split(k_h, phi), env.scn)
+        H, _ = jax.vmap(env_mod.reset, (0, None))(jax.random.split(k_h, phi), env)
         S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0, 0))(
             jax.random.split(k_ep, phi), st, env, epochs, H
         )

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig
 
+from ojrs_jax import env as env_mod
 from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import (
@@ -29,7 +30,7 @@ from ojrs_jax.exact import TIME_LIMIT, exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
 from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, make_scenario
 
 # A heuristic maps (key, scenario, h (N, M)) to a decision a (N,); it is jitted with P2.
 Decider = Callable[[jax.Array, Scenario, jax.Array], jax.Array]
@@ -105,7 +106,7 @@ def run_baselines(
 
     scn = make_scenario(sys_cfg)
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
-    H = sample_channels(k_h, scn, epochs)
+    H = env_mod.draws(k_h, env_mod.make_params(scn), epochs)
     keys = jax.random.split(k_m, epochs)
     heuristics = {**HEURISTICS, **search_heuristics(c), **(extra or {})}
     results: dict[str, dict[str, np.ndarray]] = {}

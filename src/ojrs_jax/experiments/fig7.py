@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
+from ojrs_jax import env as env_mod
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import ConfigError, positive_int, system_config, to_container
@@ -24,7 +25,7 @@ from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.plots import save_figure
-from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, make_scenario
 
 STARTS = ("random", "greedy")
 
@@ -111,7 +112,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
     asa_cfg, params = asa_from_mapping(c.get("asa", {}))
     scn = make_scenario(sys_cfg)
     k_h, k_a0, k_search = jax.random.split(jax.random.key(int(c.get("seed", 0))), 3)
-    H = sample_channels(k_h, scn, draws)
+    H = env_mod.draws(k_h, env_mod.make_params(scn), draws)
     if start == "greedy":
         a0 = jnp.broadcast_to(greedy(scn), (draws, scn.n_ue))
     else:
