@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ojrs_jax import ring
 from ojrs_jax.config import ConfigError
 
 REPLAY_KINDS = ("per", "uniform")
@@ -180,7 +181,7 @@ def uniform_add(
     state: ReplayState, s: jax.Array, a: jax.Array, theta_norm_sq: jax.Array
 ) -> ReplayState:
     """Plain FIFO append: overwrite the oldest slot when full; priority stays 1."""
-    slot = state.count % state.valid.shape[0]
+    slot = ring.slot(state.count, state.valid.shape[0])
     return _write(state, slot, s, a, theta_norm_sq, jnp.float32(1.0))
 
 
@@ -188,8 +189,7 @@ def uniform_sample(
     key: jax.Array, state: ReplayState, batch: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Draw `batch` transitions uniformly with replacement from the valid slots."""
-    n_valid = jnp.minimum(state.count, state.valid.shape[0])  # FIFO fills slots 0.. in order
-    idx = jax.random.randint(key, (batch,), 0, jnp.maximum(n_valid, 1), dtype=jnp.int32)
+    idx = ring.uniform_index(key, state.count, state.valid.shape[0], batch)
     return state.s[idx], state.a[idx], idx
 
 

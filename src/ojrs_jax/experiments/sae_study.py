@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import incremental, sae, sae_metrics
+from ojrs_jax import incremental, ring, sae, sae_metrics
 from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
@@ -277,7 +277,7 @@ def incremental_run(
     return {
         "epochs": int(xs.shape[0]),
         "admitted_fraction": float(np.mean(np.asarray(info["added"]))),
-        "memory_count": int(state.memory.count),
+        "memory_count": int(ring.rows(state.memory)),
         "syncs": int(np.sum(np.asarray(info["synced"]))),
         "median_error": float(np.median(np.asarray(info["err"]))),
         "acc_before": float(sae.evaluate(res["params"], model, x_te, st)["acc"]),
