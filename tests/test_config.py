@@ -132,3 +132,23 @@ def test_check_settings_rejects(cfg, message):
     with pytest.raises(ConfigError) as e:
         check_settings(cfg, DEFAULTS)
     assert str(e.value) == message
+
+
+def test_renamed_draw_counts_map_to_their_new_names(capsys):
+    from ojrs_jax.config import rename_overrides, rename_settings
+    from ojrs_jax.experiments.train_run import compose_config
+
+    got = rename_overrides(["eval.channels=7", "+sae_pretrain.channels=9", "~eval.channels",
+                            "train.epochs=3", "seed=1"], "train")  # fmt: skip
+    assert got == ["eval.draws=7", "+sae_pretrain.draws=9", "~eval.draws", "train.epochs=3",
+                   "seed=1"]  # fmt: skip
+    assert capsys.readouterr().err.count("warning: setting 'eval.channels' is now called") == 2
+    assert rename_overrides(["epochs=5"], "train") == ["epochs=5"]  # only baselines renamed it
+    c = compose_config(["eval.channels=7"])
+    assert c["eval"]["draws"] == 7 and "channels" not in c["eval"]
+    old = {"seed": 1, "eval": {"channels": 3, "exact": True}, "sae_pretrain": {"channels": 5}}
+    new = rename_settings(old, "train")
+    assert new == {"seed": 1, "eval": {"draws": 3, "exact": True}, "sae_pretrain": {"draws": 5}}
+    assert old["eval"] == {"channels": 3, "exact": True}  # the input is left alone
+    both = rename_settings({"eval": {"channels": 3, "draws": 4}}, "train")
+    assert both == {"eval": {"draws": 4}}  # the new name wins

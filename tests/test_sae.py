@@ -326,7 +326,7 @@ def test_config_validation():
 
 def test_cli_smoke(tmp_path):
     cmd = [sys.executable, "-m", "ojrs_jax.cli.sae", f"hydra.run.dir={tmp_path}", "scale=tiny"]
-    fast = ["sae.steps=20", "train_channels=200", "test_channels=100", "compare=[]",
+    fast = ["sae.steps=20", "train_draws=200", "test_draws=100", "compare=[]",
             "model_seeds=2", "table_mecs=[2]", "incremental.epochs=5", "deployment_seeds=[0, 1]",
             "fidelity_draws=3", "sae.max_steps=40"]  # fmt: skip
     out = subprocess.run([*cmd, *fast], capture_output=True, text=True, timeout=300)

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from flax import serialization
 
-from ojrs_jax.config import ConfigError
+from ojrs_jax.config import ConfigError, rename_settings
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text
 
 
@@ -86,6 +86,8 @@ def check_resume_config(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> No
         saved = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
+    if isinstance(saved, dict):  # a run started before a setting was renamed
+        saved = rename_settings(saved, "train")
 
     def flat(d: dict, where: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

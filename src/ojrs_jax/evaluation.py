@@ -84,7 +84,7 @@ def evaluate_run(
     state: TrainState,
     env: Env,
     key: jax.Array,
-    n_channels: int = 1000,
+    draws: int = 1000,
     exact: bool = True,
     time_limit: float = TIME_LIMIT,
 ) -> dict[str, Any]:
@@ -93,15 +93,15 @@ def evaluate_run(
     epoch = int(state.epoch)
     scn = scenario_at(env, epoch)
     k_h, k_r = jax.random.split(key)
-    H = env_mod.draws(k_h, env, n_channels)
+    H = env_mod.draws(k_h, env, draws)
     a_pol = trainer.decide(state.policy, state.sae.online, env, H)
     jax.block_until_ready(a_pol)
     l_pol = np.asarray(batched_latency(scn, H, a_pol), np.float64)
     a_g = jnp.broadcast_to(greedy(scn), a_pol.shape)
-    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, n_channels), scn)
+    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, draws), scn)
     out: dict[str, Any] = {
         "epoch": epoch,
-        "channels": n_channels,
+        "draws": draws,
         "latency_policy": float(l_pol.mean()),
         "latency_policy_median": float(np.median(l_pol)),
         "latency_greedy": float(np.mean(batched_latency(scn, H, a_g))),
@@ -110,10 +110,10 @@ def evaluate_run(
     if exact:
         H_np = np.asarray(H, np.float64)
         warm = np.asarray(a_pol)
-        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(n_channels)]
+        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(draws)]
         l_ex = np.array([r.latency for r in res])
         # the policy's latency in the same float64 model as SCIP's, for a consistent ratio
-        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(n_channels)])
+        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(draws)])
         ratio = l_ex / l_pol64
         out.update(
             latency_exact=float(l_ex.mean()),

@@ -5,7 +5,7 @@ prints mean weighted latency L, reward 1/L and per-decision time; writes `baseli
 per epoch and method) and `summary.csv` to the Hydra run directory. Exact (SCIP MIQP) is the
 certified optimum; the command reports how many draws any heuristic beat it (must be 0).
 
-    ojrs-baselines scale=paper_m2 epochs=200
+    ojrs-baselines scale=paper_m2 draws=200
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def run_baselines(
     same way as the built-in rules: one jitted call of decision + P2 per draw."""
     c = to_container(cfg)
     sys_cfg = system_config(c)
-    epochs = positive_int(c, "epochs", "")
+    draws = positive_int(c, "draws", "")
     methods = list(c.get("methods", available_methods()))
     known = (*available_methods(), *(extra or {}))
     for m in methods:
@@ -106,8 +106,8 @@ def run_baselines(
 
     scn = make_scenario(sys_cfg)
     k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
-    H = env_mod.draws(k_h, env_mod.make_params(scn), epochs)
-    keys = jax.random.split(k_m, epochs)
+    H = env_mod.draws(k_h, env_mod.make_params(scn), draws)
+    keys = jax.random.split(k_m, draws)
     heuristics = {**HEURISTICS, **search_heuristics(c), **(extra or {})}
     results: dict[str, dict[str, np.ndarray]] = {}
     for name in methods:
@@ -121,7 +121,7 @@ def run_baselines(
             return a, solve_p2(scn, h, a, p2_method).latency
 
         jax.block_until_ready(step(keys[0], scn, H[0]))  # compile outside the timing
-        outs = [_timed(step, keys[e], scn, H[e]) for e in range(epochs)]
+        outs = [_timed(step, keys[e], scn, H[e]) for e in range(draws)]
         results[name] = {
             "a": np.stack([np.asarray(o[0][0]) for o in outs]),
             "latency": np.array([float(o[0][1]) for o in outs]),
@@ -129,7 +129,7 @@ def run_baselines(
         }
     if EXACT in methods:
         warm = np.asarray(greedy(scn))
-        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in range(epochs)]
+        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in range(draws)]
         results[EXACT] = {
             "a": np.stack([r.a for r in res]),
             "latency": np.array([r.latency for r in res]),

@@ -52,7 +52,7 @@ def _settings(c: dict) -> dict[str, Any]:
         "kind": kind,
         "seeds": positive_int(r, "seeds", "reproduce."),
         "eval_every": positive_int(r, "eval_every", "reproduce."),
-        "eval_channels": positive_int(r, "eval_channels", "reproduce."),
+        "eval_draws": positive_int(r, "eval_draws", "reproduce."),
         "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
         "shard": bool(r.get("shard", True)),
         "progress": bool(r.get("progress", False)),
@@ -87,7 +87,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     k_h, k_p1, k_p2 = jax.random.split(keys["eval"], 3)
-    H = sample_channels(k_h, spec.scn, s["eval_channels"])
+    H = sample_channels(k_h, spec.scn, s["eval_draws"])
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
     pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
@@ -127,7 +127,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         **_scenario_info(spec),
         "seeds": s["seeds"],
         "eval_every": s["eval_every"],
-        "eval_channels": s["eval_channels"],
+        "eval_draws": s["eval_draws"],
         "change_epoch": int(env.change_epoch),
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": [refs[0].certified, refs[1].certified],
@@ -204,7 +204,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
         "pso": c.get("pso", {}),
         "sa": c.get("sa", {}),
         "seed": int(c.get("seed", 0)) + 1,  # draws unseen in training
-        "epochs": positive_int(t2, "channels", "table2."),
+        "draws": positive_int(t2, "draws", "table2."),
         "methods": list(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
         "exact": {"time_limit": s["time_limit"]},
     }
@@ -228,12 +228,12 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     write_csv(
         out / "table2_draws.csv",
         ["draw", *res],
-        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg["epochs"])),
+        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg["draws"])),
     )
     return {
         "kind": "table2",
         **_scenario_info(spec),
-        "channels": bcfg["epochs"],
+        "draws": bcfg["draws"],
         "train_seconds": run.seconds,
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": None if ex is None else int(ex["optimal"].sum()),

@@ -1,6 +1,6 @@
 """The 2r-SAE study (eq. 23): data of paper Figs. 3-6 and Table III's SAE columns (`ojrs-sae`).
 
-Draws `train_channels` and `test_channels` independent channel epochs of the configured scenario,
+Draws `train_draws` and `test_draws` independent channel epochs of the configured scenario,
 trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
 conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
 reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
@@ -43,8 +43,8 @@ class RunSettings:
 
     seed: int
     model_seeds: int
-    train_channels: int
-    test_channels: int
+    train_draws: int
+    test_draws: int
     compare: tuple[str, ...]
     table_mecs: tuple[int, ...]
     incremental_epochs: int
@@ -96,8 +96,8 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
     run = RunSettings(
         seed=seed,
         model_seeds=positive_int(c, "model_seeds", ""),
-        train_channels=positive_int(c, "train_channels", ""),
-        test_channels=positive_int(c, "test_channels", ""),
+        train_draws=positive_int(c, "train_draws", ""),
+        test_draws=positive_int(c, "test_draws", ""),
         compare=tuple(dict.fromkeys(compare)),
         table_mecs=tuple(mecs),
         incremental_epochs=inc,
@@ -120,8 +120,8 @@ def draw(key: jax.Array, scn: Scenario, run: RunSettings) -> tuple[jax.Array, ja
     """Independent training and held-out channel sets (E, N, M)."""
     k_tr, k_te = jax.random.split(key)
     return (
-        sample_channels(k_tr, scn, run.train_channels),
-        sample_channels(k_te, scn, run.test_channels),
+        sample_channels(k_tr, scn, run.train_draws),
+        sample_channels(k_te, scn, run.test_draws),
     )
 
 
@@ -308,7 +308,7 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
         )
         figs["mean_channel"]["fidelity"].pop("a_opt")
     seeds = across_deployments(k_model, configs, sys_cfg, run)
-    n_err = min(run.errors_saved, run.train_channels, run.test_channels)
+    n_err = min(run.errors_saved, run.train_draws, run.test_draws)
     errors = {
         n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
         for n, r in models.items()
