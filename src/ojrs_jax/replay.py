@@ -227,6 +227,23 @@ def make_uniform_buffer(capacity: int, batch: int, state_dim: int, n_ue: int) ->
                  uniform_set_priorities)  # fmt: skip
 
 
+def replay_from_mapping(m: dict | None) -> tuple[str, PERParams, float | None]:
+    """The `replay` config group: its kind, its 2p-ER leaves and its `explore_eps` (None when the
+    group does not set it); an unknown key or a non-positive number fails by name."""
+    rp = dict(m or {})
+    kind = rp.pop("kind", "per")
+    if kind not in REPLAY_KINDS:
+        raise ConfigError(f"replay.kind must be one of {', '.join(REPLAY_KINDS)}, got {kind!r}")
+    explore_eps = rp.pop("explore_eps", None)
+    bad = sorted(set(rp) - {"rho_max", "tau", "epsilon"})
+    if bad:
+        raise ConfigError(f"unknown replay setting {bad[0]!r}")
+    for k, v in rp.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
+    return kind, PERParams(**{k: float(v) for k, v in rp.items()}), explore_eps
+
+
 def make_buffer(kind: str, capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:
     """Buffer by config name: "per" (2p-ER) or "uniform" (traditional DRL)."""
     if kind == "per":

@@ -45,7 +45,7 @@ from ojrs_jax.policy import (
     policy_loss,
     scaled_hidden,
 )
-from ojrs_jax.replay import PERParams, ReplayState, make_buffer
+from ojrs_jax.replay import PERParams, ReplayState, make_buffer, replay_from_mapping
 from ojrs_jax.scenario import Scenario
 
 REPLAYS = ("per", "uniform")
@@ -154,7 +154,8 @@ class TrainConfig:
     def from_mapping(
         cls, train: dict, asa: dict | None = None, replay: dict | None = None
     ) -> TrainConfig:
-        """Build from the plain `train`, `asa` and `replay` config nodes; unknown keys fail."""
+        """Build from the plain `train`, `asa` and `replay` config nodes, each parsed by its own
+        module (`asa.asa_from_mapping`, `replay.replay_from_mapping`); unknown keys fail."""
         from ojrs_jax.asa import asa_from_mapping
 
         m = dict(train)
@@ -163,20 +164,12 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train setting {unknown[0]!r}")
         asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
-        rp = dict(replay or {})
-        kind = rp.pop("kind", "per")
-        if "explore_eps" in rp:
-            m["explore_eps"] = rp.pop("explore_eps")
-        bad = sorted(set(rp) - {"rho_max", "tau", "epsilon"})
-        if bad:
-            raise ConfigError(f"unknown replay setting {bad[0]!r}")
-        for k, v in rp.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
+        kind, per, explore_eps = replay_from_mapping(replay)
+        if explore_eps is not None:
+            m["explore_eps"] = explore_eps
         for name in ("hidden", "ue_hidden"):
             if isinstance(m.get(name), list):
                 m[name] = tuple(m[name])
-        per = PERParams(**{k: float(v) for k, v in rp.items()})
         return cls(**m, replay=kind, asa=asa_cfg, asa_params=asa_par, per=per)
 
 
