@@ -310,7 +310,7 @@ def test_state_and_draw_shapes(scn3):
 def test_baselines_rows_and_fig7_smoke(tmp_path):
     """The asa/sa/pso rows of ojrs-baselines are never worse than Greedy nor better than exact;
     a bad asa setting fails by name; ojrs-fig7 writes its PNG and CSV."""
-    from ojrs_jax.experiments.baselines import run_baselines
+    from ojrs_jax.experiments.baselines import BaselinesConfig, run_baselines
     from ojrs_jax.experiments.fig7 import run_fig7
 
     system = {"noise": 2e-7}
@@ -318,18 +318,21 @@ def test_baselines_rows_and_fig7_smoke(tmp_path):
     cfg = {
         "system": system,
         "scale": scale,
-        "epochs": 2,
+        "draws": 2,
         "asa": {"k": 16},
         "sa": {"iterations": 5},
         "pso": {"n_particles": 8, "n_iter": 5},
         "methods": ["greedy", "asa", "sa", "pso", "exact"],
     }
-    res = run_baselines(cfg)
+    res = run_baselines(BaselinesConfig.from_mapping(cfg))
     for name in ("asa", "sa", "pso"):
         assert np.all(res[name]["latency"] <= res["greedy"]["latency"] * (1 + 1e-6))
         assert np.all(res[name]["latency"] >= res["exact"]["latency"] * (1 - 1e-5))
     with pytest.raises(ConfigError, match="asa.k"):
-        run_baselines({**cfg, "asa": {"k": 0}})
+        BaselinesConfig.from_mapping({**cfg, "asa": {"k": 0}})
+    with pytest.raises(ConfigError, match="unknown setting 'draw'"):
+        BaselinesConfig.from_mapping({**cfg, "draw": 3})
+    assert BaselinesConfig.from_mapping({"epochs": 3}).draws == 3  # the name before `draws`
     out = run_fig7(
         {
             "system": system,

@@ -75,6 +75,13 @@ def test_train_paper_preset(composed):
     same(TrainConfig(), t, skip=GROUP_FIELDS)
 
 
+def test_baselines(composed):
+    """conf/baselines.yaml as a whole (scale, system, searches and its own keys)."""
+    from ojrs_jax.experiments.baselines import BaselinesConfig
+
+    assert BaselinesConfig.from_mapping(composed[2]) == BaselinesConfig()
+
+
 def test_pso(composed):
     cfg, par = pso_from_mapping(composed[2]["pso"])
     assert cfg == PSOConfig()

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
+from ojrs_jax.config import ConfigError, positive_int, positive_number, system_config, to_container
 from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
@@ -178,7 +178,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
 def run_table2(c: dict, out: Path) -> dict[str, Any]:
     """Table II: train OJRS (one seed, static weights), then time and score every method on the
     same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
-    from ojrs_jax.experiments.baselines import EXACT, run_baselines
+    from ojrs_jax.experiments.baselines import EXACT, BaselinesConfig, Searches, run_baselines
 
     s = _settings(c)
     spec = _spec_for_seeds(c, s["eval_every"])
@@ -197,17 +197,14 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
         return decide(pol, enc, env, h)
 
     t2 = dict(c.get("table2", {}) or {})
-    bcfg = {
-        "scale": c.get("scale", {}),
-        "system": c.get("system", {}),
-        "asa": c.get("asa", {}),
-        "pso": c.get("pso", {}),
-        "sa": c.get("sa", {}),
-        "seed": int(c.get("seed", 0)) + 1,  # draws unseen in training
-        "draws": positive_int(t2, "draws", "table2."),
-        "methods": list(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
-        "exact": {"time_limit": s["time_limit"]},
-    }
+    bcfg = BaselinesConfig(
+        system=system_config(c),
+        draws=positive_int(t2, "draws", "table2."),
+        seed=int(c.get("seed", 0)) + 1,  # draws unseen in training
+        methods=tuple(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
+        time_limit=s["time_limit"],
+        searches=Searches.from_mapping(c),
+    )
     res = run_baselines(bcfg, extra={"ojrs": ojrs})
     rows = []
     ex = res.get(EXACT)
@@ -228,12 +225,12 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     write_csv(
         out / "table2_draws.csv",
         ["draw", *res],
-        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg["draws"])),
+        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg.draws)),
     )
     return {
         "kind": "table2",
         **_scenario_info(spec),
-        "draws": bcfg["draws"],
+        "draws": bcfg.draws,
         "train_seconds": run.seconds,
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": None if ex is None else int(ex["optimal"].sum()),
