@@ -152,3 +152,15 @@ def test_renamed_draw_counts_map_to_their_new_names(capsys):
     assert old["eval"] == {"channels": 3, "exact": True}  # the input is left alone
     both = rename_settings({"eval": {"channels": 3, "draws": 4}}, "train")
     assert both == {"eval": {"draws": 4}}  # the new name wins
+
+
+def test_study_settings_are_typed_and_strict():
+    """The experiments take typed settings; a dict with a misspelt key fails by name."""
+    from ojrs_jax.experiments.sae_study import parse, settings
+    from ojrs_jax.experiments.train_run import compose_config
+
+    sys_cfg, model, run = parse(compose_config(["train_channels=300"], "sae_train"))
+    assert run.train_draws == 300 and run.test_draws == 2000 and model.variant == "2r_sae"
+    assert sys_cfg.n_ue == 30
+    with pytest.raises(ConfigError, match="unknown setting 'model_seed'"):
+        settings({"model_seed": 2})

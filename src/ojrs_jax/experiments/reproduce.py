@@ -27,13 +27,23 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.config import ConfigError, positive_int, positive_number, system_config, to_container
+from ojrs_jax.asa import asa_from_mapping
+from ojrs_jax.config import (
+    ConfigError,
+    integer,
+    positive_int,
+    positive_number,
+    split_settings,
+    system_config,
+    to_container,  # fmt: skip
+)
 from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
 from ojrs_jax.pso import pso_from_mapping
+from ojrs_jax.sae import SAEConfig
 from ojrs_jax.scenario import sample_channels
 from ojrs_jax.train import Env
 
@@ -241,11 +251,10 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
 def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
     from ojrs_jax.experiments.sae_outputs import figures, summary_json, write_outputs
-    from ojrs_jax.experiments.sae_study import run_sae
+    from ojrs_jax.experiments.sae_study import run_sae, settings
 
-    study = dict(c.get("sae_study", {}) or {})
-    r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
-                 "sae": c.get("sae", {}), "seed": c.get("seed", 0)})  # fmt: skip
+    run = settings({**(c.get("sae_study", {}) or {}), "seed": integer(c, "seed", "")})
+    r = run_sae(system_config(c), SAEConfig.from_mapping(c.get("sae", {}) or {}), run)
     write_outputs(r, out)
     figures(r, out, r["run"]["hist_bins"])
     sj = summary_json(r)
@@ -261,12 +270,13 @@ def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
 
 def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
     """Fig. 7: best fitness per iteration, ASA vs plain SA (`ojrs-fig7`)."""
-    from ojrs_jax.experiments.fig7 import run_fig7
+    from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 
-    f = dict(c.get("fig7", {}) or {})
-    s = run_fig7(
-        {**f, "scale": c.get("scale", {}), "system": c.get("system", {}),
-         "asa": c.get("asa", {}), "seed": c.get("seed", 0)}, out)  # fmt: skip
+    asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}) or {})
+    (own,) = split_settings(dict(c.get("fig7", {}) or {}), "fig7", Fig7Config)
+    fcfg = Fig7Config(system=system_config(c), asa=asa_cfg, asa_params=asa_par,
+                      seed=integer(c, "seed", ""), **own)  # fmt: skip
+    s = run_fig7(fcfg, out)
     return {"kind": "fig7", **s}
 
 

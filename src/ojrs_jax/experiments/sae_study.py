@@ -28,7 +28,14 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax import incremental, ring, sae, sae_metrics
-from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
+from ojrs_jax.config import (
+    ConfigError,  # fmt: skip
+    integer,
+    positive_int,
+    rename_settings,
+    system_config,
+    to_container,
+)
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
@@ -69,10 +76,18 @@ def variant_config(main: sae.SAEConfig, name: str) -> sae.SAEConfig:
 
 
 def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSettings]:
-    """Validate the whole config once; jitted code only ever sees the typed results."""
+    """Validate the whole `ojrs-sae` config once; jitted code only ever sees the typed results."""
     c = to_container(cfg)
-    sys_cfg = system_config(c)
-    model = sae.SAEConfig.from_mapping(c.get("sae", {}))
+    own = {k: v for k, v in c.items() if k not in ("scale", "system", "sae")}
+    return system_config(c), sae.SAEConfig.from_mapping(c.get("sae", {})), settings(own)
+
+
+def settings(c: dict) -> RunSettings:
+    """The study's own keys (everything but scale, system and sae), validated."""
+    c = rename_settings(c, "sae_train")
+    unknown = sorted(set(c) - {f.name for f in dataclasses.fields(RunSettings)} - {"incremental"})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}")
     seed = integer(c, "seed", "")
     compare = c.get("compare", [])
     if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
@@ -106,11 +121,7 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         deployment_seeds=tuple(dseeds),
         fidelity_draws=fid,
     )
-    for name in run.compare:
-        variant_config(model, name)  # fail early on a missing or invalid preset
-    for m in run.table_mecs:
-        dataclasses.replace(sys_cfg, n_mec=m)  # e.g. layout=paper exists for M <= 5 only
-    return sys_cfg, model, run
+    return run
 
 
 # --- experiments -----------------------------------------------------------------------------
@@ -286,9 +297,12 @@ def incremental_run(
     }
 
 
-def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
+def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> dict[str, Any]:
     """Everything `ojrs-sae` computes, as plain data (nothing is written)."""
-    sys_cfg, model, run = parse(cfg)
+    for name in run.compare:
+        variant_config(model, name)  # fail early on a missing or invalid preset
+    for m in run.table_mecs:
+        dataclasses.replace(sys_cfg, n_mec=m)  # e.g. layout=paper exists for M <= 5 only
     scn = make_scenario(sys_cfg)
     k_data, k_model, k_inc = jax.random.split(jax.random.key(run.seed), 3)
     h_tr, h_te = draw(k_data, scn, run)
