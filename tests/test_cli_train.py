@@ -24,9 +24,12 @@ def cli(module, args, **kw):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("train") / "run"
-    p = cli("ojrs_jax.cli.train", [*TINY_ARGS, f"hydra.run.dir={d}"])
+    # tensorboard=true: the events are checked in test_train_log_and_tensorboard_events
+    p = cli("ojrs_jax.cli.train", [*TINY_ARGS, "tensorboard=true", f"hydra.run.dir={d}"])
     assert p.returncode == 0, p.stderr[-3000:]
     assert "NRR" in p.stdout
+    # stdout holds the results, stderr no log lines (they go to train.log)
+    assert "[INFO]" not in p.stdout + p.stderr
     return d
 
 
@@ -54,6 +57,41 @@ def test_train_writes_run_directory(run_dir):
     w0 = np.asarray(load_scenario(run_dir / "scenario_start.json").weights)
     w1 = np.asarray(load_scenario(run_dir / "scenario.json").weights)
     assert not np.allclose(w0, w1)
+
+
+def read_scalars(event_dir) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} of every scalar in the TensorBoard event files of a directory
+    (TFRecord framing: length, its CRC, an Event proto, its CRC)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for f in sorted(event_dir.glob("events.out.tfevents.*")):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            ev = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for v in ev.summary.value:
+                out.setdefault(v.tag, {})[ev.step] = v.simple_value
+    return out
+
+
+def test_train_log_and_tensorboard_events(run_dir):
+    log = (run_dir / "train.log").read_text()
+    for needle in (f"run {run_dir}: N = 6, M = 2, 200 epochs, seed 0", "training: 200 epochs in",
+                   "evaluation on 50 held-out channels: done", "summary: epochs 200"):  # fmt: skip
+        assert needle in log, needle
+    nrr = json.loads((run_dir / "summary.json").read_text())["eval"]["nrr"]
+    assert f"NRR {nrr:.4g}" in log
+    # one point per epoch, equal to metrics.csv (float32 in the event file)
+    scalars = read_scalars(run_dir / "tensorboard")
+    rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
+    assert sorted(scalars) == sorted(n for n in rows.dtype.names if n != "epoch")
+    for tag, points in scalars.items():
+        assert sorted(points) == list(range(200)), tag
+        np.testing.assert_allclose([points[e] for e in range(200)], rows[tag], rtol=1e-6)
 
 
 def test_decide_outputs(run_dir, tmp_path):

@@ -9,6 +9,7 @@ Figs. 8-10).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -23,8 +24,12 @@ from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.loop import run_chunks
 from ojrs_jax.pipeline import build, pretrain_sae
 from ojrs_jax.plots import plot_training
+from ojrs_jax.progress import log_summary, phase
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
+from ojrs_jax.tracking import open_writer, tensorboard_setting
+
+log = logging.getLogger(__name__)
 
 
 def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
@@ -35,8 +40,17 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     n_eval = positive_int({"draws": 1000, **ev}, "draws", "eval.")
     time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
     if resume:
-        check_resume_config(run_dir, c, ignore=("resume", "progress", "eval"))
+        check_resume_config(run_dir, c, ignore=("resume", "progress", "eval", "tensorboard"))
+    tensorboard = tensorboard_setting(c.get("tensorboard", False))
     run_dir.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "run %s: N = %d, M = %d, %d epochs, seed %d",
+        run_dir,
+        spec.scn.n_ue,
+        spec.scn.n_mec,
+        spec.train_cfg.n_blocks * spec.train_cfg.phi,
+        spec.seed,
+    )
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
     keys = spec.keys()
     env = spec.env()
@@ -55,18 +69,25 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     if restored is not None:
         state, metrics, _ = restored
         print(f"resuming {run_dir} at epoch {int(state.epoch)}")
+        log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
     total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
-    run = run_chunks(
-        spec.trainer.run_chunk,
-        state,
-        env,
-        total,
-        chunk,
-        metrics=metrics,
-        checkpoint_dir=run_dir,
-        progress=bool(c.get("progress", False)),
-    )
+    writer = open_writer(tensorboard, run_dir)
+    try:
+        run = run_chunks(
+            spec.trainer.run_chunk,
+            state,
+            env,
+            total,
+            chunk,
+            metrics=metrics,
+            checkpoint_dir=run_dir,
+            progress=bool(c.get("progress", False)),
+            writer=writer,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
     state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
     train_s = time.perf_counter() - t0 - sae_report["seconds"]
 
@@ -79,15 +100,16 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
     plot_training(flat, run_dir, int(env.change_epoch))
-    report = evaluate_run(
-        spec.trainer,
-        state,
-        env,
-        keys["eval"],
-        n_eval,
-        bool(ev.get("exact", True)),
-        time_limit,
-    )
+    with phase(log, f"evaluation on {n_eval} held-out channels"):
+        report = evaluate_run(
+            spec.trainer,
+            state,
+            env,
+            keys["eval"],
+            n_eval,
+            bool(ev.get("exact", True)),
+            time_limit,
+        )
     summary = {
         "epochs": total,
         "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
@@ -98,6 +120,19 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         "eval": report,
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
+    log_summary(
+        log,
+        "summary",
+        {
+            "epochs": total,
+            "train s": train_s,
+            "SAE Acc": sae_report.get("acc"),
+            "policy L": report["latency_policy"],
+            "greedy L": report["latency_greedy"],
+            "exact L": report.get("latency_exact"),
+            "NRR": report.get("nrr"),
+        },
+    )
     return summary
 
 
