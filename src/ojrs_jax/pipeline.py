@@ -83,7 +83,7 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         "SAE pretraining: %s, %s steps on %d channels ...",
         cfg.variant,
         f"up to {cfg.max_steps}" if cfg.max_steps else cfg.steps,
-        spec.pretrain_channels,
+        spec.pretrain_draws,
     )
     t0 = time.perf_counter()
     if spec.sae_cfg.max_steps:
