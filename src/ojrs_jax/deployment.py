@@ -7,7 +7,7 @@ huge cost respectively, and every search or policy in `general` also masks them 
 
 Samplers are pure functions of a key with static sizes bound (Python ints):
 
-- `fixed`: today's deployment (the `scale`/`system` groups), Rayleigh fading redrawn per epoch;
+- `fixed`: the paper's deployment (the `scale`/`system` groups), Rayleigh fading redrawn per epoch;
 - `random`: per episode, N ~ U{n_lo..n_hi} (n_hi <= N_max), M ~ U{m_lo..m_hi}, the area side,
   D_i, F_i, F_MEC_j log-uniform and w_i uniform in configured ranges, UEs uniform in the square,
   MECs uniform or on a grid;
