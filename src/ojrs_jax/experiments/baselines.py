@@ -22,6 +22,7 @@ from ojrs_jax.config import (
     ConfigError,
     positive_int,
     positive_number,
+    seed_value,
     system_config,
     to_container,
 )
@@ -104,7 +105,7 @@ def run_baselines(
     time_limit = positive_number(c.get("exact", {}), "time_limit", "exact.", TIME_LIMIT)
 
     scn = make_scenario(sys_cfg)
-    k_h, k_m = jax.random.split(jax.random.key(int(c.get("seed", 0))))
+    k_h, k_m = jax.random.split(jax.random.key(seed_value(c)))
     H = sample_channels(k_h, scn, epochs)
     keys = jax.random.split(k_m, epochs)
     heuristics = {**HEURISTICS, **search_heuristics(c), **(extra or {})}

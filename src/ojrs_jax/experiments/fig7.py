@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import ConfigError, positive_int, system_config, to_container
+from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config, to_container
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
@@ -110,7 +110,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
         raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
     asa_cfg, params = asa_from_mapping(c.get("asa", {}))
     scn = make_scenario(sys_cfg)
-    k_h, k_a0, k_search = jax.random.split(jax.random.key(int(c.get("seed", 0))), 3)
+    k_h, k_a0, k_search = jax.random.split(jax.random.key(seed_value(c)), 3)
     H = sample_channels(k_h, scn, draws)
     if start == "greedy":
         a0 = jnp.broadcast_to(greedy(scn), (draws, scn.n_ue))

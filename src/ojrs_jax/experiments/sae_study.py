@@ -28,7 +28,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax import incremental, sae, sae_metrics
-from ojrs_jax.config import ConfigError, integer, positive_int, system_config, to_container
+from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config, to_container
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
@@ -73,7 +73,7 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
     c = to_container(cfg)
     sys_cfg = system_config(c)
     model = sae.SAEConfig.from_mapping(c.get("sae", {}))
-    seed = integer(c, "seed", "")
+    seed = seed_value(c)
     compare = c.get("compare", [])
     if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
         raise ConfigError(f"compare must be a list of sae preset names, got {compare!r}")
