@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 from flax import serialization, traverse_util
 
-from ojrs_jax.config import ConfigError
+from ojrs_jax.config import ConfigError, first_line
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text
 
 
@@ -68,7 +68,7 @@ def read_config(run_dir: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        why = getattr(e, "problem", None) or first_line(e)
         raise ConfigError(f"cannot read {path}: not valid YAML: {why}{where}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path} must be a mapping of settings, got {describe(cfg)}")
@@ -96,7 +96,11 @@ def first_mismatch(got: Any, want: Any, dtypes: bool = True) -> str | None:
             return f"{k} is not a parameter of this configuration"
         (gs, gd), (ws, wd) = g[k], w[k]
         if gs != ws or (dtypes and gd != wd):
-            return f"{k} has shape {gs} {gd}, expected {ws} {wd}"
+            return (
+                f"{k} has shape {gs} {gd}, expected {ws} {wd}"
+                if dtypes
+                else (f"{k} has shape {gs}, expected {ws}")
+            )
     return None
 
 
@@ -126,7 +130,7 @@ def load_state(run_dir: Path, template: Any) -> tuple[Any, dict[str, np.ndarray]
         raw = serialization.from_state_dict(host, blob["state"])
         metrics = {k: np.asarray(v) for k, v in blob["metrics"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot resume from {path}: {first_line(e)}") from None
     epoch, bad = blob["epoch"], first_mismatch(raw, host)
     if bad is not None:
         raise ConfigError(f"cannot resume from {path}: state {bad} (not this run's checkpoint)")
@@ -147,7 +151,8 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         blob = serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises its own exception types on a damaged file
-        raise ConfigError(f"cannot resume from {path}: not a checkpoint ({e})") from None
+        why = first_line(e) or type(e).__name__
+        raise ConfigError(f"cannot resume from {path}: not a checkpoint ({why})") from None
     if not isinstance(blob, dict) or not {"epoch", "state", "metrics"} <= set(blob):
         raise ConfigError(f"cannot resume from {path}: not a checkpoint, got {describe(blob)}")
     e = blob["epoch"]

@@ -169,7 +169,8 @@ def _defaults_for(config_name: str) -> dict:
     return to_container(hydra.compose(config_name=config_name, overrides=overrides))
 
 
-def _first_line(text: str) -> str:
+def first_line(text: Any) -> str:
+    """The first non-blank line of `str(text)` ("" if none): one line of an error message."""
     return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
 
 
@@ -184,9 +185,9 @@ def hydra_error_line(e: BaseException) -> str:
         group, _, option = e.missing_cfg_file.rpartition("/")
         return f"no option {option!r} in config group {group!r} (available: {', '.join(e.options)})"
     if isinstance(e, OverrideParseException):
-        return f"cannot parse override {e.override!r}: {_first_line(e.message)}"
-    line = _first_line(e) or type(e).__name__
-    return f"{line} {_first_line(cause)}" if cause is not None else line
+        return f"cannot parse override {e.override!r}: {first_line(e.message)}"
+    line = first_line(e) or type(e).__name__
+    return f"{line} {first_line(cause)}" if cause is not None else line
 
 
 def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
@@ -255,9 +256,9 @@ def error_line(e: BaseException) -> str | None:
         return str(e)
     if isinstance(e, OSError):  # "[Errno 28] ..." without the number; the file when known
         where = f": {e.filename}" if e.filename else ""
-        return f"{e.strerror}{where}" if e.strerror else _first_line(e) or type(e).__name__
+        return f"{e.strerror}{where}" if e.strerror else first_line(e) or type(e).__name__
     if isinstance(e, InterpolationResolutionError):
-        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", _first_line(e.msg))
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", first_line(e.msg))
         return f"cannot resolve the interpolation of {e.full_key}: {why.strip(chr(34))}"
     return None
 

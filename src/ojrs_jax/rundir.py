@@ -37,7 +37,7 @@ from ojrs_jax.checkpoint import (
     first_mismatch,
     read_config,
 )
-from ojrs_jax.config import ConfigError, system_config
+from ojrs_jax.config import ConfigError, first_line, system_config
 from ojrs_jax.policy import init_policy
 from ojrs_jax.scenario import Scenario, load_scenario
 from ojrs_jax.train import TrainConfig
@@ -119,10 +119,10 @@ class TrainedRun:
     encoder: Any  # model.msgpack: online encoder parameters (unused when train.state=channel)
 
 
-def _group(cfg: dict, name: str, path: Path) -> dict:
+def _group(cfg: dict, name: str) -> dict:
     g = cfg.get(name) or {}
     if not isinstance(g, dict):
-        raise ConfigError(f"{path}: {name} must be a group of settings, got {describe(g)}")
+        raise ConfigError(f"{name} must be a group of settings, got {describe(g)}")
     return g
 
 
@@ -130,13 +130,13 @@ def typed_configs(cfg: dict, path: Path) -> tuple[TrainConfig, sae_mod.SAEConfig
     """The run's `TrainConfig` and `SAEConfig` from its config.yaml mapping (read from `path`)."""
     try:
         train_cfg = TrainConfig.from_mapping(
-            _group(cfg, "train", path), _group(cfg, "asa", path), _group(cfg, "replay", path)
+            _group(cfg, "train"), _group(cfg, "asa"), _group(cfg, "replay")
         )
-        sae_cfg = sae_mod.SAEConfig.from_mapping(_group(cfg, "sae", path))
+        sae_cfg = sae_mod.SAEConfig.from_mapping(_group(cfg, "sae"))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     except (TypeError, ValueError, AttributeError) as e:  # a value no validator expected
-        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: {first_line(e) or type(e).__name__}") from None
     return train_cfg, sae_cfg
 
 
@@ -164,7 +164,11 @@ def read_model(
     try:
         model = serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises its own exception types on a damaged file
-        why = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        why = (
+            e.strerror
+            if isinstance(e, OSError)
+            else (f"not a msgpack file ({first_line(e) or type(e).__name__})")
+        )
         raise ConfigError(f"cannot read trained model {path}: {why}") from None
     if not isinstance(model, dict) or set(model) != {"policy", "encoder"}:
         raise ConfigError(
@@ -172,12 +176,14 @@ def read_model(
             f"{describe(model) if not isinstance(model, dict) else sorted(model)})"
         )
     want = model_template(scn.n_ue, scn.n_mec, train_cfg, sae_cfg)
-    bad = first_mismatch(model, want, dtypes=False)
-    if bad is not None:
-        raise ConfigError(
-            f"{path} does not fit the run's configuration (N = {scn.n_ue}, M = {scn.n_mec}, "
-            f"{train_cfg.arch} policy on the {train_cfg.state}): parameter {bad}"
-        )
+    for part in ("policy", "encoder"):
+        bad = first_mismatch({part: model[part]}, {part: want[part]}, dtypes=False)
+        if bad is not None:
+            raise ConfigError(
+                f"{path} does not fit the run's N = {scn.n_ue}, M = {scn.n_mec} (scenario.json) "
+                f"and train.arch={train_cfg.arch}, train.state={train_cfg.state} (config.yaml): "
+                f"parameter {bad}"
+            )
     return model
 
 
@@ -198,8 +204,7 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
         scn = load_scenario(run_dir / "scenario.json")
         if "scale" in cfg:
             try:
-                groups = {g: _group(cfg, g, run_dir / "config.yaml") for g in ("scale", "system")}
-                sys_cfg = system_config(groups)
+                sys_cfg = system_config({g: _group(cfg, g) for g in ("scale", "system")})
             except ConfigError as e:
                 raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
             if (sys_cfg.n_ue, sys_cfg.n_mec) != (scn.n_ue, scn.n_mec):

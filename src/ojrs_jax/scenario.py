@@ -287,4 +287,7 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
             d = json.load(fh)
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read scenario file {str(path)!r}: {e}") from None
-    return scenario_from_dict(d)
+    try:
+        return scenario_from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
