@@ -402,6 +402,22 @@ def test_aggregate_refuses_the_same_experiment_twice(tmp_path):
     assert not out.exists()
 
 
+def test_sweep_callback_warns_instead_of_overwriting(tmp_path, capsys):
+    """A sweep over seeds of one experiment: the jobs stay, the aggregation is skipped."""
+    from omegaconf import OmegaConf
+
+    from ojrs_jax.results import AggregateCallback
+
+    a, b = fig7_job(tmp_path / "0", 2.0), fig7_job(tmp_path / "1", 3.0)
+    AggregateCallback().on_multirun_end(
+        OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: the sweep was not aggregated: ")
+    assert f"is in {a} and {b}" in err[0]
+    assert not (tmp_path / "results").exists()
+
+
 # --- settings: ranges, interpolation, epochs and phi -----------------------------------------
 
 SETTING_FAULTS = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -334,5 +335,9 @@ class AggregateCallback(_HydraCallback):  # type: ignore[misc,valid-type]
         sweep = Path(config.hydra.sweep.dir)
         if not any(sweep.rglob("result.json")):
             return  # every job failed; their errors were already reported
-        report = aggregate([sweep], sweep / "results")
+        try:
+            report = aggregate([sweep], sweep / "results")
+        except ConfigError as e:  # e.g. one experiment twice (a sweep over seeds): jobs are kept
+            print(f"warning: the sweep was not aggregated: {e}", file=sys.stderr)
+            return
         print(f"aggregated {report['jobs']} jobs into {report['out']}/results.md")
