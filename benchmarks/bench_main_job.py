@@ -56,7 +56,7 @@ def main() -> None:
                     "nrr": e["nrr"],
                     "nrr_median": e["nrr_median"],
                     "nrr_p10": e["nrr_p10"],
-                    "draws": e["channels"],
+                    "draws": e["draws"],
                     "certified": e["exact_certified"],
                     "epochs": s["epochs"],
                     "train_s": s["train_seconds"],

@@ -66,7 +66,7 @@ OVERRIDES = {
         "sae.steps=150",
         "sae.batch_size=64",
         "sae.memory_size=128",
-        "sae_pretrain.channels=512",
+        "sae_pretrain.draws=512",
         "asa.k=32",
         "asa.max_iter=12",
         "asa.t_sa0=6",
@@ -282,5 +282,5 @@ plt.show()
 # The same comparison as one call, as `ojrs-train` reports it after training:
 
 # %%
-report = evaluate_run(spec.trainer, state, env, keys["eval"], n_channels=N_EVAL)
+report = evaluate_run(spec.trainer, state, env, keys["eval"], draws=N_EVAL)
 {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}

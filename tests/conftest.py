@@ -62,7 +62,7 @@ TINY_CLI_ARGS = [
     "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
     "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
     "train.batch=32", "train.buffer=64", "train.chunk=100", "train.change_epoch=100",
-    "sae_pretrain.channels=256", "eval.channels=50",
+    "sae_pretrain.draws=256", "eval.draws=50",
 ]  # fmt: skip
 
 

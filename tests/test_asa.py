@@ -310,37 +310,35 @@ def test_state_and_draw_shapes(scn3):
 def test_baselines_rows_and_fig7_smoke(tmp_path):
     """The asa/sa/pso rows of ojrs-baselines are never worse than Greedy nor better than exact;
     a bad asa setting fails by name; ojrs-fig7 writes its PNG and CSV."""
-    from ojrs_jax.experiments.baselines import run_baselines
-    from ojrs_jax.experiments.fig7 import run_fig7
+    from ojrs_jax.experiments.baselines import BaselinesConfig, run_baselines
+    from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 
     system = {"noise": 2e-7}
     scale = {"n_ue": 6, "n_mec": 2, "seed": 2}
     cfg = {
         "system": system,
         "scale": scale,
-        "epochs": 2,
+        "draws": 2,
         "asa": {"k": 16},
         "sa": {"iterations": 5},
         "pso": {"n_particles": 8, "n_iter": 5},
         "methods": ["greedy", "asa", "sa", "pso", "exact"],
     }
-    res = run_baselines(cfg)
+    res = run_baselines(BaselinesConfig.from_mapping(cfg))
     for name in ("asa", "sa", "pso"):
         assert np.all(res[name]["latency"] <= res["greedy"]["latency"] * (1 + 1e-6))
         assert np.all(res[name]["latency"] >= res["exact"]["latency"] * (1 - 1e-5))
     with pytest.raises(ConfigError, match="asa.k"):
-        run_baselines({**cfg, "asa": {"k": 0}})
-    out = run_fig7(
-        {
-            "system": system,
-            "scale": scale,
-            "draws": 3,
-            "iterations": 4,
-            "asa": {"k": 16},
-            "exact": True,
-        },
-        tmp_path,
-    )
+        BaselinesConfig.from_mapping({**cfg, "asa": {"k": 0}})
+    with pytest.raises(ConfigError, match="unknown setting 'draw'"):
+        BaselinesConfig.from_mapping({**cfg, "draw": 3})
+    assert BaselinesConfig.from_mapping({"epochs": 3}).draws == 3  # the name before `draws`
+    f7 = {"system": system, "scale": scale, "draws": 3, "iterations": 4, "asa": {"k": 16}}
+    with pytest.raises(ConfigError, match="start must be one of"):
+        Fig7Config.from_mapping({**f7, "start": "best"})
+    with pytest.raises(ConfigError, match="unknown setting 'iteration'"):
+        Fig7Config.from_mapping({**f7, "iteration": 4})
+    out = run_fig7(Fig7Config.from_mapping({**f7, "exact": True}), tmp_path)
     assert out["asa_final"] <= out["start"] and out["asa_final"] >= out["exact"] * (1 - 1e-5)
     assert (tmp_path / "fig7.png").stat().st_size > 1000
     assert len((tmp_path / "fig7.csv").read_text().splitlines()) == 6

@@ -20,7 +20,7 @@ def run(args, cwd, env=None):
 
 def test_baselines_cli_writes_table_and_csv(tmp_path):
     out = tmp_path / "run"
-    p = run(["scale=tiny", "epochs=4", f"hydra.run.dir={out}"], cwd=tmp_path)
+    p = run(["scale=tiny", "draws=4", f"hydra.run.dir={out}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     for name in ("greedy", "random", "exact"):
         assert name in p.stdout
@@ -46,19 +46,28 @@ def test_baselines_cli_writes_table_and_csv(tmp_path):
         ("system.data_bits=-8", "data_bits"),
         ("system.f_mec=0", "f_mec"),
         ("scale.layout=hexagon", "layout"),
-        ("epochs=0", "epochs"),
+        ("draws=0", "draws"),
         ("methods=[greedy,magic]", "magic"),
         ("p2.method=newton", "p2.method"),
     ],
 )
 def test_bad_config_fails_with_one_line(tmp_path, override, needle):
-    extra = [] if override.startswith("epochs") else ["epochs=1"]
+    extra = [] if override.startswith("draws") else ["draws=1"]
     p = run([*extra, override, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and needle in lines[-1]
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "r" / "summary.csv").exists()
+
+
+def test_old_name_of_draws_still_works_with_a_warning(tmp_path):
+    """`epochs` was renamed `draws`: the old override is applied under the new name, with a
+    warning (here it is checked by the validator under its new name)."""
+    p = run(["epochs=0", f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
+    assert p.returncode == 2
+    assert "warning: setting 'epochs' is now called 'draws'" in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "error: draws must be a positive integer, got 0"
 
 
 def test_configs_found_after_plain_install(tmp_path):
@@ -93,7 +102,7 @@ def test_configs_found_after_plain_install(tmp_path):
             "-c",
             code,
             "scale=tiny",
-            "epochs=2",
+            "draws=2",
             "methods=[greedy]",
             f"hydra.run.dir={elsewhere / 'out'}",
         ],

@@ -132,3 +132,35 @@ def test_check_settings_rejects(cfg, message):
     with pytest.raises(ConfigError) as e:
         check_settings(cfg, DEFAULTS)
     assert str(e.value) == message
+
+
+def test_renamed_draw_counts_map_to_their_new_names(capsys):
+    from ojrs_jax.config import rename_overrides, rename_settings
+    from ojrs_jax.experiments.train_run import compose_config
+
+    got = rename_overrides(["eval.channels=7", "+sae_pretrain.channels=9", "~eval.channels",
+                            "train.epochs=3", "seed=1"], "train")  # fmt: skip
+    assert got == ["eval.draws=7", "+sae_pretrain.draws=9", "~eval.draws", "train.epochs=3",
+                   "seed=1"]  # fmt: skip
+    assert capsys.readouterr().err.count("warning: setting 'eval.channels' is now called") == 2
+    assert rename_overrides(["epochs=5"], "train") == ["epochs=5"]  # only baselines renamed it
+    c = compose_config(["eval.channels=7"])
+    assert c["eval"]["draws"] == 7 and "channels" not in c["eval"]
+    old = {"seed": 1, "eval": {"channels": 3, "exact": True}, "sae_pretrain": {"channels": 5}}
+    new = rename_settings(old, "train")
+    assert new == {"seed": 1, "eval": {"draws": 3, "exact": True}, "sae_pretrain": {"draws": 5}}
+    assert old["eval"] == {"channels": 3, "exact": True}  # the input is left alone
+    both = rename_settings({"eval": {"channels": 3, "draws": 4}}, "train")
+    assert both == {"eval": {"draws": 4}}  # the new name wins
+
+
+def test_study_settings_are_typed_and_strict():
+    """The experiments take typed settings; a dict with a misspelt key fails by name."""
+    from ojrs_jax.experiments.sae_study import parse, settings
+    from ojrs_jax.experiments.train_run import compose_config
+
+    sys_cfg, model, run = parse(compose_config(["train_channels=300"], "sae_train"))
+    assert run.train_draws == 300 and run.test_draws == 2000 and model.variant == "2r_sae"
+    assert sys_cfg.n_ue == 30
+    with pytest.raises(ConfigError, match="unknown setting 'model_seed'"):
+        settings({"model_seed": 2})

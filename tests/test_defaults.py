@@ -75,6 +75,21 @@ def test_train_paper_preset(composed):
     same(TrainConfig(), t, skip=GROUP_FIELDS)
 
 
+def test_baselines(composed):
+    """conf/baselines.yaml as a whole (scale, system, searches and its own keys)."""
+    from ojrs_jax.experiments.baselines import BaselinesConfig
+
+    assert BaselinesConfig.from_mapping(composed[2]) == BaselinesConfig()
+
+
+def test_fig7():
+    from ojrs_jax.experiments.fig7 import Fig7Config
+
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        c = to_container(compose("fig7"))
+    assert Fig7Config.from_mapping(c) == Fig7Config()
+
+
 def test_pso(composed):
     cfg, par = pso_from_mapping(composed[2]["pso"])
     assert cfg == PSOConfig()

@@ -56,3 +56,15 @@ def test_trainer_env_is_a_params(paper_m2):
     scn = paper_m2.replace(weights=tenv.weights_after)
     np.testing.assert_allclose(float(info["latency"]), float(latency(scn, obs, a)), rtol=1e-6)
     assert not bool(done)
+
+
+def test_draws_are_independent_resets_and_ignore_the_weights(paper_m2):
+    key = jax.random.key(5)
+    params = env.make_params(paper_m2, jnp.linspace(0.5, 1.5, paper_m2.n_ue), change_epoch=0)
+    h = np.asarray(env.draws(key, params, 4))
+    assert h.shape == (4, paper_m2.n_ue, paper_m2.n_mec)
+    for i, k in enumerate(jax.random.split(key, 4)):
+        np.testing.assert_array_equal(h[i], np.asarray(env.reset(k, params)[0]))
+    assert len({row.tobytes() for row in h}) == 4  # four different channels
+    # the channel does not depend on the task weights in force
+    np.testing.assert_array_equal(h, np.asarray(env.draws(key, env.make_params(paper_m2), 4)))

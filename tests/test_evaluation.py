@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax.evaluation import latency64, nrr, scenario_at, weights_changed
 from ojrs_jax.exact import latency_np
 from ojrs_jax.sae import SAEConfig
 from ojrs_jax.scenario import sample_channels
-from ojrs_jax.train import TrainConfig, make_env, weights_at
+from ojrs_jax.train import TrainConfig, make_env
 
 
 def test_latency64_is_latency_np(paper_m2):
@@ -23,11 +22,12 @@ def test_latency64_is_latency_np(paper_m2):
     assert nrr(got, got).shape == (2,)
 
 
-def test_scenario_at_follows_weights_at(paper_m2):
+def test_scenario_at_switches_weights_at_change_epoch(paper_m2):
     cfg = TrainConfig(epochs=100, change_epoch=40)
     env = make_env(jax.random.key(0), paper_m2, cfg, SAEConfig())
+    before, after = np.asarray(paper_m2.weights), np.asarray(env.weights_after)
+    assert not np.array_equal(before, after)
     for t in (0, 39, 40, 41, 99):
-        np.testing.assert_array_equal(
-            scenario_at(env, t).weights, weights_at(env, jnp.asarray(t, jnp.int32))
-        )
+        want = after if t >= 40 else before  # the new weights are in force from t = 40 on
+        np.testing.assert_array_equal(scenario_at(env, t).weights, want)
     assert not weights_changed(env, 39) and weights_changed(env, 40)

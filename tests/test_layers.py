@@ -44,9 +44,9 @@ def test_public_api_without_hydra_app(tmp_path):
     import numpy as np
     from conftest import TINY_CLI_ARGS, with_overrides
 
-    args = with_overrides(TINY_CLI_ARGS, "eval.channels=4", "eval.exact=false")
+    args = with_overrides(TINY_CLI_ARGS, "eval.draws=4", "eval.exact=false")
     summary = ojrs_jax.train_from_config(args, tmp_path)
-    assert summary["epochs"] == 200 and summary["eval"]["channels"] == 4
+    assert summary["epochs"] == 200 and summary["eval"]["draws"] == 4
     sched = ojrs_jax.load_run(tmp_path)
     h = np.asarray(ojrs_jax.sample_channels(jax.random.key(0), sched.scn, 3))
     a = np.asarray(sched.decide(h))

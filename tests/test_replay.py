@@ -339,3 +339,24 @@ def test_bad_sizes_name_the_field(field, bad):
 def test_unknown_kind():
     with pytest.raises(ConfigError, match="replay"):
         replay.make_buffer("prioritised", 8, 4, D, N)
+
+
+def test_replay_group_is_parsed_in_one_place_for_both_trainers():
+    from ojrs_jax.config import ConfigError
+    from ojrs_jax.general import AnyTrainConfig
+    from ojrs_jax.replay import replay_from_mapping
+    from ojrs_jax.train import TrainConfig
+
+    kind, per, eps = replay_from_mapping({"kind": "uniform", "explore_eps": 0.1, "tau": 0.5})
+    assert (kind, float(per.tau), float(per.rho_max), eps) == ("uniform", 0.5, 1.2, 0.1)
+    assert replay_from_mapping(None)[0] == "per" and replay_from_mapping({})[2] is None
+    bads = [({"kind": "lifo"}, "replay.kind"), ({"rho": 1.0}, "'rho'"),
+            ({"tau": -1}, "replay.tau"), ({"epsilon": True}, "replay.epsilon")]  # fmt: skip
+    for bad, needle in bads:
+        for parse in (replay_from_mapping,
+                      lambda m: TrainConfig.from_mapping({}, replay=m),
+                      lambda m: AnyTrainConfig.from_mapping({}, replay=m)):  # fmt: skip
+            with pytest.raises(ConfigError, match=needle):
+                parse(bad)
+    assert TrainConfig.from_mapping({}, replay={"explore_eps": 0.25}).explore_eps == 0.25
+    assert float(AnyTrainConfig.from_mapping({}, replay={"tau": 0.3}).per.tau) == pytest.approx(0.3)

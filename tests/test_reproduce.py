@@ -23,9 +23,9 @@ from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_c
 TINY = [
     "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
     "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
-    "train.batch=32", "train.buffer=64", "train.change_epoch=100", "sae_pretrain.channels=256",
-    "reproduce.eval_every=50", "reproduce.eval_channels=20", "reproduce.seeds=2",
-    "table2.channels=20", "pso.n_iter=10",
+    "train.batch=32", "train.buffer=64", "train.change_epoch=100", "sae_pretrain.draws=256",
+    "reproduce.eval_every=50", "reproduce.eval_draws=20", "reproduce.seeds=2",
+    "table2.draws=20", "pso.n_iter=10",
 ]  # fmt: skip
 
 
@@ -84,7 +84,7 @@ def test_table3_aggregate_matches_the_raw_curves(sweep):
     c = np.load(job / "nrr_curves.npz")
     assert c["nrr_exact"].shape == (4, 2)  # 200 epochs / 50, 2 seeds
     assert np.all(c["epoch"] == [50, 100, 150, 200])
-    f = c["epoch"] < r["change_epoch"]  # the weights change at change_epoch (weights_at)
+    f = c["epoch"] < r["change_epoch"]  # the weights change at change_epoch (env.scenario_at)
     row = read_csv(sweep / "results" / "table3.csv")[0]
     assert row["M"] == "2" and row["seeds"] == "2"
     for ref in ("exact", "pso"):

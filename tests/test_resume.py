@@ -19,7 +19,7 @@ from flax import serialization
 # tiny scale (as tests/test_cli_train.py), six chunks so that a kill lands mid-run
 ARGS = with_overrides(
     TINY_CLI_ARGS, "train.epochs=300", "train.chunk=50", "train.change_epoch=150",
-    "eval.channels=20",
+    "eval.draws=20",
 )  # fmt: skip
 TOTAL, CHUNK = 300, 50
 TRAIN = [sys.executable, "-m", "ojrs_jax.cli.train"]

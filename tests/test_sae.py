@@ -196,9 +196,11 @@ def test_metrics_match_reference():
 
 
 def _fifo_order(mem: incremental.Memory) -> np.ndarray:
-    data, head, count = np.asarray(mem.data), int(mem.head), int(mem.count)
-    if count < data.shape[0]:
-        return data[:count]
+    data, added = np.asarray(mem.data), int(mem.count)  # count = inputs ever admitted
+    cap = data.shape[0]
+    if added < cap:
+        return data[:added]
+    head = added % cap  # the oldest row
     return np.concatenate([data[head:], data[:head]])
 
 
@@ -214,8 +216,8 @@ def test_memory_fifo_threshold_matches_reference():
         mem, added = add(mem, x, e, thr)
         assert bool(added) == r.add(x, float(e))
         np.testing.assert_array_equal(_fifo_order(mem), r.contents().reshape(-1, dim))
-        assert int(mem.count) == len(r.items)
-    assert int(mem.count) == cap  # it filled, then oldest entries left
+        assert int(incremental.ring.rows(mem)) == len(r.items)
+    assert int(incremental.ring.rows(mem)) == cap  # it filled, then oldest entries left
     # the batched form is the sequential one
     mem0 = incremental.memory_init(cap, dim)
     mem_b, added_b = jax.jit(incremental.memory_add_batch)(mem0, xs, errs, thr)
@@ -324,7 +326,7 @@ def test_config_validation():
 
 def test_cli_smoke(tmp_path):
     cmd = [sys.executable, "-m", "ojrs_jax.cli.sae", f"hydra.run.dir={tmp_path}", "scale=tiny"]
-    fast = ["sae.steps=20", "train_channels=200", "test_channels=100", "compare=[]",
+    fast = ["sae.steps=20", "train_draws=200", "test_draws=100", "compare=[]",
             "model_seeds=2", "table_mecs=[2]", "incremental.epochs=5", "deployment_seeds=[0, 1]",
             "fidelity_draws=3", "sae.max_steps=40"]  # fmt: skip
     out = subprocess.run([*cmd, *fast], capture_output=True, text=True, timeout=300)

@@ -32,7 +32,7 @@ TINY = {
         "lam": 1e-4,
         "change_epoch": 0,
     },
-    "sae_pretrain": {"channels": 256},
+    "sae_pretrain": {"draws": 256},
     "seed": 0,
 }
 
@@ -161,10 +161,10 @@ def test_weight_change_applies_after_change_epoch():
     w = np.asarray(env.weights_after)
     assert w.shape == (6,) and np.all((w >= 0.5) & (w <= 1.5))
     assert not np.allclose(w, np.asarray(spec.scn.weights))
-    from ojrs_jax.train import weights_at
+    from ojrs_jax.env import scenario_at
 
-    np.testing.assert_array_equal(weights_at(env, jnp.int32(199)), spec.scn.weights)
-    np.testing.assert_array_equal(weights_at(env, jnp.int32(200)), w)
+    np.testing.assert_array_equal(scenario_at(env, jnp.int32(199)).weights, spec.scn.weights)
+    np.testing.assert_array_equal(scenario_at(env, jnp.int32(200)).weights, w)
 
 
 def test_per_ue_policy_is_permutation_equivariant():
@@ -251,13 +251,13 @@ def test_large_preset_composes_strictly_and_runs():
     assert cfg["train"]["arch"] == "per_ue" and cfg["asa"]["k"] == 32 and cfg["sae"]["hidden"]
     # the preset's evaluation size wins over conf/train.yaml's 1000 draws (which `train=paper`
     # keeps; the default `train=main` sets 500), the command line wins
-    assert cfg["eval"]["channels"] == 20
+    assert cfg["eval"]["draws"] == 20
     with initialize_config_module("ojrs_jax.conf", version_base=None):
         plain = to_container(compose("train", overrides=["scale=tiny", "train=paper"]))
         main = to_container(compose("train", overrides=["scale=tiny"]))
-        cli = to_container(compose("train", overrides=[*over, "eval.channels=7"]))
-    assert plain["eval"]["channels"] == 1000 and cli["eval"]["channels"] == 7
-    assert main["eval"]["channels"] == 500 and main["train"]["arch"] == "per_ue"
+        cli = to_container(compose("train", overrides=[*over, "eval.draws=7"]))
+    assert plain["eval"]["draws"] == 1000 and cli["eval"]["draws"] == 7
+    assert main["eval"]["draws"] == 500 and main["train"]["arch"] == "per_ue"
     spec = build(cfg)
     # the SAE is not the policy input in this preset (state=channel): no pretraining needed
     n_in = spec.scn.n_ue * spec.scn.n_mec

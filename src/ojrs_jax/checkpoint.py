@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 from flax import serialization, traverse_util
 
-from ojrs_jax.config import ConfigError, first_line
+from ojrs_jax.config import ConfigError, first_line, rename_settings
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text
 
 
@@ -182,7 +182,7 @@ def check_resume_config(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> No
                 "start afresh in another directory)"
             )
         return
-    saved = read_config(run_dir)
+    saved = rename_settings(read_config(run_dir), "train")  # a run from before a rename
 
     def flat(d: dict, where: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

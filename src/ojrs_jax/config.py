@@ -12,6 +12,7 @@ missing group option, a syntax error) also ends in one `error:` line and exit 2.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -157,6 +158,60 @@ def check_settings(c: dict, defaults: dict, where: str = "") -> None:
             raise ConfigError(f"{name} must be {want}, got {v!r}")
 
 
+# Settings renamed so that every count of channel draws is called `draws`. The old names still
+# work (with a warning) on the command line, in `compose_config` and in a stored config.yaml.
+RENAMED: dict[str, dict[str, str]] = {
+    "train": {"eval.channels": "eval.draws", "sae_pretrain.channels": "sae_pretrain.draws"},
+    "baselines": {"epochs": "draws"},
+    "sae_train": {"train_channels": "train_draws", "test_channels": "test_draws"},
+    "reproduce": {
+        "reproduce.eval_channels": "reproduce.eval_draws",
+        "sae_pretrain.channels": "sae_pretrain.draws",
+        "table2.channels": "table2.draws",
+        "sae_study.train_channels": "sae_study.train_draws",
+        "sae_study.test_channels": "sae_study.test_draws",
+    },
+}
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    print(f"warning: setting {old!r} is now called {new!r}; the old name will go", file=sys.stderr)
+
+
+def rename_overrides(overrides: list[str], config_name: str) -> list[str]:
+    """Hydra overrides (`key=v`, `+key=v`, `++key=v`, `~key`) with renamed keys replaced."""
+    renamed = RENAMED.get(config_name, {})
+    out = []
+    for o in overrides:
+        prefix = o[: len(o) - len(o.lstrip("+~"))]
+        key, eq, value = o[len(prefix) :].partition("=")
+        if key in renamed:
+            _warn_renamed(key, renamed[key])
+            o = f"{prefix}{renamed[key]}{eq}{value}"
+        out.append(o)
+    return out
+
+
+def rename_settings(c: dict, config_name: str) -> dict:
+    """A resolved config dict (e.g. a stored config.yaml) with renamed keys moved to their new
+    names (a copy; the new name wins if both are present)."""
+    out = copy.deepcopy(c)
+    for old, new in RENAMED.get(config_name, {}).items():
+        *path_old, leaf_old = old.split(".")
+        *path_new, leaf_new = new.split(".")
+        parent = out
+        for p in path_old:
+            parent = parent.get(p) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or leaf_old not in parent:
+            continue
+        value = parent.pop(leaf_old)
+        target = out
+        for p in path_new:
+            target = target.setdefault(p, {})
+        target.setdefault(leaf_new, value)
+    return out
+
+
 def _defaults_for(config_name: str) -> dict:
     """The config of the running app composed with its group choices but no value overrides."""
     import hydra
@@ -224,6 +279,7 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             if cfg_passthrough is not None:
                 return app(cfg_passthrough)
             started[0] = False
+            sys.argv[1:] = rename_overrides(sys.argv[1:], config_name)
             # Hydra prints its own multi-line report and exits 1 unless HYDRA_FULL_ERROR is set;
             # set, it raises, and the exception becomes our one line.
             previous = os.environ.get("HYDRA_FULL_ERROR")

@@ -3,7 +3,7 @@
 One epoch is one step: the agent sees the channel h (N, M) of the epoch, chooses an offloading
 decision a (N,) (0 = local, j = MEC j), P2 allocates power and CPU in closed form (eqs. 5-13),
 and the reward is 1 / L(a) with L the weighted latency under the task weights in force at that
-epoch (they change at `change_epoch`, Sec. V.E; `t >= change_epoch`, as `train.weights_at`).
+epoch (they change at `change_epoch`, Sec. V.E; in force from `t >= change_epoch` on).
 Pure functions with the key first, as in gymnax:
 
     obs, state = reset(key, params)
@@ -11,7 +11,9 @@ Pure functions with the key first, as in gymnax:
 
 `params` is any pytree with `scn`, `weights_after` and `change_epoch`: an `EnvParams`, or the
 trainer's `ojrs_jax.train.Env`, so an agent written against this module runs on a trainer's
-environment unchanged. Sizes come from the scenario's array shapes (static under `jit`).
+environment unchanged. The trainer itself draws its channels with `reset` (vmapped over the
+epochs of a block), scores its actions with `reward` and hands ASA the deployment `scenario_at`
+the epoch. Sizes come from the scenario's array shapes (static under `jit`).
 """
 
 from __future__ import annotations
@@ -69,10 +71,25 @@ def scenario_at(params: Any, epoch: jax.Array) -> Scenario:
     return params.scn.replace(weights=w)
 
 
+def reward(
+    params: Any, epoch: jax.Array, h: jax.Array, action: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Reward 1/L of `action` (N,) on channel h at `epoch`, and the weighted latency L (eq. 14)."""
+    lat = latency(scenario_at(params, epoch), h, action)
+    return 1.0 / lat, lat
+
+
 def reset(key: jax.Array, params: Any) -> tuple[jax.Array, EnvState]:
     """Epoch 0: the first channel h (N, M) and the state."""
     h = sample_channel(key, params.scn)
     return h, EnvState(h=h, epoch=jnp.zeros((), jnp.int32))
+
+
+def draws(key: jax.Array, params: Any, n: int) -> jax.Array:
+    """Channels of `n` independent epochs (n, N, M): `reset` vmapped over `split(key, n)`, the
+    held-out draws the baselines, Fig. 7 and the evaluation score every method on."""
+    h, _ = jax.vmap(reset, (0, None))(jax.random.split(key, n), params)
+    return h
 
 
 def step(
@@ -82,8 +99,8 @@ def step(
 
     Returns (next h, next state, reward 1/L, done, info with the latency L)."""
     chex.assert_shape(action, state.h.shape[:1])
-    lat = latency(scenario_at(params, state.epoch), state.h, action)
+    r, lat = reward(params, state.epoch, state.h, action)
     h = sample_channel(key, params.scn)
     epoch = state.epoch + 1
     done = epoch >= getattr(params, "max_epochs", NEVER)
-    return h, EnvState(h=h, epoch=epoch), 1.0 / lat, done, {"latency": lat}
+    return h, EnvState(h=h, epoch=epoch), r, done, {"latency": lat}

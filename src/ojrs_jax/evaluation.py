@@ -7,7 +7,7 @@ One definition of each measure, used by `ojrs-train` (`evaluate_run`) and the jo
   recomputed from the MIQP's own float64 cost data (`ojrs_jax.exact.latency_np`), the reference
   is SCIP's float64 latency or PSO's decision re-scored the same way;
 - the weights in force at epoch t are the new ones from `change_epoch` on (`t >= change_epoch`),
-  the rule of the trainer (`ojrs_jax.train.weights_at`); t counts the epochs done, so a policy
+  the rule of the trainer (`ojrs_jax.env.scenario_at`); t counts the epochs done, so a policy
   evaluated after t epochs is scored with the weights of the next epoch it would schedule;
 - `epochs_to_stable`: the paper's "stable after ~2500 epochs" made precise.
 """
@@ -27,12 +27,12 @@ from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.exact import TIME_LIMIT, cost_matrix, exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.pso import PSOConfig, PSOParams, pso
-from ojrs_jax.scenario import Scenario, sample_channels
+from ojrs_jax.scenario import Scenario
 from ojrs_jax.train import Env, Trainer, TrainState
 
 
 def weights_changed(env: Env, epoch: int) -> bool:
-    """Whether the new task weights are in force at `epoch` (the trainer's rule, `weights_at`)."""
+    """Whether the new task weights are in force at `epoch` (the rule of `env.scenario_at`)."""
     return epoch >= int(env.change_epoch)
 
 
@@ -84,7 +84,7 @@ def evaluate_run(
     state: TrainState,
     env: Env,
     key: jax.Array,
-    n_channels: int = 1000,
+    draws: int = 1000,
     exact: bool = True,
     time_limit: float = TIME_LIMIT,
 ) -> dict[str, Any]:
@@ -93,15 +93,15 @@ def evaluate_run(
     epoch = int(state.epoch)
     scn = scenario_at(env, epoch)
     k_h, k_r = jax.random.split(key)
-    H = sample_channels(k_h, scn, n_channels)
+    H = env_mod.draws(k_h, env, draws)
     a_pol = trainer.decide(state.policy, state.sae.online, env, H)
     jax.block_until_ready(a_pol)
     l_pol = np.asarray(batched_latency(scn, H, a_pol), np.float64)
     a_g = jnp.broadcast_to(greedy(scn), a_pol.shape)
-    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, n_channels), scn)
+    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, draws), scn)
     out: dict[str, Any] = {
         "epoch": epoch,
-        "channels": n_channels,
+        "draws": draws,
         "latency_policy": float(l_pol.mean()),
         "latency_policy_median": float(np.median(l_pol)),
         "latency_greedy": float(np.mean(batched_latency(scn, H, a_g))),
@@ -110,10 +110,10 @@ def evaluate_run(
     if exact:
         H_np = np.asarray(H, np.float64)
         warm = np.asarray(a_pol)
-        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(n_channels)]
+        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(draws)]
         l_ex = np.array([r.latency for r in res])
         # the policy's latency in the same float64 model as SCIP's, for a consistent ratio
-        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(n_channels)])
+        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(draws)])
         ratio = l_ex / l_pol64
         out.update(
             latency_exact=float(l_ex.mean()),

@@ -40,7 +40,7 @@ from ojrs_jax.deployment import (
     sanitize,
 )
 from ojrs_jax.policy import make_optimizer, params_norm_sq
-from ojrs_jax.replay import PERParams, ReplayState, make_buffer
+from ojrs_jax.replay import PERParams, ReplayState, make_buffer, replay_from_mapping
 from ojrs_jax.train import chunk_blocks
 
 # --- masked baselines and search --------------------------------------------------------------
@@ -140,12 +140,7 @@ class AnyTrainConfig:
         if unknown:
             raise ConfigError(f"unknown general setting {unknown[0]!r}")
         asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
-        rp = dict(replay or {})
-        kind = rp.pop("kind", "per")
-        rp.pop("explore_eps", None)
-        per = PERParams(
-            **{k: float(v) for k, v in rp.items() if k in ("rho_max", "tau", "epsilon")}
-        )
+        kind, per, _ = replay_from_mapping(replay)  # no epsilon-greedy exploration here
         return cls(**m, replay=kind, asa=asa_cfg, asa_params=asa_par, per=per)
 
 

@@ -16,26 +16,19 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ojrs_jax import ring
 from ojrs_jax.channel_map import ChannelStats
 from ojrs_jax.sae import Params, SAEConfig, encode, reconstruct
 from ojrs_jax.sae_train import _adam_step, optimizer, scale_learning_rate
 
-
-@struct.dataclass
-class Memory:
-    """Fixed-size FIFO memory of preprocessed channels (ring buffer)."""
-
-    data: chex.Array  # (C, D) stored inputs x; rows >= count are unused while not full
-    head: chex.Array  # () int32 slot the next entry goes to (the oldest entry once full)
-    count: chex.Array  # () int32 number of valid rows, <= C
+Memory = ring.Ring  # FIFO of preprocessed channels x (C, D), one `ring.Ring`
 
 
 def memory_init(capacity: int, dim: int) -> Memory:
     """An empty memory of `capacity` rows of width `dim` (both Python ints)."""
     if capacity <= 0 or dim <= 0:
         raise ValueError(f"memory capacity and dim must be positive, got {capacity}, {dim}")
-    z = jnp.zeros((), jnp.int32)
-    return Memory(data=jnp.zeros((capacity, dim), jnp.float32), head=z, count=z)
+    return ring.init(jnp.zeros((capacity, dim), jnp.float32))
 
 
 def memory_add(
@@ -44,13 +37,8 @@ def memory_add(
     """Error check then FIFO insert: x (D,) enters (overwriting the oldest when full) iff err >
     threshold. Returns the new memory and whether x entered."""
     chex.assert_shape(x, mem.data.shape[1:])
-    cap = mem.data.shape[0]
     add = err > threshold
-    row = jnp.where(add, x.astype(mem.data.dtype), mem.data[mem.head])
-    data = mem.data.at[mem.head].set(row)
-    head = jnp.where(add, (mem.head + 1) % cap, mem.head)
-    count = jnp.where(add, jnp.minimum(mem.count + 1, cap), mem.count)
-    return Memory(data=data, head=head, count=count), add
+    return ring.push(mem, x, add), add
 
 
 def memory_add_batch(
@@ -66,8 +54,7 @@ def memory_add_batch(
 
 def memory_sample(key: jax.Array, mem: Memory, batch: int) -> jax.Array:
     """Uniform rows (batch, D) from the valid part of the memory (row 0 repeats while empty)."""
-    idx = jax.random.randint(key, (batch,), 0, jnp.maximum(mem.count, 1))
-    return mem.data[idx]
+    return ring.sample(key, mem, batch)
 
 
 def reconstruction_error(params: Params, cfg: SAEConfig, x: jax.Array) -> jax.Array:
@@ -117,7 +104,7 @@ def incremental_step(
         params, opt_state = carry
         batch = memory_sample(k, memory, cfg.batch_size)
         new_p, new_o, out = _adam_step(params, opt_state, cfg, batch, stats)
-        keep = memory.count > 0
+        keep = ring.rows(memory) > 0
         params, opt_state = jax.tree.map(
             lambda a, b: jnp.where(keep, a, b), (new_p, new_o), (params, opt_state)
         )

@@ -35,7 +35,7 @@ class RunSpec:
     train_cfg: TrainConfig
     trainer: Trainer
     seed: int
-    pretrain_channels: int
+    pretrain_draws: int
 
     def keys(self) -> dict[str, jax.Array]:
         """The run's independent streams, all from `seed`."""
@@ -59,7 +59,7 @@ def build(cfg: Any) -> RunSpec:
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
     seed = seed_value(c)
-    pre = positive_int(dict(c.get("sae_pretrain", {"channels": 4096})), "channels", "sae_pretrain.")
+    pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
     scn = make_scenario(sys_cfg)
     trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)
     return RunSpec(c, scn, sae_cfg, train_cfg, trainer, seed, pre)
@@ -70,7 +70,7 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     plateau of the held-out loss when `sae.max_steps` > 0); report held-out metrics."""
     k_data, k_test, k_init, k_fit = jax.random.split(key, 4)
     stats = sae_mod.channel_stats(spec.scn, spec.sae_cfg.preprocess)
-    x = sae_mod.preprocess(sample_channels(k_data, spec.scn, spec.pretrain_channels), stats)
+    x = sae_mod.preprocess(sample_channels(k_data, spec.scn, spec.pretrain_draws), stats)
     x_test = sae_mod.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
     params = sae_mod.init_sae(k_init, spec.sae_cfg, n_ue * n_mec, n_mec)

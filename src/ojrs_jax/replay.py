@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ojrs_jax import ring
 from ojrs_jax.config import ConfigError
 
 REPLAY_KINDS = ("per", "uniform")
@@ -180,7 +181,7 @@ def uniform_add(
     state: ReplayState, s: jax.Array, a: jax.Array, theta_norm_sq: jax.Array
 ) -> ReplayState:
     """Plain FIFO append: overwrite the oldest slot when full; priority stays 1."""
-    slot = state.count % state.valid.shape[0]
+    slot = ring.slot(state.count, state.valid.shape[0])
     return _write(state, slot, s, a, theta_norm_sq, jnp.float32(1.0))
 
 
@@ -188,8 +189,7 @@ def uniform_sample(
     key: jax.Array, state: ReplayState, batch: int
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Draw `batch` transitions uniformly with replacement from the valid slots."""
-    n_valid = jnp.minimum(state.count, state.valid.shape[0])  # FIFO fills slots 0.. in order
-    idx = jax.random.randint(key, (batch,), 0, jnp.maximum(n_valid, 1), dtype=jnp.int32)
+    idx = ring.uniform_index(key, state.count, state.valid.shape[0], batch)
     return state.s[idx], state.a[idx], idx
 
 
@@ -225,6 +225,23 @@ def make_uniform_buffer(capacity: int, batch: int, state_dim: int, n_ue: int) ->
     """Traditional FIFO buffer with uniform sampling, same interface as `make_per_buffer`."""
     return _bind(capacity, batch, state_dim, n_ue, uniform_add, uniform_sample,
                  uniform_set_priorities)  # fmt: skip
+
+
+def replay_from_mapping(m: dict | None) -> tuple[str, PERParams, float | None]:
+    """The `replay` config group: its kind, its 2p-ER leaves and its `explore_eps` (None when the
+    group does not set it); an unknown key or a non-positive number fails by name."""
+    rp = dict(m or {})
+    kind = rp.pop("kind", "per")
+    if kind not in REPLAY_KINDS:
+        raise ConfigError(f"replay.kind must be one of {', '.join(REPLAY_KINDS)}, got {kind!r}")
+    explore_eps = rp.pop("explore_eps", None)
+    bad = sorted(set(rp) - {"rho_max", "tau", "epsilon"})
+    if bad:
+        raise ConfigError(f"unknown replay setting {bad[0]!r}")
+    for k, v in rp.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
+    return kind, PERParams(**{k: float(v) for k, v in rp.items()}), explore_eps
 
 
 def make_buffer(kind: str, capacity: int, batch: int, state_dim: int, n_ue: int) -> ReplayBuffer:

@@ -268,7 +268,8 @@ def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     for _, r in by_kind.get("table2", []):
         tag = f"_{r['preset']}" if len(by_kind["table2"]) > 1 and r.get("preset") else ""
         md = _write_table(out, f"table2{tag}", *table2_rows(r))
-        sections += [f"## Table II (N = {r['n_ue']}, M = {r['n_mec']}, {r['channels']} draws, "
+        draws = r.get("draws", r.get("channels"))  # "channels" in records before the rename
+        sections += [f"## Table II (N = {r['n_ue']}, M = {r['n_mec']}, {draws} draws, "
                      f"exact certified on {r['exact_certified']})", "", md, ""]  # fmt: skip
         written.append(f"table2{tag}.md")
     if "table3" in by_kind:

@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ojrs_jax import env as env_mod
 from ojrs_jax import incremental
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
 from ojrs_jax.config import ConfigError, whole_blocks
-from ojrs_jax.p2 import latency
 from ojrs_jax.policy import (
     PerUEPolicy,
     PolicyNet,
@@ -45,8 +45,8 @@ from ojrs_jax.policy import (
     policy_loss,
     scaled_hidden,
 )
-from ojrs_jax.replay import PERParams, ReplayState, make_buffer
-from ojrs_jax.scenario import Scenario, sample_channel
+from ojrs_jax.replay import PERParams, ReplayState, make_buffer, replay_from_mapping
+from ojrs_jax.scenario import Scenario
 
 REPLAYS = ("per", "uniform")
 STATES = ("sae", "channel")
@@ -155,7 +155,8 @@ class TrainConfig:
     def from_mapping(
         cls, train: dict, asa: dict | None = None, replay: dict | None = None
     ) -> TrainConfig:
-        """Build from the plain `train`, `asa` and `replay` config nodes; unknown keys fail."""
+        """Build from the plain `train`, `asa` and `replay` config nodes, each parsed by its own
+        module (`asa.asa_from_mapping`, `replay.replay_from_mapping`); unknown keys fail."""
         from ojrs_jax.asa import asa_from_mapping
 
         m = dict(train)
@@ -164,20 +165,12 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train setting {unknown[0]!r}")
         asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
-        rp = dict(replay or {})
-        kind = rp.pop("kind", "per")
-        if "explore_eps" in rp:
-            m["explore_eps"] = rp.pop("explore_eps")
-        bad = sorted(set(rp) - {"rho_max", "tau", "epsilon"})
-        if bad:
-            raise ConfigError(f"unknown replay setting {bad[0]!r}")
-        for k, v in rp.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                raise ConfigError(f"replay.{k} must be a positive number, got {v!r}")
+        kind, per, explore_eps = replay_from_mapping(replay)
+        if explore_eps is not None:
+            m["explore_eps"] = explore_eps
         for name in ("hidden", "ue_hidden"):
             if isinstance(m.get(name), list):
                 m[name] = tuple(m[name])
-        per = PERParams(**{k: float(v) for k, v in rp.items()})
         return cls(**m, replay=kind, asa=asa_cfg, asa_params=asa_par, per=per)
 
 
@@ -241,11 +234,6 @@ def make_env(key: jax.Array, scn: Scenario, cfg: TrainConfig, sae_cfg: sae_mod.S
     )
 
 
-def weights_at(env: Env, epoch: jax.Array) -> jax.Array:
-    """Task weights in force at `epoch` (N,)."""
-    return jnp.where(epoch >= env.change_epoch, env.weights_after, env.scn.weights)
-
-
 def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec: int) -> Trainer:
     """Derive everything static, then return the pure, jitted functions of Algorithm 3."""
     phi, k, max_iter = cfg.phi, cfg.asa.k, cfg.asa.max_iter
@@ -283,7 +271,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
     def one_epoch(key, st: TrainState, env: Env, epoch, h):
         """Act and search for one epoch (vmapped over the phi epochs of a block)."""
         k_exp, k_opt, k_asa = jax.random.split(key, 3)
-        scn = env.scn.replace(weights=weights_at(env, epoch))
+        scn = env_mod.scenario_at(env, epoch)
         s = observe(st.sae.online, sae_mod.preprocess(h, env.stats).reshape(-1))
         a = act(net, st.policy, s)
         explore = jax.random.uniform(k_exp, (n_ue,)) < st.hyper.explore_eps
@@ -291,12 +279,13 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
         a_star, l_star, _ = asa_search(
             k_asa, scn, h, a0, st.t_sa, st.hyper.asa, k=k, max_iter=max_iter
         )
-        return s, a_star, {"latency": latency(scn, h, a), "latency_search": l_star}
+        _, lat = env_mod.reward(env, epoch, h, a)
+        return s, a_star, {"latency": lat, "latency_search": l_star}
 
     def block(st: TrainState, env: Env) -> tuple[TrainState, dict]:
         key, k_h, k_ep, k_sae, k_batch = jax.random.split(st.key, 5)
         epochs = st.epoch + jnp.arange(phi, dtype=jnp.int32)
-        H = jax.vmap(sample_channel, (0, None))(jax.random.split(k_h, phi), env.scn)
+        H, _ = jax.vmap(env_mod.reset, (0, None))(jax.random.split(k_h, phi), env)
         S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0, 0))(
             jax.random.split(k_ep, phi), st, env, epochs, H
         )

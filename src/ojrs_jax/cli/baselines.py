@@ -5,7 +5,7 @@ prints mean weighted latency L, reward 1/L and per-decision time; writes `baseli
 per epoch and method) and `summary.csv` to the Hydra run directory. Exact (SCIP MIQP) is the
 certified optimum; the command reports how many draws any heuristic beat it (must be 0).
 
-    ojrs-baselines scale=paper_m2 epochs=200
+    ojrs-baselines scale=paper_m2 draws=200
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.baselines import EXACT, run_baselines, summarise, write_outputs
+from ojrs_jax.config import hydra_cli, to_container
+from ojrs_jax.experiments.baselines import (
+    EXACT,  # fmt: skip
+    BaselinesConfig,
+    run_baselines,
+    summarise,
+    write_outputs,
+)
 
 
 def format_table(rows: list[tuple]) -> str:
@@ -34,7 +40,7 @@ def format_table(rows: list[tuple]) -> str:
 
 @hydra_cli("baselines")
 def main(cfg: DictConfig) -> None:
-    results = run_baselines(cfg)
+    results = run_baselines(BaselinesConfig.from_mapping(to_container(cfg)))
     rows = summarise(results)
     print(format_table(rows))
     if EXACT in results and not results[EXACT]["optimal"].all():

@@ -14,14 +14,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.fig7 import run_fig7
+from ojrs_jax.config import hydra_cli, to_container
+from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 
 
 @hydra_cli("fig7")
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    s = run_fig7(cfg, out)
+    s = run_fig7(Fig7Config.from_mapping(to_container(cfg)), out)
     print(
         f"mean L: start {s['start']:.4f}  ASA {s['asa_final']:.4f}  SA {s['sa_final']:.4f}  "
         f"exact {s['exact']:.4f}"

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ojrs_jax.config import hydra_cli
 from ojrs_jax.experiments.sae_outputs import figures, write_outputs
-from ojrs_jax.experiments.sae_study import LABELS, run_sae
+from ojrs_jax.experiments.sae_study import LABELS, parse, run_sae
 
 
 def format_summary(r: dict) -> str:
@@ -78,7 +78,7 @@ def format_summary(r: dict) -> str:
 
 @hydra_cli("sae_train")
 def main(cfg: DictConfig) -> None:
-    r = run_sae(cfg)
+    r = run_sae(*parse(cfg))
     print(format_summary(r))
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     paths = write_outputs(r, out) + figures(r, out, r["run"]["hist_bins"])

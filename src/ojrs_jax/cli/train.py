@@ -39,7 +39,7 @@ def format_summary(s: dict) -> str:
         f"DRL: {s['epochs']} epochs in {s['train_seconds']:.1f} s (first chunk with compile "
         f"{'-' if first is None else f'{first:.1f}'} s), "
         f"reward stable after {s['epochs_to_stable']} epochs, final T_SA {s['final_t_sa']}",
-        f"policy on {e['channels']} held-out channels: mean latency {e['latency_policy']:.3f} s "
+        f"policy on {e['draws']} held-out channels: mean latency {e['latency_policy']:.3f} s "
         f"(greedy {e['latency_greedy']:.3f}, random {e['latency_random']:.3f})",
     ]
     if "nrr" in e:

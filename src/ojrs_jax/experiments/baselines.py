@@ -10,38 +10,104 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import numpy as np
-from omegaconf import DictConfig
 
-from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
+from ojrs_jax import env as env_mod
+from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import (
-    ConfigError,
+    ConfigError,  # fmt: skip
     positive_int,
     positive_number,
+    rename_settings,
     seed_value,
     system_config,
-    to_container,
 )
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
-from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
+from ojrs_jax.pso import PSOConfig, PSOParams, pso, pso_from_mapping
+from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
 
 # A heuristic maps (key, scenario, h (N, M)) to a decision a (N,); it is jitted with P2.
 Decider = Callable[[jax.Array, Scenario, jax.Array], jax.Array]
 
 
-def search_heuristics(c: dict) -> dict[str, Decider]:
-    """ASA-only (T_SA(0) iterations), plain SA and PSO, each started from Greedy, configured by
-    the `asa`, `sa` and `pso` nodes of the config (defaults where a node is absent)."""
-    asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}))
-    sa_iter = positive_int({"iterations": asa_cfg.t_sa0, **c.get("sa", {})}, "iterations", "sa.")
-    pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
+@dataclass(frozen=True)
+class Searches:
+    """Settings of the search rules started from Greedy (the `asa`, `sa` and `pso` groups)."""
+
+    asa: ASAConfig = field(default_factory=ASAConfig)
+    asa_params: ASAParams = field(default_factory=ASAParams)
+    sa_iterations: int = 20  # plain SA: fixed iteration count (K, temperature, cooling from asa)
+    pso: PSOConfig = field(default_factory=PSOConfig)
+    pso_params: PSOParams = field(default_factory=PSOParams)
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> Searches:
+        """From a config holding `asa`, `sa` and `pso` nodes (defaults where a node is absent)."""
+        asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}) or {})
+        sa = {"iterations": cls.sa_iterations, **(c.get("sa", {}) or {})}
+        sa_iter = positive_int(sa, "iterations", "sa.")
+        pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}) or {})
+        return cls(asa_cfg, asa_par, sa_iter, pso_cfg, pso_par)
+
+
+BASELINES_KEYS = {"scale", "system", "draws", "seed", "methods", "p2", "exact", "asa", "sa", "pso"}
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Typed `ojrs-baselines` settings (conf/baselines.yaml); the one source of its defaults."""
+
+    system: SystemConfig = field(default_factory=SystemConfig)
+    draws: int = 200  # channel draws (epochs) E every method runs on
+    seed: int = 0  # seed of the channel draws and of Random
+    methods: tuple[str, ...] = ("greedy", "random", "exact")
+    p2_method: str = "closed_form"  # how P2's CPU shares are solved for the heuristics
+    time_limit: float = TIME_LIMIT  # SCIP time limit per draw, s
+    searches: Searches = field(default_factory=Searches)
+
+    def __post_init__(self) -> None:
+        positive_int({"draws": self.draws}, "draws", "")
+        seed_value({"seed": self.seed})
+        if self.p2_method not in P2_METHODS:
+            raise ConfigError(
+                f"p2.method must be one of {', '.join(P2_METHODS)}, got {self.p2_method!r}"
+            )
+        positive_number({"time_limit": self.time_limit}, "time_limit", "exact.", TIME_LIMIT)
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> BaselinesConfig:
+        """From the resolved `ojrs-baselines` config (or a dict with the same keys; the earlier
+        name `epochs` of `draws` is accepted); an unknown key fails by name."""
+        c = rename_settings(c, "baselines")
+        unknown = sorted(set(c) - BASELINES_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}")
+        methods = c.get("methods", list(available_methods()))
+        if not isinstance(methods, list | tuple) or not all(isinstance(m, str) for m in methods):
+            raise ConfigError(f"methods must be a list of method names, got {methods!r}")
+        return cls(
+            system=system_config(c),
+            draws=c.get("draws", cls.draws),
+            seed=c.get("seed", cls.seed),
+            methods=tuple(methods),
+            p2_method=(c.get("p2", {}) or {}).get("method", cls.p2_method),
+            time_limit=(c.get("exact", {}) or {}).get("time_limit", cls.time_limit),
+            searches=Searches.from_mapping(c),
+        )
+
+
+def search_heuristics(s: Searches) -> dict[str, Decider]:
+    """ASA-only (T_SA(0) iterations), plain SA and PSO, each started from Greedy."""
+    asa_cfg, asa_par = s.asa, s.asa_params
+    sa_iter = s.sa_iterations
+    pso_cfg, pso_par = s.pso, s.pso_params
 
     def asa(key, scn, h):
         a0 = greedy(scn, h)
@@ -69,7 +135,7 @@ def search_heuristics(c: dict) -> dict[str, Decider]:
 HEURISTICS: dict[str, Decider] = {
     "greedy": lambda key, scn, h: greedy(scn, h),
     "random": lambda key, scn, h: random_decision(key, scn),
-    **search_heuristics({}),
+    **search_heuristics(Searches()),
 }
 EXACT = "exact"
 
@@ -85,30 +151,23 @@ def _timed(fn: Callable, *args) -> tuple[tuple, float]:
 
 
 def run_baselines(
-    cfg: DictConfig | dict, extra: dict[str, Decider] | None = None
+    cfg: BaselinesConfig, extra: dict[str, Decider] | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """Run the configured methods; returns per-method arrays latency, seconds (E,) and a (E, N).
 
     `extra` adds deciders by name (the reproduction adds the trained OJRS pipeline), timed the
     same way as the built-in rules: one jitted call of decision + P2 per draw."""
-    c = to_container(cfg)
-    sys_cfg = system_config(c)
-    epochs = positive_int(c, "epochs", "")
-    methods = list(c.get("methods", available_methods()))
+    methods, draws, p2_method, time_limit = cfg.methods, cfg.draws, cfg.p2_method, cfg.time_limit
     known = (*available_methods(), *(extra or {}))
     for m in methods:
         if m not in known:
             raise ConfigError(f"unknown method {m!r}; available: {', '.join(known)}")
-    p2_method = c.get("p2", {}).get("method", "closed_form")
-    if p2_method not in P2_METHODS:
-        raise ConfigError(f"p2.method must be one of {', '.join(P2_METHODS)}, got {p2_method!r}")
-    time_limit = positive_number(c.get("exact", {}), "time_limit", "exact.", TIME_LIMIT)
 
-    scn = make_scenario(sys_cfg)
-    k_h, k_m = jax.random.split(jax.random.key(seed_value(c)))
-    H = sample_channels(k_h, scn, epochs)
-    keys = jax.random.split(k_m, epochs)
-    heuristics = {**HEURISTICS, **search_heuristics(c), **(extra or {})}
+    scn = make_scenario(cfg.system)
+    k_h, k_m = jax.random.split(jax.random.key(cfg.seed))
+    H = env_mod.draws(k_h, env_mod.make_params(scn), draws)
+    keys = jax.random.split(k_m, draws)
+    heuristics = {**HEURISTICS, **search_heuristics(cfg.searches), **(extra or {})}
     results: dict[str, dict[str, np.ndarray]] = {}
     for name in methods:
         if name == EXACT:
@@ -121,7 +180,7 @@ def run_baselines(
             return a, solve_p2(scn, h, a, p2_method).latency
 
         jax.block_until_ready(step(keys[0], scn, H[0]))  # compile outside the timing
-        outs = [_timed(step, keys[e], scn, H[e]) for e in range(epochs)]
+        outs = [_timed(step, keys[e], scn, H[e]) for e in range(draws)]
         results[name] = {
             "a": np.stack([np.asarray(o[0][0]) for o in outs]),
             "latency": np.array([float(o[0][1]) for o in outs]),
@@ -129,7 +188,7 @@ def run_baselines(
         }
     if EXACT in methods:
         warm = np.asarray(greedy(scn))
-        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in range(epochs)]
+        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in range(draws)]
         results[EXACT] = {
             "a": np.stack([r.a for r in res]),
             "latency": np.array([r.latency for r in res]),

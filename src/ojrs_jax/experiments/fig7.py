@@ -9,24 +9,59 @@ the best weighted latency L found so far, averaged over the draws; the mean cert
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
-from ojrs_jax.asa import ASAParams, asa_from_mapping, asa_search, plain_sa
+from ojrs_jax import env as env_mod
+from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config, to_container
+from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.plots import save_figure
-from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
+from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
 
 STARTS = ("random", "greedy")
+FIG7_KEYS = {"scale", "system", "asa", "draws", "iterations", "start", "exact", "seed"}
+
+
+@dataclass(frozen=True)
+class Fig7Config:
+    """Typed `ojrs-fig7` settings (conf/fig7.yaml); the one source of its defaults."""
+
+    system: SystemConfig = field(default_factory=SystemConfig)
+    asa: ASAConfig = field(default_factory=ASAConfig)
+    asa_params: ASAParams = field(default_factory=ASAParams)
+    draws: int = 200  # channel draws averaged
+    iterations: int = 50  # search iterations of ASA and SA
+    start: str = "random"  # random | greedy
+    exact: bool = True  # mean certified optimum as a reference line
+    seed: int = 0  # seed of the draws, the starts and the searches
+
+    def __post_init__(self) -> None:
+        for name in ("draws", "iterations"):
+            positive_int({name: getattr(self, name)}, name, "")
+        if self.start not in STARTS:
+            raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if not isinstance(self.exact, bool):
+            raise ConfigError(f"exact must be true or false, got {self.exact!r}")
+        seed_value({"seed": self.seed})
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> Fig7Config:
+        """From the resolved `ojrs-fig7` config (or a dict with its keys); unknown keys fail."""
+        unknown = sorted(set(c) - FIG7_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}")
+        asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}) or {})
+        own = {k: c[k] for k in ("draws", "iterations", "start", "exact", "seed") if k in c}
+        return cls(system=system_config(c), asa=asa_cfg, asa_params=asa_par, **own)
 
 
 def search_curves(
@@ -99,19 +134,13 @@ def plot(curves: dict[str, np.ndarray], exact: np.ndarray | None, title: str) ->
     return fig
 
 
-def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
+def run_fig7(cfg: Fig7Config, out_dir: Path) -> dict[str, float]:
     """Compute the curves, write fig7.png and fig7.csv; returns summary numbers."""
-    c = to_container(cfg)
-    sys_cfg = system_config(c)
-    draws = positive_int(c, "draws", "")
-    iterations = positive_int(c, "iterations", "")
-    start = c.get("start", "random")
-    if start not in STARTS:
-        raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
-    asa_cfg, params = asa_from_mapping(c.get("asa", {}))
-    scn = make_scenario(sys_cfg)
-    k_h, k_a0, k_search = jax.random.split(jax.random.key(seed_value(c)), 3)
-    H = sample_channels(k_h, scn, draws)
+    draws, iterations, start = cfg.draws, cfg.iterations, cfg.start
+    asa_cfg, params = cfg.asa, cfg.asa_params
+    scn = make_scenario(cfg.system)
+    k_h, k_a0, k_search = jax.random.split(jax.random.key(cfg.seed), 3)
+    H = env_mod.draws(k_h, env_mod.make_params(scn), draws)
     if start == "greedy":
         a0 = jnp.broadcast_to(greedy(scn), (draws, scn.n_ue))
     else:
@@ -126,7 +155,7 @@ def run_fig7(cfg: DictConfig | dict, out_dir: Path) -> dict[str, float]:
         if err > 1e-4:
             raise RuntimeError(f"{name}: JAX latency differs from float64 by {err:.2e}")
     exact = None
-    if c.get("exact", True):
+    if cfg.exact:
         exact = np.array(
             [
                 exact_miqp(scn, np.asarray(H[e]), TIME_LIMIT, np.asarray(greedy(scn))).latency

@@ -27,13 +27,23 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.config import ConfigError, positive_int, positive_number, to_container
+from ojrs_jax.asa import asa_from_mapping
+from ojrs_jax.config import (
+    ConfigError,
+    integer,
+    positive_int,
+    positive_number,
+    split_settings,
+    system_config,
+    to_container,  # fmt: skip
+)
 from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
 from ojrs_jax.pso import pso_from_mapping
+from ojrs_jax.sae import SAEConfig
 from ojrs_jax.scenario import sample_channels
 from ojrs_jax.train import Env
 
@@ -52,7 +62,7 @@ def _settings(c: dict) -> dict[str, Any]:
         "kind": kind,
         "seeds": positive_int(r, "seeds", "reproduce."),
         "eval_every": positive_int(r, "eval_every", "reproduce."),
-        "eval_channels": positive_int(r, "eval_channels", "reproduce."),
+        "eval_draws": positive_int(r, "eval_draws", "reproduce."),
         "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
         "shard": bool(r.get("shard", True)),
         "progress": bool(r.get("progress", False)),
@@ -87,7 +97,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     k_h, k_p1, k_p2 = jax.random.split(keys["eval"], 3)
-    H = sample_channels(k_h, spec.scn, s["eval_channels"])
+    H = sample_channels(k_h, spec.scn, s["eval_draws"])
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
     pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
@@ -127,7 +137,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         **_scenario_info(spec),
         "seeds": s["seeds"],
         "eval_every": s["eval_every"],
-        "eval_channels": s["eval_channels"],
+        "eval_draws": s["eval_draws"],
         "change_epoch": int(env.change_epoch),
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": [refs[0].certified, refs[1].certified],
@@ -178,7 +188,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
 def run_table2(c: dict, out: Path) -> dict[str, Any]:
     """Table II: train OJRS (one seed, static weights), then time and score every method on the
     same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
-    from ojrs_jax.experiments.baselines import EXACT, run_baselines
+    from ojrs_jax.experiments.baselines import EXACT, BaselinesConfig, Searches, run_baselines
 
     s = _settings(c)
     spec = _spec_for_seeds(c, s["eval_every"])
@@ -197,17 +207,14 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
         return decide(pol, enc, env, h)
 
     t2 = dict(c.get("table2", {}) or {})
-    bcfg = {
-        "scale": c.get("scale", {}),
-        "system": c.get("system", {}),
-        "asa": c.get("asa", {}),
-        "pso": c.get("pso", {}),
-        "sa": c.get("sa", {}),
-        "seed": int(c.get("seed", 0)) + 1,  # draws unseen in training
-        "epochs": positive_int(t2, "channels", "table2."),
-        "methods": list(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
-        "exact": {"time_limit": s["time_limit"]},
-    }
+    bcfg = BaselinesConfig(
+        system=system_config(c),
+        draws=positive_int(t2, "draws", "table2."),
+        seed=int(c.get("seed", 0)) + 1,  # draws unseen in training
+        methods=tuple(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
+        time_limit=s["time_limit"],
+        searches=Searches.from_mapping(c),
+    )
     res = run_baselines(bcfg, extra={"ojrs": ojrs})
     rows = []
     ex = res.get(EXACT)
@@ -228,12 +235,12 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     write_csv(
         out / "table2_draws.csv",
         ["draw", *res],
-        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg["epochs"])),
+        ([e, *(float(r["latency"][e]) for r in res.values())] for e in range(bcfg.draws)),
     )
     return {
         "kind": "table2",
         **_scenario_info(spec),
-        "channels": bcfg["epochs"],
+        "draws": bcfg.draws,
         "train_seconds": run.seconds,
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": None if ex is None else int(ex["optimal"].sum()),
@@ -244,11 +251,10 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
 def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 3-6: AE vs SAE vs 2r-SAE accuracy, loss and error distributions (`ojrs-sae`)."""
     from ojrs_jax.experiments.sae_outputs import figures, summary_json, write_outputs
-    from ojrs_jax.experiments.sae_study import run_sae
+    from ojrs_jax.experiments.sae_study import run_sae, settings
 
-    study = dict(c.get("sae_study", {}) or {})
-    r = run_sae({**study, "scale": c.get("scale", {}), "system": c.get("system", {}),
-                 "sae": c.get("sae", {}), "seed": c.get("seed", 0)})  # fmt: skip
+    run = settings({**(c.get("sae_study", {}) or {}), "seed": integer(c, "seed", "")})
+    r = run_sae(system_config(c), SAEConfig.from_mapping(c.get("sae", {}) or {}), run)
     write_outputs(r, out)
     figures(r, out, r["run"]["hist_bins"])
     sj = summary_json(r)
@@ -264,12 +270,13 @@ def run_sae_study(c: dict, out: Path) -> dict[str, Any]:
 
 def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
     """Fig. 7: best fitness per iteration, ASA vs plain SA (`ojrs-fig7`)."""
-    from ojrs_jax.experiments.fig7 import run_fig7
+    from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 
-    f = dict(c.get("fig7", {}) or {})
-    s = run_fig7(
-        {**f, "scale": c.get("scale", {}), "system": c.get("system", {}),
-         "asa": c.get("asa", {}), "seed": c.get("seed", 0)}, out)  # fmt: skip
+    asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}) or {})
+    (own,) = split_settings(dict(c.get("fig7", {}) or {}), "fig7", Fig7Config)
+    fcfg = Fig7Config(system=system_config(c), asa=asa_cfg, asa_params=asa_par,
+                      seed=integer(c, "seed", ""), **own)  # fmt: skip
+    s = run_fig7(fcfg, out)
     return {"kind": "fig7", **s}
 
 

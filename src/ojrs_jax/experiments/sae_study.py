@@ -1,6 +1,6 @@
 """The 2r-SAE study (eq. 23): data of paper Figs. 3-6 and Table III's SAE columns (`ojrs-sae`).
 
-Draws `train_channels` and `test_channels` independent channel epochs of the configured scenario,
+Draws `train_draws` and `test_draws` independent channel epochs of the configured scenario,
 trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
 conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
 reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
@@ -27,8 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import incremental, sae, sae_metrics
-from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config, to_container
+from ojrs_jax import incremental, ring, sae, sae_metrics
+from ojrs_jax.config import (
+    ConfigError,  # fmt: skip
+    positive_int,
+    rename_settings,
+    seed_value,
+    system_config,
+    to_container,
+)
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
@@ -43,8 +50,8 @@ class RunSettings:
 
     seed: int
     model_seeds: int
-    train_channels: int
-    test_channels: int
+    train_draws: int
+    test_draws: int
     compare: tuple[str, ...]
     table_mecs: tuple[int, ...]
     incremental_epochs: int
@@ -69,10 +76,18 @@ def variant_config(main: sae.SAEConfig, name: str) -> sae.SAEConfig:
 
 
 def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSettings]:
-    """Validate the whole config once; jitted code only ever sees the typed results."""
+    """Validate the whole `ojrs-sae` config once; jitted code only ever sees the typed results."""
     c = to_container(cfg)
-    sys_cfg = system_config(c)
-    model = sae.SAEConfig.from_mapping(c.get("sae", {}))
+    own = {k: v for k, v in c.items() if k not in ("scale", "system", "sae")}
+    return system_config(c), sae.SAEConfig.from_mapping(c.get("sae", {})), settings(own)
+
+
+def settings(c: dict) -> RunSettings:
+    """The study's own keys (everything but scale, system and sae), validated."""
+    c = rename_settings(c, "sae_train")
+    unknown = sorted(set(c) - {f.name for f in dataclasses.fields(RunSettings)} - {"incremental"})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}")
     seed = seed_value(c)
     compare = c.get("compare", [])
     if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
@@ -96,8 +111,8 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
     run = RunSettings(
         seed=seed,
         model_seeds=positive_int(c, "model_seeds", ""),
-        train_channels=positive_int(c, "train_channels", ""),
-        test_channels=positive_int(c, "test_channels", ""),
+        train_draws=positive_int(c, "train_draws", ""),
+        test_draws=positive_int(c, "test_draws", ""),
         compare=tuple(dict.fromkeys(compare)),
         table_mecs=tuple(mecs),
         incremental_epochs=inc,
@@ -106,11 +121,7 @@ def parse(cfg: DictConfig | dict) -> tuple[SystemConfig, sae.SAEConfig, RunSetti
         deployment_seeds=tuple(dseeds),
         fidelity_draws=fid,
     )
-    for name in run.compare:
-        variant_config(model, name)  # fail early on a missing or invalid preset
-    for m in run.table_mecs:
-        dataclasses.replace(sys_cfg, n_mec=m)  # e.g. layout=paper exists for M <= 5 only
-    return sys_cfg, model, run
+    return run
 
 
 # --- experiments -----------------------------------------------------------------------------
@@ -120,8 +131,8 @@ def draw(key: jax.Array, scn: Scenario, run: RunSettings) -> tuple[jax.Array, ja
     """Independent training and held-out channel sets (E, N, M)."""
     k_tr, k_te = jax.random.split(key)
     return (
-        sample_channels(k_tr, scn, run.train_channels),
-        sample_channels(k_te, scn, run.test_channels),
+        sample_channels(k_tr, scn, run.train_draws),
+        sample_channels(k_te, scn, run.test_draws),
     )
 
 
@@ -277,7 +288,7 @@ def incremental_run(
     return {
         "epochs": int(xs.shape[0]),
         "admitted_fraction": float(np.mean(np.asarray(info["added"]))),
-        "memory_count": int(state.memory.count),
+        "memory_count": int(ring.rows(state.memory)),
         "syncs": int(np.sum(np.asarray(info["synced"]))),
         "median_error": float(np.median(np.asarray(info["err"]))),
         "acc_before": float(sae.evaluate(res["params"], model, x_te, st)["acc"]),
@@ -286,9 +297,12 @@ def incremental_run(
     }
 
 
-def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
+def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> dict[str, Any]:
     """Everything `ojrs-sae` computes, as plain data (nothing is written)."""
-    sys_cfg, model, run = parse(cfg)
+    for name in run.compare:
+        variant_config(model, name)  # fail early on a missing or invalid preset
+    for m in run.table_mecs:
+        dataclasses.replace(sys_cfg, n_mec=m)  # e.g. layout=paper exists for M <= 5 only
     scn = make_scenario(sys_cfg)
     k_data, k_model, k_inc = jax.random.split(jax.random.key(run.seed), 3)
     h_tr, h_te = draw(k_data, scn, run)
@@ -308,7 +322,7 @@ def run_sae(cfg: DictConfig | dict) -> dict[str, Any]:
         )
         figs["mean_channel"]["fidelity"].pop("a_opt")
     seeds = across_deployments(k_model, configs, sys_cfg, run)
-    n_err = min(run.errors_saved, run.train_channels, run.test_channels)
+    n_err = min(run.errors_saved, run.train_draws, run.test_draws)
     errors = {
         n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
         for n, r in models.items()

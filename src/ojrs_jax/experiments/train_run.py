@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax.checkpoint import load_state, save_model
-from ojrs_jax.config import positive_int, positive_number, to_container
+from ojrs_jax.config import positive_int, positive_number, rename_overrides, to_container
 from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv
@@ -48,7 +48,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     c = to_container(cfg)
     spec = build(c)
     ev = dict(c.get("eval", {}) or {})
-    n_eval = positive_int({"channels": 1000, **ev}, "channels", "eval.")
+    n_eval = positive_int({"draws": 1000, **ev}, "draws", "eval.")
     time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
     run_dir = Path(run_dir)
     with writing(run_dir):
@@ -136,7 +136,8 @@ def compose_config(overrides: list[str] | None = None, config_name: str = "train
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
-        return to_container(compose(config_name, overrides=list(overrides or [])))
+        overrides = rename_overrides(list(overrides or []), config_name)
+        return to_container(compose(config_name, overrides=overrides))
 
 
 def train_from_config(
