@@ -74,12 +74,16 @@ def tiny_run_dir(tmp_path_factory):
     import sys
 
     d = tmp_path_factory.mktemp("train") / "run"
+    # tensorboard=true: the events are checked in test_cli_train's test_train_log_and_tensorboard_events
     p = subprocess.run(
-        [sys.executable, "-m", "ojrs_jax.cli.train", *TINY_CLI_ARGS, f"hydra.run.dir={d}"],
+        [sys.executable, "-m", "ojrs_jax.cli.train", *TINY_CLI_ARGS, "tensorboard=true",
+         f"hydra.run.dir={d}"],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     assert "NRR" in p.stdout
+    # stdout holds the results, stderr no log lines (they go to train.log)
+    assert "[INFO]" not in p.stdout + p.stderr
     return d
 
 

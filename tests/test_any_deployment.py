@@ -196,7 +196,7 @@ def test_scheduler_api_checks_and_batch():
 
 def test_train_any_run_tiny(tmp_path):
     from ojrs_jax.any_scheduler import load_any_run
-    from ojrs_jax.cli.train_any import train_any_run
+    from ojrs_jax.experiments.train_any import train_any_run
 
     c = {
         "system": {"noise": 2e-7},

@@ -52,6 +52,41 @@ def test_train_writes_run_directory(run_dir):
     assert not np.allclose(w0, w1)
 
 
+def read_scalars(event_dir) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} of every scalar in the TensorBoard event files of a directory
+    (TFRecord framing: length, its CRC, an Event proto, its CRC)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for f in sorted(event_dir.glob("events.out.tfevents.*")):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            ev = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for v in ev.summary.value:
+                out.setdefault(v.tag, {})[ev.step] = v.simple_value
+    return out
+
+
+def test_train_log_and_tensorboard_events(run_dir):
+    log = (run_dir / "train.log").read_text()
+    for needle in (f"run {run_dir}: N = 6, M = 2, 200 epochs, seed 0", "training: 200 epochs in",
+                   "evaluation on 50 held-out channels: done", "summary: epochs 200"):  # fmt: skip
+        assert needle in log, needle
+    nrr = json.loads((run_dir / "summary.json").read_text())["eval"]["nrr"]
+    assert f"NRR {nrr:.4g}" in log
+    # one point per epoch, equal to metrics.csv (float32 in the event file)
+    scalars = read_scalars(run_dir / "tensorboard")
+    rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
+    assert sorted(scalars) == sorted(n for n in rows.dtype.names if n != "epoch")
+    for tag, points in scalars.items():
+        assert sorted(points) == list(range(200)), tag
+        np.testing.assert_allclose([points[e] for e in range(200)], rows[tag], rtol=1e-6)
+
+
 def test_decide_outputs(run_dir, tmp_path):
     import jax
 

@@ -116,6 +116,27 @@ def test_table2_rows_are_consistent(sweep):
     np.testing.assert_allclose(lat.mean(0), [rows[m]["latency"] for m in rows], rtol=1e-9)
 
 
+def test_each_job_logs_its_phases_and_key_numbers(sweep):
+    """reproduce.log of every job (Hydra's job logging) holds its phases and its summary line,
+    the line `ojrs-reproduce` prints; for Table II the numbers of result.json."""
+    from ojrs_jax.experiments.reproduce import job_summary
+
+    for job in ("0_table2", "1_table3", "2_drl_per", "3_drl_uniform"):
+        r = json.loads((sweep / job / "result.json").read_text())
+        log = (sweep / job / "reproduce.log").read_text()
+        assert "SAE pretraining done" in log and "training: 200 epochs in" in log, job
+        assert f"job {r['name']} done in" in log and job_summary(r) in log, job
+    r = json.loads((sweep / "0_table2" / "result.json").read_text())
+    rows = {x["method"]: x for x in r["rows"]}
+    line = job_summary(r)
+    assert f"L exact {rows['exact']['latency']:.4g}" in line
+    assert f"OJRS NRR vs exact {rows['ojrs']['nrr_exact']:.4g}" in line
+    assert (
+        "references (SCIP and PSO) on 20 draws"
+        in (sweep / "1_table3" / "reproduce.log").read_text()
+    )
+
+
 def test_aggregate_cli_over_several_dirs(sweep, tmp_path):
     out = tmp_path / "agg"
     p = cli("ojrs_jax.cli.aggregate", [str(sweep / "1_table3"), str(sweep / "2_drl_per"),

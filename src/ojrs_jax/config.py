@@ -229,16 +229,45 @@ def first_line(text: Any) -> str:
     return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
 
 
+# Hydra's launcher configs that come with a plugin, and the extra of this package installing it.
+LAUNCHER_EXTRAS = {
+    "joblib": "joblib",
+    "submitit_local": "submitit",
+    "submitit_slurm": "slurm",
+    "ray": "ray",
+    "ray_aws": "ray",
+}
+
+
+def _launcher_hint(missing: str) -> str:
+    """`pip install "ojrs-jax[extra]"` when `missing` (group/option) is a launcher plugin's
+    config, else ""."""
+    group, _, option = missing.rpartition("/")
+    extra = LAUNCHER_EXTRAS.get(option) if group == "hydra/launcher" else None
+    return "" if extra is None else f'pip install "ojrs-jax[{extra}]"'
+
+
 def hydra_error_line(e: BaseException) -> str:
     """One line for an exception Hydra raised while composing the config from the overrides."""
     from hydra.errors import MissingConfigException, OverrideParseException
 
     cause = e.__cause__
     if getattr(cause, "full_key", None) and "not in" in str(cause):
-        return f"unknown setting {cause.full_key!r}"  # type: ignore[union-attr]
-    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options:
+        key = cause.full_key  # type: ignore[union-attr]
+        plus = next((w for w in str(e).split() if w.startswith(f"+{key}=")), None)
+        # Hydra's own config (hydra.*) is not checked by `check_settings`: there `+key` works
+        hint = f" (to add it, use {plus})" if plus and key.startswith("hydra.") else ""
+        return f"unknown setting {key!r}{hint}"
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
         group, _, option = e.missing_cfg_file.rpartition("/")
-        return f"no option {option!r} in config group {group!r} (available: {', '.join(e.options)})"
+        hint = _launcher_hint(e.missing_cfg_file)
+        if hint:  # the plugin's own config (or a preset of conf/hydra/launcher built on it)
+            return f"launcher {option!r} needs its Hydra plugin, which is not installed: {hint}"
+        if e.options:
+            return (
+                f"no option {option!r} in config group {group!r} "
+                f"(available: {', '.join(e.options)})"
+            )
     if isinstance(e, OverrideParseException):
         return f"cannot parse override {e.override!r}: {first_line(e.message)}"
     line = first_line(e) or type(e).__name__

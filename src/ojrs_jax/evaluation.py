@@ -15,6 +15,7 @@ One definition of each measure, used by `ojrs-train` (`evaluate_run`) and the jo
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,12 @@ from ojrs_jax import env as env_mod
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.exact import TIME_LIMIT, cost_matrix, exact_miqp, latency_np
 from ojrs_jax.p2 import batched_latency
+from ojrs_jax.progress import bar, log_summary
 from ojrs_jax.pso import PSOConfig, PSOParams, pso
 from ojrs_jax.scenario import Scenario
 from ojrs_jax.train import Env, Trainer, TrainState
+
+log = logging.getLogger(__name__)
 
 
 def weights_changed(env: Env, epoch: int) -> bool:
@@ -110,7 +114,8 @@ def evaluate_run(
     if exact:
         H_np = np.asarray(H, np.float64)
         warm = np.asarray(a_pol)
-        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in range(draws)]
+        draws_it = bar(range(draws), desc="SCIP optimum", unit="draw")
+        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in draws_it]
         l_ex = np.array([r.latency for r in res])
         # the policy's latency in the same float64 model as SCIP's, for a consistent ratio
         l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(draws)])
@@ -123,6 +128,15 @@ def evaluate_run(
             exact_certified=int(sum(r.status == "optimal" for r in res)),
             exact_seconds=float(np.mean([r.seconds for r in res])),
         )
+    keys = (
+        "channels",
+        "latency_policy",
+        "latency_greedy",
+        "latency_exact",
+        "nrr",
+        "exact_certified",
+    )
+    log_summary(log, "evaluation", {k: out.get(k) for k in keys})
     return out
 
 
@@ -158,7 +172,11 @@ def make_reference(
 ) -> Reference:
     """SCIP optimum and PSO on each draw of H under scn's weights."""
     a0 = greedy(scn)
-    res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in range(H.shape[0])]
+    draws = bar(range(H.shape[0]), desc="SCIP reference", unit="draw")
+    res = [exact_miqp(scn, np.asarray(H[e], np.float64), time_limit) for e in draws]
+    log.info(
+        "SCIP reference: %d draws, %d certified", len(res), sum(r.status == "optimal" for r in res)
+    )
     a_pso = _pso_batch(
         jax.random.split(key, H.shape[0]),
         scn,

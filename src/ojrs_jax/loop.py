@@ -10,21 +10,26 @@ Used by `ojrs-train` (`ojrs_jax.experiments.train_run`) and the jobs of `ojrs-re
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
 
 from ojrs_jax.checkpoint import save_state
+from ojrs_jax.progress import bar
 from ojrs_jax.train import Env, Trainer, TrainState
+
+if TYPE_CHECKING:
+    from ojrs_jax.tracking import TensorBoardWriter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,11 +61,13 @@ def run_chunks(
     checkpoint_dir: Path | None = None,
     after_chunk: Callable[[TrainState, int], None] | None = None,
     progress: bool = False,
+    writer: TensorBoardWriter | None = None,
 ) -> LoopResult:
     """Run `run_chunk` (chunks of `chunk` epochs) from `state` until `total` epochs are done.
 
     With a leading seed axis (vmapped states) every seed advances together; the epoch counter
-    is seed 0's. `metrics` holds what a resumed run measured before. A non-finite loss, reward
+    is seed 0's. `metrics` holds what a resumed run measured before; `writer` gets each chunk's
+    metrics (TensorBoard, `ojrs_jax.tracking`). A non-finite loss, reward
     or parameter raises `FloatingPointError` naming the epoch (the loss is per block: without a
     bad loss the chunk's last epoch is blamed) and what was kept in `checkpoint_dir`.
     """
@@ -73,13 +80,9 @@ def run_chunks(
     collected = {k: [v] for k, v in (metrics or {}).items()}
     t0 = time.perf_counter()
     first = None
-    with tqdm(
-        total=total,
-        initial=epoch_of(state),
-        unit="epoch",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty() and not progress,
-    ) as bar:
+    start = epoch_of(state)
+    log.info("training: epochs %d to %d in chunks of %d", start, total, chunk)
+    with bar(total=total, initial=start, unit="epoch", desc="training", force=progress) as pbar:
         while epoch_of(state) < total:
             tc = time.perf_counter()
             new_state, m = run_chunk(state, env)
@@ -110,6 +113,8 @@ def run_chunks(
                     )
                     msg = f"{msg}; {kept}"
                 raise FloatingPointError(msg)
+            if writer is not None:
+                writer.write(m, epoch_of(state))
             state = new_state
             done = epoch_of(state)
             for k, v in m.items():
@@ -119,10 +124,17 @@ def run_chunks(
                 save_state(checkpoint_dir, state, flat, done)
             if after_chunk is not None:
                 after_chunk(state, done)
-            bar.update(chunk)
-            reward = m["reward"][..., -100:]
-            bar.set_postfix(reward=f"{float(np.mean(reward)):.4f}", t_sa=int(np.max(m["t_sa"])))
+            pbar.update(chunk)
+            reward = float(np.mean(m["reward"][..., -100:]))
+            pbar.set_postfix(reward=f"{reward:.4f}", t_sa=int(np.max(m["t_sa"])))
+            log.info("epoch %d/%d: reward %.4f (last 100 epochs)", done, total, reward)
     seconds = time.perf_counter() - t0
+    log.info(
+        "training: %d epochs in %.1f s (first chunk with compile %.1f s)",
+        epoch_of(state) - start,
+        seconds,
+        first or 0.0,
+    )
     flat = {k: np.concatenate(v, axis=axis)[..., :total] for k, v in collected.items()}
     return LoopResult(state, flat, seconds, first)
 
@@ -163,6 +175,7 @@ def train_seeds(
     measure: Callable[[TrainState, int], dict[str, Any]] | None = None,
     shard: bool = True,
     progress: bool = False,
+    writer: TensorBoardWriter | None = None,
 ) -> SeedRun:
     """Algorithm 3 for `n_seeds` seeds at once (vmap), their axis sharded over the devices.
 
@@ -172,6 +185,9 @@ def train_seeds(
     """
     state = jax.vmap(trainer.init, (0, None))(seed_keys(key, n_seeds), sae_params)
     mesh = seed_mesh(n_seeds) if shard else None
+    log.info(
+        "%d seeds in one computation on %d device(s)", n_seeds, 1 if mesh is None else mesh.size
+    )
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
         env = jax.device_put(env, NamedSharding(mesh, PartitionSpec()))
@@ -190,6 +206,7 @@ def train_seeds(
         cfg.chunk_blocks * cfg.phi,
         after_chunk=after_chunk,
         progress=progress,
+        writer=writer,
     )
     devices = 1 if mesh is None else mesh.size
     return SeedRun(

@@ -12,6 +12,7 @@ of them builds a run the same way from one plain config dict (the resolved Hydra
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,11 @@ import numpy as np
 
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.config import positive_int, seed_value, system_config, to_container
+from ojrs_jax.progress import log_summary
 from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 from ojrs_jax.train import Env, TrainConfig, Trainer, make_env, make_trainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,13 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     x_test = sae_mod.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
     params = sae_mod.init_sae(k_init, spec.sae_cfg, n_ue * n_mec, n_mec)
+    cfg = spec.sae_cfg
+    log.info(
+        "SAE pretraining: %s, %s steps on %d channels ...",
+        cfg.variant,
+        f"up to {cfg.max_steps}" if cfg.max_steps else cfg.steps,
+        spec.pretrain_draws,
+    )
     t0 = time.perf_counter()
     if spec.sae_cfg.max_steps:
         params, curves, steps = sae_mod.train_sae_converged(
@@ -88,6 +99,11 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         k: float(v) for k, v in sae_mod.evaluate(params, spec.sae_cfg, x_test, stats).items()
     }
     cr = sae_mod.compression_ratio(n_ue, n_mec, spec.sae_cfg.state_width(n_ue))
+    log_summary(
+        log,
+        "SAE pretraining done",
+        {"steps": steps, "seconds": seconds, "held-out Acc": held_out.get("acc"), "CR": cr},
+    )
     return params, {
         **held_out,
         "cr": cr,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ojrs_jax.exact import exact_miqp, latency_np
+from ojrs_jax.progress import bar
 from ojrs_jax.scenario import Scenario
 
 
@@ -80,12 +81,15 @@ def decision_fidelity(
     n = h.shape[0]
     certified = 0
     if a_opt is None:
-        res = [exact_miqp(scn, h[e], time_limit) for e in range(n)]
+        res = [
+            exact_miqp(scn, h[e], time_limit) for e in bar(range(n), desc="SCIP on h", unit="draw")
+        ]
         a_opt = np.stack([r.a for r in res])
         certified_opt = np.array([r.status == "optimal" for r in res])
     else:
         certified_opt = np.ones(n, bool)
-    res_hat = [exact_miqp(scn, h_hat[e], time_limit) for e in range(n)]
+    draws = bar(range(n), desc="SCIP on hhat", unit="draw")
+    res_hat = [exact_miqp(scn, h_hat[e], time_limit) for e in draws]
     a_hat = np.stack([r.a for r in res_hat])
     certified = int(np.sum(certified_opt & np.array([r.status == "optimal" for r in res_hat])))
     l_opt = np.array([latency_np(scn, h[e], a_opt[e]) for e in range(n)])

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from ojrs_jax.channel_map import ChannelStats, postprocess, reconstruction_accuracy
+from ojrs_jax.progress import bar
 from ojrs_jax.sae import Params, SAEConfig, loss_terms, reconstruct, sae_loss, total_loss
 
 
@@ -128,15 +129,18 @@ def run_to_plateau(
     n_chunks = max(1, -(-cfg.max_steps // cfg.steps)) if cfg.max_steps else 1
     tail = max(1, cfg.steps // 10)
     curves, vals, decays = [], [], 0
-    for _ in range(n_chunks):
-        key, k = jax.random.split(key)
-        carry, m = chunk(k, carry)
-        curves.append(jax.tree.map(np.asarray, m))
-        vals.append(float(np.mean(curves[-1]["test_loss"][..., -tail:])))
-        if plateau_reached(vals, cfg.plateau_tol):
-            if decay is None or decays >= cfg.plateau_decays:
-                break
-            carry, decays, vals = decay(carry, 0.2), decays + 1, vals[-1:]
+    with bar(total=n_chunks * cfg.steps, desc="SAE to plateau", unit="step") as pbar:
+        for _ in range(n_chunks):
+            key, k = jax.random.split(key)
+            carry, m = chunk(k, carry)
+            curves.append(jax.tree.map(np.asarray, m))
+            vals.append(float(np.mean(curves[-1]["test_loss"][..., -tail:])))
+            pbar.update(cfg.steps)
+            pbar.set_postfix(test_loss=f"{vals[-1]:.4g}", decays=decays)
+            if plateau_reached(vals, cfg.plateau_tol):
+                if decay is None or decays >= cfg.plateau_decays:
+                    break
+                carry, decays, vals = decay(carry, 0.2), decays + 1, vals[-1:]
     joined = {k: np.concatenate([c[k] for c in curves], axis=-1) for k in curves[0]}
     return carry, joined, len(curves) * cfg.steps
 

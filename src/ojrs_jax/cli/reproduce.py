@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.reproduce import run_experiment
+from ojrs_jax.experiments.reproduce import job_summary, run_experiment
 
 
 def _label_preset(cfg: DictConfig) -> None:
@@ -38,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
     print(f"{r['name']}: done in {r['wall_seconds']:.1f} s; wrote {out / 'result.json'}")
+    print(f"  {job_summary(r)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ and summary.csv.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ from ojrs_jax.config import (
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import P2_METHODS, solve_p2
+from ojrs_jax.progress import bar, log_summary
 from ojrs_jax.pso import PSOConfig, PSOParams, pso, pso_from_mapping
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
+
+log = logging.getLogger(__name__)
 
 # A heuristic maps (key, scenario, h (N, M)) to a decision a (N,); it is jitted with P2.
 Decider = Callable[[jax.Array, Scenario, jax.Array], jax.Array]
@@ -158,6 +162,8 @@ def run_baselines(
     `extra` adds deciders by name (the reproduction adds the trained OJRS pipeline), timed the
     same way as the built-in rules: one jitted call of decision + P2 per draw."""
     methods, draws, p2_method, time_limit = cfg.methods, cfg.draws, cfg.p2_method, cfg.time_limit
+    log.info("baselines: %s on %d draws (N = %d, M = %d)", ", ".join(methods), draws,
+             cfg.system.n_ue, cfg.system.n_mec)  # fmt: skip
     known = (*available_methods(), *(extra or {}))
     for m in methods:
         if m not in known:
@@ -180,22 +186,38 @@ def run_baselines(
             return a, solve_p2(scn, h, a, p2_method).latency
 
         jax.block_until_ready(step(keys[0], scn, H[0]))  # compile outside the timing
-        outs = [_timed(step, keys[e], scn, H[e]) for e in range(draws)]
+        outs = [_timed(step, keys[e], scn, H[e]) for e in bar(range(draws), desc=name, unit="draw")]
         results[name] = {
             "a": np.stack([np.asarray(o[0][0]) for o in outs]),
             "latency": np.array([float(o[0][1]) for o in outs]),
             "seconds": np.array([o[1] for o in outs]),
         }
+        log_summary(log, name, _key_numbers(results[name]))
     if EXACT in methods:
         warm = np.asarray(greedy(scn))
-        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in range(draws)]
+        draws_it = bar(range(draws), desc="exact (SCIP)", unit="draw")
+        res = [exact_miqp(scn, np.asarray(H[e]), time_limit, warm) for e in draws_it]
         results[EXACT] = {
             "a": np.stack([r.a for r in res]),
             "latency": np.array([r.latency for r in res]),
             "seconds": np.array([r.seconds for r in res]),
             "optimal": np.array([r.status == "optimal" for r in res]),
         }
+        exact_numbers = _key_numbers(results[EXACT])
+        log_summary(
+            log, EXACT, {**exact_numbers, "certified": int(results[EXACT]["optimal"].sum())}
+        )
     return {m: results[m] for m in methods}
+
+
+def _key_numbers(r: dict[str, np.ndarray]) -> dict[str, float]:
+    lat = r["latency"]
+    return {
+        "draws": len(lat),
+        "mean L": float(lat.mean()),
+        "median L": float(np.median(lat)),
+        "s/decision": float(r["seconds"].mean()),
+    }
 
 
 def summarise(results: dict[str, dict[str, np.ndarray]]) -> list[tuple]:

@@ -9,6 +9,7 @@ the best weighted latency L found so far, averaged over the draws; the mean cert
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
 from ojrs_jax.plots import save_figure
+from ojrs_jax.progress import bar, log_summary, phase
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
 
 STARTS = ("random", "greedy")
+log = logging.getLogger(__name__)
 FIG7_KEYS = {"scale", "system", "asa", "draws", "iterations", "start", "exact", "seed"}
 
 
@@ -145,7 +148,8 @@ def run_fig7(cfg: Fig7Config, out_dir: Path) -> dict[str, float]:
         a0 = jnp.broadcast_to(greedy(scn), (draws, scn.n_ue))
     else:
         a0 = jax.vmap(random_decision, in_axes=(0, None))(jax.random.split(k_a0, draws), scn)
-    curves = search_curves(k_search, scn, H, a0, iterations, params, asa_cfg.k)
+    with phase(log, f"ASA and SA, {iterations} iterations on {draws} draws"):
+        curves = search_curves(k_search, scn, H, a0, iterations, params, asa_cfg.k)
     # The final costs, recomputed in float64 from the MIQP's own cost data, guard the JAX values.
     for name in ("asa", "sa"):
         l64 = np.array(
@@ -159,7 +163,7 @@ def run_fig7(cfg: Fig7Config, out_dir: Path) -> dict[str, float]:
         exact = np.array(
             [
                 exact_miqp(scn, np.asarray(H[e]), TIME_LIMIT, np.asarray(greedy(scn))).latency
-                for e in range(draws)
+                for e in bar(range(draws), desc="exact (SCIP)", unit="draw")
             ]
         )
     exact_mean = None if exact is None else float(exact.mean())
@@ -180,9 +184,11 @@ def run_fig7(cfg: Fig7Config, out_dir: Path) -> dict[str, float]:
     write_csv(
         out_dir / "fig7.csv", ["iteration", "asa_best_mean", "sa_best_mean", "exact_mean"], rows
     )
-    return {
+    summary = {
         "start": float(curves["asa"][:, 0].mean()),
         "asa_final": float(curves["asa"][:, -1].mean()),
         "sa_final": float(curves["sa"][:, -1].mean()),
         "exact": float("nan") if exact_mean is None else exact_mean,
     }
+    log_summary(log, "fig7 mean L", summary)
+    return summary

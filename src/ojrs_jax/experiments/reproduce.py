@@ -19,6 +19,7 @@ Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,12 +43,15 @@ from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
+from ojrs_jax.progress import phase, summary_line
 from ojrs_jax.pso import pso_from_mapping
 from ojrs_jax.sae import SAEConfig
 from ojrs_jax.scenario import sample_channels
+from ojrs_jax.tracking import open_writer, tensorboard_setting
 from ojrs_jax.train import Env
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")
+log = logging.getLogger(__name__)
 
 
 # --- experiments ------------------------------------------------------------------------------
@@ -66,8 +70,19 @@ def _settings(c: dict) -> dict[str, Any]:
         "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
         "shard": bool(r.get("shard", True)),
         "progress": bool(r.get("progress", False)),
+        "tensorboard": tensorboard_setting(r.get("tensorboard", False), "reproduce.tensorboard"),
     }
     return out
+
+
+def _train(s: dict[str, Any], out: Path, *args: Any, **kw: Any) -> SeedRun:
+    """`train_seeds` with the job's progress bar and optional TensorBoard writer."""
+    writer = open_writer(s["tensorboard"], out)
+    try:
+        return train_seeds(*args, progress=s["progress"], writer=writer, **kw)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _spec_for_seeds(c: dict, eval_every: int) -> RunSpec:
@@ -101,12 +116,15 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
     pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
-    refs = (
-        make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s["time_limit"]),
-        make_reference(k_p2, scn2, H, pso_cfg, pso_par, s["time_limit"]),
-    )
+    with phase(log, f"references (SCIP and PSO) on {s['eval_draws']} draws, two weight sets"):
+        refs = (
+            make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s["time_limit"]),
+            make_reference(k_p2, scn2, H, pso_cfg, pso_par, s["time_limit"]),
+        )
     ref_s = time.perf_counter() - t0
-    run = train_seeds(
+    run = _train(
+        s,
+        out,
         spec.trainer,
         keys["train"],
         s["seeds"],
@@ -114,7 +132,6 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         env,
         nrr_evaluator(spec.trainer, env, refs),
         shard=s["shard"],
-        progress=s["progress"],
     )
     table = {}
     for ref_name in ("exact", "pso"):
@@ -160,15 +177,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
     keys = spec.keys()
     env = spec.env()
     sae_params, _ = pretrain_sae(keys["sae"], spec)
-    run = train_seeds(
-        spec.trainer,
-        keys["train"],
-        s["seeds"],
-        sae_params,
-        env,
-        shard=s["shard"],
-        progress=s["progress"],
-    )
+    run = _train(s, out, spec.trainer, keys["train"], s["seeds"], sae_params, env, shard=s["shard"])
     _write_training_metrics(out, run)
     stable = _stable_epochs(run, env)
     return {
@@ -195,9 +204,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     keys = spec.keys()
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
-    run = train_seeds(
-        spec.trainer, keys["train"], 1, sae_params, env, shard=False, progress=s["progress"]
-    )
+    run = _train(s, out, spec.trainer, keys["train"], 1, sae_params, env, shard=False)
     _write_training_metrics(out, run)
     pol = jax.tree.map(lambda x: x[0], run.state.policy)
     enc = jax.tree.map(lambda x: x[0], run.state.sae.online)
@@ -294,13 +301,45 @@ def run_experiment(cfg: Any, out: Path) -> dict[str, Any]:
     c = to_container(cfg)
     kind = _settings(c)["kind"]
     out.mkdir(parents=True, exist_ok=True)
+    name = str(c.get("reproduce", {}).get("name") or kind)
+    log.info("job %s (%s) into %s", name, kind, out)
     t0 = time.perf_counter()
     result = RUNNERS[kind](c, out)
-    result["name"] = str(c.get("reproduce", {}).get("name") or kind)
+    result["name"] = name
     result["preset"] = str(c.get("reproduce", {}).get("preset", ""))
     result["wall_seconds"] = time.perf_counter() - t0
     atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=_json_default))
+    log.info("job %s done in %.1f s: %s", name, result["wall_seconds"], job_summary(result))
     return result
+
+
+def _mean(x: Any) -> float | None:
+    return None if x is None else float(x["mean"])
+
+
+def job_summary(r: dict[str, Any]) -> str:
+    """The key numbers of a job's result, one line (`ojrs-reproduce` prints it)."""
+    kind = r.get("kind")
+    if kind == "table2":
+        rows = {row["method"]: row for row in r["rows"]}
+        vals: dict[str, Any] = {f"L {m}": row["latency"] for m, row in rows.items()}
+        if "nrr_exact" in rows.get("ojrs", {}):
+            vals["OJRS NRR vs exact"] = rows["ojrs"]["nrr_exact"]
+    elif kind == "table3":
+        t = r["table3"]
+        vals = {
+            "SAE Acc": r["sae"].get("acc"),
+            "F-Best vs exact": _mean(t.get("F-Best vs exact")),
+            "S-Best vs exact": _mean(t.get("S-Best vs exact")),
+            "final NRR vs exact": _mean(r.get("final_nrr_exact")),
+        }
+    elif kind == "drl":
+        vals = {"replay": r["replay"], "epochs to stable": _mean(r["epochs_to_stable"])}
+    elif kind == "sae":
+        vals = {f"Acc {n}": m["acc"] for n, m in r["models"].items()} | {"CR": r["cr"]}
+    else:
+        vals = {k: r.get(k) for k in ("start", "asa_final", "sa_final", "exact")}
+    return summary_line({"seeds": r.get("seeds"), **vals, "train s": r.get("train_seconds")})
 
 
 def _json_default(x: Any) -> Any:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.resources
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -36,12 +38,14 @@ from ojrs_jax.config import (
     system_config,
     to_container,
 )
+from ojrs_jax.progress import bar, log_summary
 from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
 LABELS = {"ae": "AE", "sae": "SAE", "2r_sae": "2r-SAE"}
 COLORS = {"ae": "tab:orange", "sae": "tab:green", "2r_sae": "tab:blue"}
 PAPER_ACC = {1: None, 2: 0.9273, 5: 0.8782}  # paper Table III (SAE Acc), where legible
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +221,9 @@ def fit(
             f"{k}_std": float(v.std()) for k, v in d.items()
         }
 
+    acc = float(np.mean(np.asarray(test["acc"])))
+    log_summary(log, f"fit {model.variant} (N = {scn.n_ue}, M = {scn.n_mec}, {n_seeds} seeds)",
+                {"steps": steps, "held-out Acc": acc, "seconds": seconds})  # fmt: skip
     return {
         "config": model,
         "stats": stats,
@@ -254,10 +261,14 @@ def figures_of(res: dict, scn: Scenario, h_tr, h_te, draws: int, a_opt=None) -> 
 
 
 def across_deployments(
-    key: jax.Array, configs: dict, sys_cfg: SystemConfig, run: RunSettings
+    key: jax.Array,
+    configs: dict,
+    sys_cfg: SystemConfig,
+    run: RunSettings,
+    tick: Callable[[], Any] | None = None,
 ) -> dict[str, dict]:
     """WAPE accuracy of each model as mean +- std over `run.deployment_seeds` (UE placements),
-    one training per deployment."""
+    one training per deployment (`tick()` after each)."""
     accs: dict[str, list[float]] = {n: [] for n in configs}
     for d in run.deployment_seeds:
         scn_d = make_scenario(dataclasses.replace(sys_cfg, seed=d))
@@ -265,6 +276,8 @@ def across_deployments(
         for n, model in configs.items():
             res = fit(key, model, scn_d, h_tr, h_te, 1)
             accs[n].append(res["test"]["acc"])
+            if tick is not None:
+                tick()
     return {n: sae_metrics.seed_summary(v) for n, v in accs.items() if v}
 
 
@@ -308,7 +321,13 @@ def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> di
     h_tr, h_te = draw(k_data, scn, run)
     names = (model.variant, *(n for n in run.compare if n != model.variant))
     configs = {model.variant: model} | {n: variant_config(model, n) for n in names[1:]}
-    models = {n: fit(k_model, configs[n], scn, h_tr, h_te, run.model_seeds) for n in names}
+    other_mecs = [m for m in run.table_mecs if m != sys_cfg.n_mec]
+    n_fits = len(names) * (1 + len(run.deployment_seeds)) + len(other_mecs)
+    pbar = bar(total=n_fits, desc="ojrs-sae", unit="fit")
+    models = {}
+    for n in names:
+        models[n] = fit(k_model, configs[n], scn, h_tr, h_te, run.model_seeds)
+        pbar.update()
     gbar = float(jnp.mean(models[model.variant]["stats"].gain))
     bound = pca_bound(h_tr, h_te, model.state_width(sys_cfg.n_ue), gbar)
     figs, a_opt = {}, None
@@ -321,7 +340,7 @@ def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> di
             scn, h_tr, h_te, mean_h, run.fidelity_draws, a_opt
         )
         figs["mean_channel"]["fidelity"].pop("a_opt")
-    seeds = across_deployments(k_model, configs, sys_cfg, run)
+    seeds = across_deployments(k_model, configs, sys_cfg, run, pbar.update)
     n_err = min(run.errors_saved, run.train_draws, run.test_draws)
     errors = {
         n: {"train": entry_errors(r, h_tr, n_err), "test": entry_errors(r, h_te, n_err)}
@@ -335,6 +354,7 @@ def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> di
             scn_m = make_scenario(dataclasses.replace(sys_cfg, n_mec=m))
             ht, he = draw(k_data, scn_m, run)
             res = fit(k_model, model, scn_m, ht, he, run.model_seeds)
+            pbar.update()
         g_m = float(jnp.mean(res["stats"].gain))
         f_m = figures_of(res, scn_m, ht, he, run.fidelity_draws)
         f_m.get("fidelity", {}).pop("a_opt", None)
@@ -351,10 +371,12 @@ def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> di
             "steps": res["steps"],
             "paper_acc": PAPER_ACC.get(m),
         })  # fmt: skip
+    pbar.close()
     inc = None
     if run.incremental_epochs:
         h_stream = sample_channels(k_inc, scn, run.incremental_epochs)
         inc = incremental_run(k_inc, models[model.variant], h_stream, h_te)
+        log_summary(log, "incremental learning", inc)
     return {
         "system": dataclasses.asdict(sys_cfg),
         "run": dataclasses.asdict(run),

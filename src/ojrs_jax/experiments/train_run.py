@@ -11,6 +11,7 @@ last epoch and a readable summary.json) writes nothing and returns the saved sum
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -25,11 +26,15 @@ from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.loop import run_chunks
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
 from ojrs_jax.plots import plot_training
+from ojrs_jax.progress import log_summary, phase
 from ojrs_jax.rundir import resume_point, writing
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
+from ojrs_jax.tracking import open_writer, tensorboard_setting
 
-RESUME_IGNORES = ("resume", "progress", "eval")  # settings a resumed run may change
+log = logging.getLogger(__name__)
+
+RESUME_IGNORES = ("resume", "progress", "eval", "tensorboard")  # a resume may change them
 
 
 def finished_summary(run_dir: Path, at: int | None, total: int) -> dict | None:
@@ -57,6 +62,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
         done = finished_summary(run_dir, at, total)
         if done is not None:
             print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
+            log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
             return done
         return _train(c, spec, run_dir, resume, n_eval, time_limit)
 
@@ -66,6 +72,15 @@ def _train(
 ) -> dict:
     """The job of `train_run`, under the run directory's lock."""
     ev = dict(c.get("eval", {}) or {})
+    tensorboard = tensorboard_setting(c.get("tensorboard", False))
+    log.info(
+        "run %s: N = %d, M = %d, %d epochs, seed %d",
+        run_dir,
+        spec.scn.n_ue,
+        spec.scn.n_mec,
+        spec.train_cfg.n_blocks * spec.train_cfg.phi,
+        spec.seed,
+    )
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
     keys = spec.keys()
     env = spec.env()
@@ -84,18 +99,25 @@ def _train(
     if restored is not None:
         state, metrics, _ = restored
         print(f"resuming {run_dir} at epoch {int(state.epoch)}")
+        log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
     total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
-    run = run_chunks(
-        spec.trainer.run_chunk,
-        state,
-        env,
-        total,
-        chunk,
-        metrics=metrics,
-        checkpoint_dir=run_dir,
-        progress=bool(c.get("progress", False)),
-    )
+    writer = open_writer(tensorboard, run_dir)
+    try:
+        run = run_chunks(
+            spec.trainer.run_chunk,
+            state,
+            env,
+            total,
+            chunk,
+            metrics=metrics,
+            checkpoint_dir=run_dir,
+            progress=bool(c.get("progress", False)),
+            writer=writer,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
     state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
     train_s = time.perf_counter() - t0 - sae_report["seconds"]
 
@@ -108,15 +130,16 @@ def _train(
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
     plot_training(flat, run_dir, int(env.change_epoch))
-    report = evaluate_run(
-        spec.trainer,
-        state,
-        env,
-        keys["eval"],
-        n_eval,
-        bool(ev.get("exact", True)),
-        time_limit,
-    )
+    with phase(log, f"evaluation on {n_eval} held-out channels"):
+        report = evaluate_run(
+            spec.trainer,
+            state,
+            env,
+            keys["eval"],
+            n_eval,
+            bool(ev.get("exact", True)),
+            time_limit,
+        )
     summary = {
         "epochs": total,
         "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
@@ -127,6 +150,19 @@ def _train(
         "eval": report,
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
+    log_summary(
+        log,
+        "summary",
+        {
+            "epochs": total,
+            "train s": train_s,
+            "SAE Acc": sae_report.get("acc"),
+            "policy L": report["latency_policy"],
+            "greedy L": report["latency_greedy"],
+            "exact L": report.get("latency_exact"),
+            "NRR": report.get("nrr"),
+        },
+    )
     return summary
 
 
