@@ -74,7 +74,7 @@ def tiny_run_dir(tmp_path_factory):
     import sys
 
     d = tmp_path_factory.mktemp("train") / "run"
-    # tensorboard=true: the events are checked in test_cli_train's test_train_log_and_tensorboard_events
+    # tensorboard=true: test_cli_train checks the events (test_train_log_and_tensorboard_events)
     p = subprocess.run(
         [sys.executable, "-m", "ojrs_jax.cli.train", *TINY_CLI_ARGS, "tensorboard=true",
          f"hydra.run.dir={d}"],
