@@ -55,6 +55,7 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     ev = dict(c.get("eval", {}) or {})
     n_eval = positive_int({"draws": 1000, **ev}, "draws", "eval.")
     time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
+    tensorboard = tensorboard_setting(c.get("tensorboard", False))  # all checked before writing
     run_dir = Path(run_dir)
     with writing(run_dir):
         total = spec.train_cfg.n_blocks * spec.train_cfg.phi
@@ -64,15 +65,20 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
             print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
             log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
             return done
-        return _train(c, spec, run_dir, resume, n_eval, time_limit)
+        return _train(c, spec, run_dir, resume, n_eval, time_limit, tensorboard)
 
 
 def _train(
-    c: dict, spec: RunSpec, run_dir: Path, resume: bool, n_eval: int, time_limit: float
+    c: dict,
+    spec: RunSpec,
+    run_dir: Path,
+    resume: bool,
+    n_eval: int,
+    time_limit: float,
+    tensorboard: bool,
 ) -> dict:
     """The job of `train_run`, under the run directory's lock."""
     ev = dict(c.get("eval", {}) or {})
-    tensorboard = tensorboard_setting(c.get("tensorboard", False))
     log.info(
         "run %s: N = %d, M = %d, %d epochs, seed %d",
         run_dir,
