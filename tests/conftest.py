@@ -66,6 +66,27 @@ TINY_CLI_ARGS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory):
+    """One finished tiny `ojrs-train` run (a subprocess), shared by the CLI tests: read it or
+    copy it, never change it."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("train") / "run"
+    # tensorboard=true: test_cli_train checks the events (test_train_log_and_tensorboard_events)
+    p = subprocess.run(
+        [sys.executable, "-m", "ojrs_jax.cli.train", *TINY_CLI_ARGS, "tensorboard=true",
+         f"hydra.run.dir={d}"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "NRR" in p.stdout
+    # stdout holds the results, stderr no log lines (they go to train.log)
+    assert "[INFO]" not in p.stdout + p.stderr
+    return d
+
+
 def with_overrides(args: list[str], *overrides: str) -> list[str]:
     """`args` with the keys of `overrides` replaced (Hydra rejects a key given twice)."""
     keys = {o.split("=")[0] for o in overrides}

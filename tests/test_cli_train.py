@@ -22,15 +22,8 @@ def cli(module, args, **kw):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("train") / "run"
-    # tensorboard=true: the events are checked in test_train_log_and_tensorboard_events
-    p = cli("ojrs_jax.cli.train", [*TINY_ARGS, "tensorboard=true", f"hydra.run.dir={d}"])
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "NRR" in p.stdout
-    # stdout holds the results, stderr no log lines (they go to train.log)
-    assert "[INFO]" not in p.stdout + p.stderr
-    return d
+def run_dir(tiny_run_dir):
+    return tiny_run_dir  # conftest.py: one tiny ojrs-train run in a subprocess
 
 
 def test_train_writes_run_directory(run_dir):
@@ -182,7 +175,9 @@ def test_decide_rejects_directory_as_output(run_dir, tmp_path):
         ["--run", str(run_dir), "--channels", str(tmp_path / "in.npz"), "--out", str(tmp_path)],
     )
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert p.stderr.strip() == f"error: --out {str(tmp_path)!r} is a directory, not a file name"
+    assert p.stderr.strip() == (
+        f"error: --out {str(tmp_path)!r} is a directory; only a regular file is written or replaced"
+    )
     assert sorted(f.name for f in tmp_path.iterdir()) == ["in.npz"]
 
 

@@ -1,4 +1,4 @@
-"""Run directories: atomic checkpoints of the training state and the trained model (no equation).
+"""Run directory files: atomic checkpoints of the training state, the trained model, config.yaml.
 
 A run directory holds
 - `config.yaml`: the resolved configuration of the run;
@@ -10,7 +10,10 @@ A run directory holds
 - `model.msgpack`: what a trained scheduler needs to decide (policy and online encoder).
 Files are flax msgpack (`flax.serialization`), NumPy npz and JSON, each written atomically. A
 checkpoint is one file so that a kill at any instant leaves either the previous checkpoint or
-the new one, never a state from one chunk beside metrics from another.
+the new one, never a state from one chunk beside metrics from another. Reading checks what it
+reads: config.yaml must be a YAML mapping, a checkpoint's arrays must have the shapes and dtypes
+of the run's state and its metrics one value per epoch done; anything else is a `ConfigError`
+naming the file. `ojrs_jax.rundir` builds the run directory's loader and lock on these.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from typing import Any
 import jax
 import numpy as np
 import yaml
-from flax import serialization
+from flax import serialization, traverse_util
 
-from ojrs_jax.config import ConfigError, rename_settings
+from ojrs_jax.config import ConfigError, first_line, rename_settings
 from ojrs_jax.io import atomic_write_bytes, atomic_write_text
 
 
@@ -44,6 +47,61 @@ def _from_host(template: Any, tree: Any) -> Any:
         return x
 
     return jax.tree.map(back, template, tree)
+
+
+def describe(x: Any) -> str:
+    """What a value read from a file is, for a message: "a list", "an int", "nothing"."""
+    if x is None:
+        return "nothing (an empty document)"
+    name = type(x).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's config.yaml as a mapping; bad YAML, a tag safe_load refuses, an empty file or
+    a document that is not a mapping raise `ConfigError` with one line naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        why = getattr(e, "problem", None) or first_line(e)
+        raise ConfigError(f"cannot read {path}: not valid YAML: {why}{where}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path} must be a mapping of settings, got {describe(cfg)}")
+    return cfg
+
+
+def shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """(shape, dtype) of every leaf of a nested dict (or flax state dict), by its path."""
+    flat = traverse_util.flatten_dict(serialization.to_state_dict(tree), sep="/")
+    out = {}
+    for k, v in flat.items():
+        a = v if hasattr(v, "shape") and hasattr(v, "dtype") else np.asarray(v)
+        out[k] = (tuple(a.shape), np.dtype(a.dtype).name)
+    return out
+
+
+def first_mismatch(got: Any, want: Any, dtypes: bool = True) -> str | None:
+    """The first leaf (by path) where tree `got` differs from `want` in presence, shape or
+    (with `dtypes`) dtype, as a phrase; None when they agree."""
+    g, w = shapes(got), shapes(want)
+    for k in sorted(g.keys() | w.keys()):
+        if k not in g:
+            return f"{k} is missing"
+        if k not in w:
+            return f"{k} is not a parameter of this configuration"
+        (gs, gd), (ws, wd) = g[k], w[k]
+        if gs != ws or (dtypes and gd != wd):
+            return (
+                f"{k} has shape {gs} {gd}, expected {ws} {wd}"
+                if dtypes
+                else (f"{k} has shape {gs}, expected {ws}")
+            )
+    return None
 
 
 def save_state(run_dir: Path, state: Any, metrics: dict[str, np.ndarray], epoch: int) -> None:
@@ -66,28 +124,65 @@ def load_state(run_dir: Path, template: Any) -> tuple[Any, dict[str, np.ndarray]
         tmp.unlink(missing_ok=True)
     if not path.exists():
         return None
+    blob = _read_checkpoint(path)
+    host = _to_host(template)
+    try:
+        raw = serialization.from_state_dict(host, blob["state"])
+        metrics = {k: np.asarray(v) for k, v in blob["metrics"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"cannot resume from {path}: {first_line(e)}") from None
+    epoch, bad = blob["epoch"], first_mismatch(raw, host)
+    if bad is not None:
+        raise ConfigError(f"cannot resume from {path}: state {bad} (not this run's checkpoint)")
+    at = getattr(raw, "epoch", None)  # a TrainState counts its epochs too
+    if at is not None and int(np.asarray(at)) != epoch:
+        raise ConfigError(f"cannot resume from {path}: its state and its epoch ({epoch}) differ")
+    for k, v in metrics.items():
+        if v.ndim != 1 or v.shape[0] != epoch or v.dtype.kind not in "iuf":
+            raise ConfigError(
+                f"cannot resume from {path}: metrics {k!r} have shape {v.shape}, expected one "
+                f"number per epoch done ({epoch},)"
+            )
+    return _from_host(template, raw), metrics, epoch
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint's blob: a mapping with an integer epoch >= 0, a state and metrics."""
     try:
         blob = serialization.msgpack_restore(path.read_bytes())
-        epoch = int(blob["epoch"])
-        raw = serialization.from_state_dict(_to_host(template), blob["state"])
-        metrics = {k: np.asarray(v) for k, v in blob["metrics"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"cannot resume from {path}: {e}") from None
-    return _from_host(template, raw), metrics, epoch
+    except Exception as e:  # msgpack raises its own exception types on a damaged file
+        why = first_line(e) or type(e).__name__
+        raise ConfigError(f"cannot resume from {path}: not a checkpoint ({why})") from None
+    if not isinstance(blob, dict) or not {"epoch", "state", "metrics"} <= set(blob):
+        raise ConfigError(f"cannot resume from {path}: not a checkpoint, got {describe(blob)}")
+    e = blob["epoch"]
+    if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+        raise ConfigError(f"cannot resume from {path}: epoch must be an integer >= 0, got {e!r}")
+    if not isinstance(blob["metrics"], dict):
+        raise ConfigError(f"cannot resume from {path}: metrics are {describe(blob['metrics'])}")
+    return blob
+
+
+def checkpoint_epoch(run_dir: Path) -> int | None:
+    """The epoch of the run's checkpoint, or None when it has none (`ConfigError` if damaged)."""
+    path = Path(run_dir) / "checkpoint" / "state.msgpack"
+    return _read_checkpoint(path)["epoch"] if path.exists() else None
 
 
 def check_resume_config(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> None:
     """A run resumes only with the settings it started with (apart from `ignore`, top-level
-    keys such as resume itself); raises `ConfigError` naming the first difference."""
+    keys such as resume itself); raises `ConfigError` naming the first difference. A run with a
+    checkpoint but no config.yaml is refused: its settings are unknown."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
+        if (Path(run_dir) / "checkpoint" / "state.msgpack").exists():
+            raise ConfigError(
+                f"cannot resume {run_dir}: it has a checkpoint but no config.yaml, so the "
+                "settings the checkpoint was made with are unknown (restore config.yaml, or "
+                "start afresh in another directory)"
+            )
         return
-    try:
-        saved = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
-    if isinstance(saved, dict):  # a run started before a setting was renamed
-        saved = rename_settings(saved, "train")
+    saved = rename_settings(read_config(run_dir), "train")  # a run from before a rename
 
     def flat(d: dict, where: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -109,11 +204,3 @@ def check_resume_config(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> No
 def save_model(run_dir: Path, model: dict[str, Any]) -> None:
     """Write the decision model (policy and online encoder parameters)."""
     atomic_write_bytes(Path(run_dir) / "model.msgpack", serialization.to_bytes(model))
-
-
-def load_model(run_dir: Path, template: dict[str, Any]) -> dict[str, Any]:
-    path = Path(run_dir) / "model.msgpack"
-    try:
-        return serialization.from_bytes(template, path.read_bytes())
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"cannot read trained model {str(path)!r}: {e}") from None

@@ -3,7 +3,8 @@
 The bottom layer of the package: every module that validates a setting raises `ConfigError`
 from here, with one line naming the field and the value. Entry points turn the Hydra config into
 typed, frozen dataclasses once at start-up; jitted code never sees a `DictConfig`.
-`cli_guard` turns `ConfigError` into one `error:` line and exit code 2. `hydra_cli` is
+`cli_guard` turns `ConfigError`, an interpolation that cannot resolve and an `OSError` (disk
+full, permission denied) into one `error:` line and exit code 2. `hydra_cli` is
 `hydra.main` for this package made strict: a setting the YAML files of `conf/` do not define, a
 value of the wrong type for its default, or an override Hydra cannot apply (an unknown key, a
 missing group option, a syntax error) also ends in one `error:` line and exit 2.
@@ -16,6 +17,7 @@ import functools
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import fields
@@ -87,12 +89,37 @@ def integer(c: dict, key: str, where: str, default: int = 0) -> int:
     return v
 
 
+# Seeds become JAX PRNG keys, whose raw data is 32 bits here: a larger or negative seed would
+# alias another (key(2**32) == key(0)), so seeds are 0 .. 2**32 - 1.
+SEED_MAX = 2**32 - 1
+
+
+def seed_value(c: dict, key: str = "seed", where: str = "", default: int = 0) -> int:
+    """Read a PRNG seed (default when absent): an integer in 0 .. SEED_MAX, named on failure."""
+    v = integer(c, key, where, default)
+    if not 0 <= v <= SEED_MAX:
+        raise ConfigError(f"{where}{key} must be an integer in 0..{SEED_MAX}, got {v!r}")
+    return v
+
+
 def positive_number(c: dict, key: str, where: str, default: float) -> float:
     """Read a finite positive number setting (default when absent), naming it on failure."""
     v = c.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
         raise ConfigError(f"{where}{key} must be a finite positive number, got {v!r}")
     return float(v)
+
+
+def whole_blocks(epochs: int, phi: int, where: str) -> None:
+    """Algorithm 3 trains in whole blocks of phi epochs (one policy update per block): epochs
+    that phi does not divide are refused, naming both and the nearest valid epochs."""
+    if epochs % phi:
+        lo = epochs - epochs % phi
+        near = " or ".join(f"{where}epochs={e}" for e in (lo, lo + phi) if e > 0)
+        raise ConfigError(
+            f"{where}epochs ({epochs}) must be a multiple of {where}phi ({phi}): training runs "
+            f"in whole blocks of phi epochs (nearest: {near})"
+        )
 
 
 # Settings whose YAML default is a list but which also take a string (train.hidden: "auto").
@@ -197,7 +224,8 @@ def _defaults_for(config_name: str) -> dict:
     return to_container(hydra.compose(config_name=config_name, overrides=overrides))
 
 
-def _first_line(text: str) -> str:
+def first_line(text: Any) -> str:
+    """The first non-blank line of `str(text)` ("" if none): one line of an error message."""
     return next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
 
 
@@ -241,9 +269,9 @@ def hydra_error_line(e: BaseException) -> str:
                 f"(available: {', '.join(e.options)})"
             )
     if isinstance(e, OverrideParseException):
-        return f"cannot parse override {e.override!r}: {_first_line(e.message)}"
-    line = _first_line(e) or type(e).__name__
-    return f"{line} {_first_line(cause)}" if cause is not None else line
+        return f"cannot parse override {e.override!r}: {first_line(e.message)}"
+    line = first_line(e) or type(e).__name__
+    return f"{line} {first_line(cause)}" if cause is not None else line
 
 
 def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
@@ -251,8 +279,8 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
 
     Before the task runs, the composed config is checked against the YAML defaults
     (`check_settings`); an override Hydra itself rejects is reported by `hydra_error_line`.
-    Both end in one `error:` line and exit code 2. Errors raised by the task other than
-    `ConfigError` keep their traceback.
+    Both end in one `error:` line and exit code 2, as do the errors of `error_line` raised by
+    the task; others (bugs) keep their traceback.
     """
     import hydra
 
@@ -303,8 +331,26 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
     return decorate
 
 
+def error_line(e: BaseException) -> str | None:
+    """The one line for an error a command reports without a traceback, or None for a bug:
+    `ConfigError`, an `OSError` (unreadable or unwritable file, disk full) and an OmegaConf
+    interpolation that cannot resolve (`seed='${oc.env:NOPE}'`)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    if isinstance(e, ConfigError):
+        return str(e)
+    if isinstance(e, OSError):  # "[Errno 28] ..." without the number; the file when known
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}" if e.strerror else first_line(e) or type(e).__name__
+    if isinstance(e, InterpolationResolutionError):
+        why = re.sub(r"^\w+ raised while resolving interpolation: ", "", first_line(e.msg))
+        return f"cannot resolve the interpolation of {e.full_key}: {why.strip(chr(34))}"
+    return None
+
+
 def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report `ConfigError` as one line on stderr and exit with status 2 (no traceback)."""
+    """Report the errors of `error_line` as one line on stderr and exit with status 2 (no
+    traceback); other exceptions (bugs) keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -312,8 +358,11 @@ def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
         try:
             return fn(*args, **kwargs)
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except Exception as e:
+            line = error_line(e)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper

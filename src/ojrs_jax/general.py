@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 from ojrs_jax import feature_policy as fp
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_from_mapping, search_with
 from ojrs_jax.baselines import capacity_rule
+from ojrs_jax.config import ConfigError, whole_blocks
 from ojrs_jax.deployment import (
     Deployment,
     Sampler,
@@ -40,7 +41,6 @@ from ojrs_jax.deployment import (
 )
 from ojrs_jax.policy import make_optimizer, params_norm_sq
 from ojrs_jax.replay import PERParams, ReplayState, make_buffer, replay_from_mapping
-from ojrs_jax.scenario import ConfigError
 from ojrs_jax.train import chunk_blocks
 
 # --- masked baselines and search --------------------------------------------------------------
@@ -114,6 +114,7 @@ class AnyTrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"general.{name} must be a positive integer, got {v!r}")
+        whole_blocks(self.epochs, self.phi, "general.")
         if self.replay not in ("per", "uniform"):
             raise ConfigError(f"general.replay must be per or uniform, got {self.replay!r}")
         if isinstance(self.init_from, bool) or not isinstance(self.init_from, str):

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from ojrs_jax import sae as sae_mod
-from ojrs_jax.config import integer, positive_int, system_config, to_container
+from ojrs_jax.config import positive_int, seed_value, system_config, to_container
 from ojrs_jax.progress import log_summary
 from ojrs_jax.scenario import Scenario, make_scenario, sample_channels
 from ojrs_jax.train import Env, TrainConfig, Trainer, make_env, make_trainer
@@ -62,7 +62,7 @@ def build(cfg: Any) -> RunSpec:
     train_cfg = TrainConfig.from_mapping(
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
-    seed = integer(c, "seed", "")
+    seed = seed_value(c)
     pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
     scn = make_scenario(sys_cfg)
     trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)

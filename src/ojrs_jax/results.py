@@ -4,12 +4,15 @@
 or several sweeps) and writes results.md, table2/table3/drl as Markdown and CSV beside the paper's
 numbers, figures/ (Figs. 3-10 and the Table III NRR curves) and raw/ (each job's metrics). Hydra
 calls `AggregateCallback` when a sweep of `ojrs-reproduce -m` ends. Best/Avg: see reproduce.py.
+The same experiment found twice (e.g. in two sweeps given together) is refused naming both job
+directories, since one job's table or figures would overwrite the other's.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,32 @@ def find_results(dirs: Sequence[Path]) -> list[tuple[Path, dict]]:
             except (OSError, json.JSONDecodeError) as e:
                 raise ConfigError(f"cannot read {f}: {e}") from e
     return found
+
+
+def experiment_of(r: dict) -> str:
+    """The experiment a job's result fills (its tables and figures): kind, preset and, for
+    Table III, M, for the DRL figures, the replay."""
+    parts = [str(r.get("kind", "?"))]
+    if r.get("preset"):
+        parts.append(f"preset {r['preset']}")
+    if r.get("kind") == "table3":
+        parts.append(f"M = {r.get('n_mec')}")
+    if r.get("kind") == "drl":
+        parts.append(f"replay {r.get('replay')}")
+    return ", ".join(parts)
+
+
+def check_unique(found: Sequence[tuple[Path, dict]]) -> None:
+    """Refuse two jobs of the same experiment (`ConfigError` naming both directories)."""
+    seen: dict[str, Path] = {}
+    for d, r in found:
+        e = experiment_of(r)
+        if e in seen:
+            raise ConfigError(
+                f"the same experiment ({e}) is in {seen[e]} and {d}: one would overwrite the "
+                "other's table and figures (aggregate them separately, each with its own --out)"
+            )
+        seen[e] = d
 
 
 def _pm(d: dict | None, digits: int = 4) -> str:
@@ -224,6 +253,7 @@ def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     found = find_results(dirs)
     if not found:
         raise ConfigError(f"no result.json under {', '.join(str(d) for d in dirs)}")
+    check_unique(found)
     out = Path(out)
     figs = out / "figures"
     by_kind: dict[str, list[tuple[Path, dict]]] = {}
@@ -277,9 +307,13 @@ def aggregate(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
                      _md_table(["start", "ASA final", "SA final", "exact"],
                                [[f"{r['start']:.4f}", f"{r['asa_final']:.4f}",
                                  f"{r['sa_final']:.4f}", f"{r['exact']:.4f}"]]), ""]  # fmt: skip
-    raw = out / "raw"
+    raw, taken = out / "raw", set()
     for d, r in found:
-        dst = raw / f"{r.get('name', d.name)}_{d.name}"
+        base = name = f"{r.get('name', d.name)}_{d.name}"
+        while name in taken:  # jobs of different experiments in same-named job folders
+            name = f"{base}_{len(taken)}"
+        taken.add(name)
+        dst = raw / name
         dst.mkdir(parents=True, exist_ok=True)
         for f in d.iterdir():
             if f.is_file() and f.suffix in (".json", ".csv", ".npz", ".yaml"):
@@ -302,5 +336,9 @@ class AggregateCallback(_HydraCallback):  # type: ignore[misc,valid-type]
         sweep = Path(config.hydra.sweep.dir)
         if not any(sweep.rglob("result.json")):
             return  # every job failed; their errors were already reported
-        report = aggregate([sweep], sweep / "results")
+        try:
+            report = aggregate([sweep], sweep / "results")
+        except ConfigError as e:  # e.g. one experiment twice (a sweep over seeds): jobs are kept
+            print(f"warning: the sweep was not aggregated: {e}", file=sys.stderr)
+            return
         print(f"aggregated {report['jobs']} jobs into {report['out']}/results.md")

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ojrs_jax.config import ConfigError, split_settings  # noqa: F401  (re-exported)
+from ojrs_jax.config import ConfigError, seed_value, split_settings  # noqa: F401  (re-exported)
 
 # MEC positions of the paper's experiments (Sec. V.A) in a 50 m x 50 m area, keyed by M.
 PAPER_LAYOUTS: dict[int, tuple[tuple[float, float], ...]] = {
@@ -36,6 +36,12 @@ PAPER_LAYOUTS: dict[int, tuple[tuple[float, float], ...]] = {
 }
 LAYOUTS = ("paper", "grid", "random")
 FORMAT_VERSION = 1
+# Largest deployment a config may ask for: ten times the UEs and five times the MECs of the
+# largest preset (scale=large, N = 1000, M = 20). Beyond it one decision's arrays (the policy's
+# N (M + 1) logits, ASA's K N + 1 uint32 counters per iteration, the N*M-wide first layer) and
+# a run's memory are far outside anything tested; `scale.n_ue=100000` used to end in an
+# OverflowError or hours of compute instead of a message.
+N_UE_MAX, N_MEC_MAX = 10_000, 100
 
 
 @struct.dataclass
@@ -85,10 +91,10 @@ class SystemConfig:
     seed: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("n_ue", "n_mec"):
+        for name, top in (("n_ue", N_UE_MAX), ("n_mec", N_MEC_MAX)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+                raise ConfigError(f"scale.{name} must be an integer in 1..{top}, got {v!r}")
         for name in (
             "area",
             "data_bits",
@@ -113,8 +119,7 @@ class SystemConfig:
                 f"layout 'paper' exists for n_mec in 1..5 only, got n_mec={self.n_mec}; "
                 "use layout=grid or layout=random"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        seed_value({"seed": self.seed}, "seed", "scale.")
 
     @classmethod
     def from_mapping(cls, m: dict) -> SystemConfig:
@@ -227,13 +232,27 @@ def scenario_to_dict(scn: Scenario) -> dict:
 
 
 def scenario_from_dict(d: dict) -> Scenario:
-    """Inverse of `scenario_to_dict`, checking every field's presence, shape and sign."""
-    if d.get("format") != "ojrs-scenario":
+    """Inverse of `scenario_to_dict`, checking every field's presence, type, shape and sign."""
+    if not isinstance(d, dict) or d.get("format") != "ojrs-scenario":
         raise ConfigError("not an ojrs scenario file (missing format: ojrs-scenario)")
     missing = [f for f in _FIELDS if f not in d]
     if missing:
         raise ConfigError(f"scenario file lacks field {missing[0]!r}")
-    arrs = {f: np.asarray(d[f], dtype=np.float64) for f in _FIELDS}
+    arrs = {}
+    for f in _FIELDS:
+        try:  # a string, a bool, null, an object or a ragged list is not an array of numbers
+            a = np.asarray(d[f])
+        except ValueError:
+            a = np.asarray(None)
+        if a.dtype.kind not in "iuf":
+            raise ConfigError(
+                f"scenario field {f!r} must be a number or a rectangular list of numbers, "
+                f"got {json.dumps(d[f])[:40]}"
+            )
+        arrs[f] = a.astype(np.float64)
+    for f in ("ue_pos", "mec_pos"):
+        if arrs[f].ndim != 2 or arrs[f].shape[1:] != (2,):
+            raise ConfigError(f"scenario field {f!r} has shape {arrs[f].shape}, expected (n, 2)")
     n, m = arrs["ue_pos"].shape[0], arrs["mec_pos"].shape[0]
     shapes = {
         "ue_pos": (n, 2),
@@ -268,4 +287,7 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
             d = json.load(fh)
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read scenario file {str(path)!r}: {e}") from None
-    return scenario_from_dict(d)
+    try:
+        return scenario_from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

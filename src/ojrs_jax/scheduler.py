@@ -4,8 +4,9 @@
     a = sched.decide(h)                                 # h (N, M) or (B, N, M) -> a (..., N)
     out = sched.allocate(h)                             # {"a", "latency", "f", "p"}
 
-Loading reads `config.yaml`, `scenario.json` and `model.msgpack` and nothing else: no trainer,
-replay buffer or parameter templates are built (the msgpack tree is the parameter tree). The
+Loading reads `config.yaml`, `scenario.json` and `model.msgpack` through `rundir.load_trained`,
+which checks that they agree (N, M and every parameter's shape) under the run directory's read
+lock; no trainer or replay buffer is built (the msgpack tree is the parameter tree). The
 whole decision (preprocessing, encoder when the policy reads the 2r-SAE code, policy argmax and
 the closed-form P2 allocation) is one jitted function with the trained parameters folded in as
 constants (`policy.inference_fn`), so a decision is one call.
@@ -13,6 +14,7 @@ constants (`policy.inference_fn`), so a decision is one call.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
-from flax import serialization
 
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.config import ConfigError
 from ojrs_jax.p2 import solve_p2_closed_form
 from ojrs_jax.policy import inference_flops, inference_fn
-from ojrs_jax.scenario import Scenario, load_scenario
+from ojrs_jax.scenario import Scenario
 
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
 
@@ -97,39 +97,43 @@ def make_scheduler(
     return Scheduler(scn=scn, flops_per_decision=inference_flops(net, policy), pipeline=pipeline)
 
 
-def load_run(run_dir: str | Path) -> Scheduler:
-    """The trained scheduler of a finished `ojrs-train` run directory; a missing or unreadable
-    file raises `ConfigError` naming it."""
-    from ojrs_jax.train import TrainConfig  # typed config only: no trainer is built
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
-    need = [run_dir / f for f in ("config.yaml", "scenario.json", "model.msgpack")]
-    missing = [p.name for p in need if not p.is_file()]
-    if missing:
+def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
+    """Read and validate `h` (B, N, M) from an npz file."""
+    try:
+        if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try .npy or pickle
+            raise OSError("not an .npz archive (write it with numpy.savez(path, h=h))")
+        with np.load(path, allow_pickle=False) as z:
+            if "h" not in z.files:
+                raise ConfigError(
+                    f"{path} has no array 'h' (found: {', '.join(z.files) or 'none'})"
+                )
+            h = np.asarray(z["h"])
+    except ConfigError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
+    if h.ndim != 3:
+        raise ConfigError(f"'h' must have shape (B, N, M) = (B, {n_ue}, {n_mec}), got {h.shape}")
+    if h.shape[1:] != (n_ue, n_mec):
         raise ConfigError(
-            f"{run_dir} is not a finished ojrs-train run (missing {', '.join(missing)})"
+            f"'h' has N, M = {h.shape[1:]}, but the run was trained for N, M = {(n_ue, n_mec)}"
         )
-    try:
-        cfg = yaml.safe_load(need[0].read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read {need[0]}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{need[0]} is not a mapping of settings")
-    train_cfg = TrainConfig.from_mapping(
-        dict(cfg.get("train") or {}), cfg.get("asa"), cfg.get("replay")
-    )
-    sae_cfg = sae_mod.SAEConfig.from_mapping(dict(cfg.get("sae") or {}))
-    scn = load_scenario(need[1])
-    try:
-        model = serialization.msgpack_restore(need[2].read_bytes())
-        policy, encoder = model["policy"], model["encoder"]
-        sched = make_scheduler(scn, train_cfg, sae_cfg, policy, encoder)
-        jax.eval_shape(sched.pipeline, jax.ShapeDtypeStruct((scn.n_ue, scn.n_mec), jnp.float32))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-        raise ConfigError(
-            f"cannot read trained model {str(need[2])!r} for the run's configuration "
-            f"(N = {scn.n_ue}, M = {scn.n_mec}, {train_cfg.arch} policy): {e}"
-        ) from None
-    return sched
+    if h.shape[0] == 0:
+        raise ConfigError("'h' is an empty batch (B = 0)")
+    if not np.issubdtype(h.dtype, np.number) or np.iscomplexobj(h):
+        raise ConfigError(f"'h' must be real numbers, got dtype {h.dtype}")
+    h = h.astype(np.float64)
+    if not np.all(np.isfinite(h)):
+        raise ConfigError("'h' has NaN or infinite gains")
+    if np.any(h <= 0):
+        raise ConfigError("'h' has zero or negative gains (linear power gains must be > 0)")
+    return h
+
+
+def load_run(run_dir: str | Path) -> Scheduler:
+    """The trained scheduler of a finished `ojrs-train` run directory; a missing, malformed or
+    mismatched file (`rundir.load_trained`) raises `ConfigError` naming it."""
+    from ojrs_jax.rundir import load_trained
+
+    run = load_trained(run_dir)
+    return make_scheduler(run.scn, run.train_cfg, run.sae_cfg, run.policy, run.encoder)

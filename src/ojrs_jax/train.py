@@ -34,7 +34,7 @@ from ojrs_jax import env as env_mod
 from ojrs_jax import incremental
 from ojrs_jax import sae as sae_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, adapt_t_sa, asa_search
-from ojrs_jax.config import ConfigError
+from ojrs_jax.config import ConfigError, whole_blocks
 from ojrs_jax.policy import (
     PerUEPolicy,
     PolicyNet,
@@ -64,7 +64,7 @@ def chunk_blocks(n_blocks: int, chunk: int, phi: int) -> int:
 class TrainConfig:
     """Static settings of Algorithm 3 (Python ints and choices; numbers to sweep are leaves)."""
 
-    epochs: int = 10000  # T_DRL (rounded up to whole blocks of phi epochs)
+    epochs: int = 10000  # T_DRL, a multiple of phi (whole blocks of phi epochs)
     phi: int = 10  # training interval: one policy update every phi epochs
     batch: int = 128  # transitions per policy update
     updates: int = 1  # Adam steps per training round (paper: 1), each on a fresh batch
@@ -94,6 +94,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
+        whole_blocks(self.epochs, self.phi, "train.")
         if not isinstance(self.change_epoch, int) or isinstance(self.change_epoch, bool):
             raise ConfigError(f"train.change_epoch must be an integer, got {self.change_epoch!r}")
         if self.state not in STATES:

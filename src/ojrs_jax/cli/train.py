@@ -7,7 +7,9 @@
 Writes to the Hydra run directory: config.yaml, scenario.json (+ scenario_start.json),
 checkpoint/ (state after each chunk; `resume=true` continues a killed run), model.msgpack (for
 `ojrs-decide`), metrics.csv (one row per epoch), summary.json and the figures reward.png,
-loss.png and t_sa.png (paper Figs. 8-10). Exit 3: training diverged (non-finite loss).
+loss.png and t_sa.png (paper Figs. 8-10). Exit 3: training diverged (non-finite loss). Exit 2:
+a bad setting or file, a run directory in use by another process (its lock), or an I/O error.
+`resume=true` on a finished run prints its saved summary and writes nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ def format_summary(s: dict) -> str:
         if "acc" in s["sae"]
         else "SAE: not pretrained (the policy reads the channel, train.state=channel)"
     )
+    first = s["first_chunk_seconds_with_compile"]  # None: resumed with no chunk left to run
     lines = [
         sae,
-        f"DRL: {s['epochs']} epochs in {s['train_seconds']:.1f} s "
-        f"(first chunk with compile {s['first_chunk_seconds_with_compile']:.1f} s), "
+        f"DRL: {s['epochs']} epochs in {s['train_seconds']:.1f} s (first chunk with compile "
+        f"{'-' if first is None else f'{first:.1f}'} s), "
         f"reward stable after {s['epochs_to_stable']} epochs, final T_SA {s['final_t_sa']}",
         f"policy on {e['draws']} held-out channels: mean latency {e['latency_policy']:.3f} s "
         f"(greedy {e['latency_greedy']:.3f}, random {e['latency_random']:.3f})",

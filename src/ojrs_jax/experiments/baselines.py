@@ -22,10 +22,10 @@ from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, pla
 from ojrs_jax.baselines import greedy, random_decision
 from ojrs_jax.config import (
     ConfigError,  # fmt: skip
-    integer,
     positive_int,
     positive_number,
     rename_settings,
+    seed_value,
     system_config,
 )
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp
@@ -78,7 +78,7 @@ class BaselinesConfig:
 
     def __post_init__(self) -> None:
         positive_int({"draws": self.draws}, "draws", "")
-        integer({"seed": self.seed}, "seed", "")
+        seed_value({"seed": self.seed})
         if self.p2_method not in P2_METHODS:
             raise ConfigError(
                 f"p2.method must be one of {', '.join(P2_METHODS)}, got {self.p2_method!r}"

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from ojrs_jax import env as env_mod
 from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
 from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import ConfigError, integer, positive_int, system_config
+from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config
 from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
 from ojrs_jax.io import write_csv
 from ojrs_jax.p2 import batched_latency
@@ -54,7 +54,7 @@ class Fig7Config:
             raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         if not isinstance(self.exact, bool):
             raise ConfigError(f"exact must be true or false, got {self.exact!r}")
-        integer({"seed": self.seed}, "seed", "")
+        seed_value({"seed": self.seed})
 
     @classmethod
     def from_mapping(cls, c: dict) -> Fig7Config:

@@ -32,9 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from ojrs_jax import incremental, ring, sae, sae_metrics
 from ojrs_jax.config import (
     ConfigError,  # fmt: skip
-    integer,
     positive_int,
     rename_settings,
+    seed_value,
     system_config,
     to_container,
 )
@@ -92,7 +92,7 @@ def settings(c: dict) -> RunSettings:
     unknown = sorted(set(c) - {f.name for f in dataclasses.fields(RunSettings)} - {"incremental"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r}")
-    seed = integer(c, "seed", "")
+    seed = seed_value(c)
     compare = c.get("compare", [])
     if not isinstance(compare, list) or not all(isinstance(n, str) for n in compare):
         raise ConfigError(f"compare must be a list of sae preset names, got {compare!r}")

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from ojrs_jax.any_scheduler import save_any_run
-from ojrs_jax.config import ConfigError, system_config
+from ojrs_jax.config import seed_value, system_config
 from ojrs_jax.deployment import DeploymentConfig, make_sampler
 from ojrs_jax.general import AnyTrainConfig, make_any_trainer
 from ojrs_jax.io import atomic_write_text, write_csv
@@ -33,9 +33,7 @@ def train_any_run(c: dict, run_dir: Path, progress: bool = False) -> dict:
     sys_cfg = system_config(c)
     dcfg = DeploymentConfig.from_mapping(dict(c.get("deployment") or {}))
     gcfg = AnyTrainConfig.from_mapping(dict(c.get("general") or {}), c.get("asa"), c.get("replay"))
-    seed = c.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    seed = seed_value(c)
     tensorboard = tensorboard_setting(c.get("tensorboard", False))
     trainer = make_any_trainer(gcfg, make_sampler(dcfg, sys_cfg))
     # training keys are key(seed) split; evaluations use fold_in(key(10_000 + seed), ...)

@@ -3,7 +3,9 @@
 Writes to `run_dir`: config.yaml, scenario.json (+ scenario_start.json), checkpoint/ (state after
 each chunk; `resume=True` continues a killed run), model.msgpack (for `ojrs-decide`), metrics.csv
 (one row per epoch), summary.json and the figures reward.png, loss.png and t_sa.png (paper
-Figs. 8-10).
+Figs. 8-10). The run directory's lock (`rundir.writing`) is held for the whole job, so a second
+process on the same directory is refused. `resume=True` on a finished run (a checkpoint at the
+last epoch and a readable summary.json) writes nothing and returns the saved summary.
 """
 
 from __future__ import annotations
@@ -16,20 +18,34 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax.checkpoint import check_resume_config, load_state, save_model
+from ojrs_jax.checkpoint import load_state, save_model
 from ojrs_jax.config import positive_int, positive_number, rename_overrides, to_container
 from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.loop import run_chunks
-from ojrs_jax.pipeline import build, pretrain_sae
+from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
 from ojrs_jax.plots import plot_training
 from ojrs_jax.progress import log_summary, phase
+from ojrs_jax.rundir import resume_point, writing
 from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
 from ojrs_jax.tracking import open_writer, tensorboard_setting
 
 log = logging.getLogger(__name__)
+
+RESUME_IGNORES = ("resume", "progress", "eval", "tensorboard")  # a resume may change them
+
+
+def finished_summary(run_dir: Path, at: int | None, total: int) -> dict | None:
+    """The saved summary of a run whose checkpoint is at its last epoch, else None."""
+    if at is None or at < total:
+        return None
+    try:
+        s = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):  # killed after training, before the summary: finish it
+        return None
+    return s if isinstance(s, dict) and s.get("epochs") == total else None
 
 
 def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
@@ -39,10 +55,30 @@ def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> di
     ev = dict(c.get("eval", {}) or {})
     n_eval = positive_int({"draws": 1000, **ev}, "draws", "eval.")
     time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
-    if resume:
-        check_resume_config(run_dir, c, ignore=("resume", "progress", "eval", "tensorboard"))
-    tensorboard = tensorboard_setting(c.get("tensorboard", False))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    tensorboard = tensorboard_setting(c.get("tensorboard", False))  # all checked before writing
+    run_dir = Path(run_dir)
+    with writing(run_dir):
+        total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+        at = resume_point(run_dir, c, RESUME_IGNORES) if resume else None
+        done = finished_summary(run_dir, at, total)
+        if done is not None:
+            print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
+            log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
+            return done
+        return _train(c, spec, run_dir, resume, n_eval, time_limit, tensorboard)
+
+
+def _train(
+    c: dict,
+    spec: RunSpec,
+    run_dir: Path,
+    resume: bool,
+    n_eval: int,
+    time_limit: float,
+    tensorboard: bool,
+) -> dict:
+    """The job of `train_run`, under the run directory's lock."""
+    ev = dict(c.get("eval", {}) or {})
     log.info(
         "run %s: N = %d, M = %d, %d epochs, seed %d",
         run_dir,
