@@ -90,6 +90,14 @@ def test_fig7():
     assert Fig7Config.from_mapping(c) == Fig7Config()
 
 
+def test_train_job_options(composed):
+    """`eval`, `tensorboard` and `progress` of conf/train.yaml (the paper preset keeps them)."""
+    from ojrs_jax.experiments.train_run import RunOptions
+
+    assert RunOptions.from_mapping(composed[1]) == RunOptions()
+    assert RunOptions.from_mapping(composed[0]).draws == 500  # train=main certifies 500 draws
+
+
 def test_pso(composed):
     cfg, par = pso_from_mapping(composed[2]["pso"])
     assert cfg == PSOConfig()

@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.train_run import train_run
+from ojrs_jax.experiments.train_run import parse, train_run
 
 
 def format_summary(s: dict) -> str:
@@ -54,7 +54,8 @@ def format_summary(s: dict) -> str:
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     try:
-        summary = train_run(cfg, out, resume=bool(cfg.get("resume", False)))
+        spec, opts = parse(cfg)
+        summary = train_run(spec, opts, out, resume=bool(cfg.get("resume", False)))
     except FloatingPointError as e:  # training diverged; the last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)

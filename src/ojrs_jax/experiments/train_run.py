@@ -13,13 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax.checkpoint import load_state, save_model
-from ojrs_jax.config import positive_int, positive_number, rename_overrides, to_container
+from ojrs_jax.config import (
+    ConfigError,  # fmt: skip
+    positive_int,
+    positive_number,
+    rename_overrides,
+    rename_settings,
+    to_container,
+)
 from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv
@@ -48,37 +56,58 @@ def finished_summary(run_dir: Path, at: int | None, total: int) -> dict | None:
     return s if isinstance(s, dict) and s.get("epochs") == total else None
 
 
-def train_run(cfg: DictConfig | dict, run_dir: Path, resume: bool = False) -> dict:
-    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
+@dataclass(frozen=True)
+class RunOptions:
+    """The job settings of `ojrs-train` beside the run's model: the `eval` group, `tensorboard`
+    and `progress` (typed; the defaults are conf/train.yaml's, checked by tests/test_defaults)."""
+
+    draws: int = 1000  # eval.draws: held-out channel draws of the final evaluation
+    exact: bool = True  # eval.exact: certify NRR against the SCIP optimum on each draw
+    time_limit: float = TIME_LIMIT  # eval.time_limit: SCIP time limit per draw, s
+    tensorboard: bool = False  # per-epoch metrics to <run dir>/tensorboard
+    progress: bool = False  # force the progress bar even when stderr is not a terminal
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> RunOptions:
+        """From the resolved `ojrs-train` config; every value is checked before anything runs."""
+        ev = dict(c.get("eval", {}) or {})
+        for key in ("exact",):
+            if not isinstance(ev.get(key, True), bool):
+                raise ConfigError(f"eval.{key} must be true or false, got {ev[key]!r}")
+        if not isinstance(c.get("progress", False), bool):
+            raise ConfigError(f"progress must be true or false, got {c['progress']!r}")
+        return cls(
+            draws=positive_int({"draws": cls.draws, **ev}, "draws", "eval."),
+            exact=ev.get("exact", True),
+            time_limit=positive_number(ev, "time_limit", "eval.", TIME_LIMIT),
+            tensorboard=tensorboard_setting(c.get("tensorboard", False)),
+            progress=c.get("progress", False),
+        )
+
+
+def parse(cfg: DictConfig | dict) -> tuple[RunSpec, RunOptions]:
+    """The typed run (`pipeline.build`) and job options of an `ojrs-train` config, converted once
+    at the entry point and checked before anything is written."""
     c = to_container(cfg)
-    spec = build(c)
-    ev = dict(c.get("eval", {}) or {})
-    n_eval = positive_int({"draws": 1000, **ev}, "draws", "eval.")
-    time_limit = positive_number(ev, "time_limit", "eval.", TIME_LIMIT)
-    tensorboard = tensorboard_setting(c.get("tensorboard", False))  # all checked before writing
+    return build(c), RunOptions.from_mapping(c)
+
+
+def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = False) -> dict:
+    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
     run_dir = Path(run_dir)
     with writing(run_dir):
         total = spec.train_cfg.n_blocks * spec.train_cfg.phi
-        at = resume_point(run_dir, c, RESUME_IGNORES) if resume else None
+        at = resume_point(run_dir, spec.cfg, RESUME_IGNORES) if resume else None
         done = finished_summary(run_dir, at, total)
         if done is not None:
             print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
             log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
             return done
-        return _train(c, spec, run_dir, resume, n_eval, time_limit, tensorboard)
+        return _train(spec, opts, run_dir, resume)
 
 
-def _train(
-    c: dict,
-    spec: RunSpec,
-    run_dir: Path,
-    resume: bool,
-    n_eval: int,
-    time_limit: float,
-    tensorboard: bool,
-) -> dict:
+def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict:
     """The job of `train_run`, under the run directory's lock."""
-    ev = dict(c.get("eval", {}) or {})
     log.info(
         "run %s: N = %d, M = %d, %d epochs, seed %d",
         run_dir,
@@ -87,7 +116,7 @@ def _train(
         spec.train_cfg.n_blocks * spec.train_cfg.phi,
         spec.seed,
     )
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.cfg)))
     keys = spec.keys()
     env = spec.env()
     save_scenario(spec.scn, run_dir / "scenario_start.json")
@@ -108,7 +137,7 @@ def _train(
         log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
     total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
-    writer = open_writer(tensorboard, run_dir)
+    writer = open_writer(opts.tensorboard, run_dir)
     try:
         run = run_chunks(
             spec.trainer.run_chunk,
@@ -118,7 +147,7 @@ def _train(
             chunk,
             metrics=metrics,
             checkpoint_dir=run_dir,
-            progress=bool(c.get("progress", False)),
+            progress=opts.progress,
             writer=writer,
         )
     finally:
@@ -136,15 +165,9 @@ def _train(
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
     plot_training(flat, run_dir, int(env.change_epoch))
-    with phase(log, f"evaluation on {n_eval} held-out channels"):
+    with phase(log, f"evaluation on {opts.draws} held-out channels"):
         report = evaluate_run(
-            spec.trainer,
-            state,
-            env,
-            keys["eval"],
-            n_eval,
-            bool(ev.get("exact", True)),
-            time_limit,
+            spec.trainer, state, env, keys["eval"], opts.draws, opts.exact, opts.time_limit
         )
     summary = {
         "epochs": total,
@@ -187,5 +210,6 @@ def train_from_config(
 ) -> dict:
     """`ojrs-train` without Hydra's app: `cfg` is a resolved config dict or a list of overrides
     (`["train=paper", "train.epochs=2000"]`); writes the run to `run_dir`, returns its summary."""
-    c = cfg if isinstance(cfg, dict) else compose_config(cfg)
-    return train_run(c, Path(run_dir), resume=resume)
+    c = rename_settings(cfg, "train") if isinstance(cfg, dict) else compose_config(cfg)
+    spec, opts = parse(c)
+    return train_run(spec, opts, Path(run_dir), resume=resume)
