@@ -1,6 +1,7 @@
 """Decision time of a trained OJRS scheduler (policy, P2 closed form) beside the CPU's limit.
 
     python benchmarks/bench_decide.py RUN_DIR [--batch 4096] [--repeats 2000] [--out FILE.json]
+                                      [--cpu-devices 2]
 
 Loads the run as `ojrs-decide` does (`ojrs_jax.load_run`: one jitted call from channel to
 decision and allocation) and prints, measured in the same process:
@@ -10,6 +11,9 @@ decision and allocation) and prints, measured in the same process:
   GFLOP/s a large float32 matrix product reaches here, and so the FLOP bound on decisions/s
   (matmul GFLOP/s / FLOPs per decision), with the batched throughput's distance to it;
 - the paper's figure, 17.4 ms per OJRS decision at N = 30 (Table II).
+`--cpu-devices D` splits the CPU into D JAX devices (`jax_num_cpu_devices`, as the environment
+variable JAX_NUM_CPU_DEVICES does) before anything runs; the scheduler then splits a batch over
+them (one channel still runs on one device). The matrix product is measured on one device.
 Writes the figures, with the run's network settings, the command, machine, date, commit and
 load, to a record (benchmarks/record.py). The times depend on the network's shape, not on how
 long it was trained.
@@ -59,8 +63,11 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=2000)
+    ap.add_argument("--cpu-devices", type=int, default=0, help="JAX CPU devices (0: JAX's)")
     add_out_argument(ap, "bench_decide")
     args = ap.parse_args()
+    if args.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     rec = Recording()
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
     sched = load_run(args.run)
@@ -75,6 +82,7 @@ def main() -> None:
     bound = peak * 1e9 / flops
     out = {
         "device": str(jax.devices()[0]),
+        "devices": len(jax.local_devices()),
         "n_ue": scn.n_ue,
         "n_mec": scn.n_mec,
         "single_call_us": single * 1e6,

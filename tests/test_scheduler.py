@@ -94,3 +94,40 @@ def test_scheduler_matches_trainer_decide(train_kw, sae_kw):
         np.testing.assert_allclose(out["f"][b], np.asarray(alloc.f), rtol=1e-6)
         np.testing.assert_allclose(out["p"][b], np.asarray(alloc.p), rtol=1e-6)
     np.testing.assert_array_equal(sched.decide(np.asarray(H[5])), a_want[5])
+
+
+SPLIT = """
+import sys, numpy as np, jax, ojrs_jax
+assert len(jax.local_devices()) == 2
+sched = ojrs_jax.load_run(sys.argv[1])
+with np.load(sys.argv[2]) as z:
+    h = z["h"]
+out = sched.allocate(h)  # 5 channels: padded to 6, split over the 2 devices, trimmed
+np.savez(sys.argv[3], **out)
+"""
+
+
+def test_batch_split_over_devices_gives_the_same_decisions(tiny_run_dir, tmp_path):
+    """With two JAX CPU devices a batch is split over them (padded to an even size and trimmed):
+    the same decisions and allocations as on one device, latencies to float32 rounding."""
+    import os
+    import subprocess
+    import sys
+
+    import ojrs_jax
+    from ojrs_jax.scenario import sample_channels
+
+    sched = ojrs_jax.load_run(tiny_run_dir)
+    h = np.asarray(sample_channels(jax.random.key(3), sched.scn, 5))
+    np.savez(tmp_path / "h.npz", h=h)
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
+    args = [str(tiny_run_dir), str(tmp_path / "h.npz"), str(tmp_path / "out.npz")]
+    p = subprocess.run([sys.executable, "-c", SPLIT, *args], env=env, capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    one = sched.allocate(h)
+    with np.load(tmp_path / "out.npz") as two:
+        assert two["a"].shape == (5, sched.n_ue)
+        np.testing.assert_array_equal(two["a"], one["a"])
+        for k in ("latency", "f", "p"):
+            np.testing.assert_allclose(two[k], one[k], rtol=1e-6)
