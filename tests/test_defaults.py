@@ -98,6 +98,20 @@ def test_train_job_options(composed):
     assert RunOptions.from_mapping(composed[0]).draws == 500  # train=main certifies 500 draws
 
 
+def test_reproduce_settings():
+    """The `reproduce` group with the default experiment (table2), and a misspelt key."""
+    from ojrs_jax.config import ConfigError
+    from ojrs_jax.experiments.reproduce import ReproduceSettings
+
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        c = to_container(compose("reproduce"))
+    assert ReproduceSettings.from_mapping(c) == ReproduceSettings(name="table2")
+    with pytest.raises(ConfigError, match="unknown reproduce setting 'seed'"):
+        ReproduceSettings.from_mapping({"reproduce": {"seed": 3}})
+    old = ReproduceSettings.from_mapping({"reproduce": {"eval_channels": 7}})
+    assert old.eval_draws == 7  # the name before `eval_draws`
+
+
 def test_pso(composed):
     cfg, par = pso_from_mapping(composed[2]["pso"])
     assert cfg == PSOConfig()

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ojrs_jax.config import (
     integer,
     positive_int,
     positive_number,
+    rename_settings,
     split_settings,
     system_config,
     to_container,  # fmt: skip
@@ -57,29 +59,53 @@ log = logging.getLogger(__name__)
 # --- experiments ------------------------------------------------------------------------------
 
 
-def _settings(c: dict) -> dict[str, Any]:
-    r = dict(c.get("reproduce", {}) or {})
-    kind = r.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"reproduce.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    out = {
-        "kind": kind,
-        "seeds": positive_int(r, "seeds", "reproduce."),
-        "eval_every": positive_int(r, "eval_every", "reproduce."),
-        "eval_draws": positive_int(r, "eval_draws", "reproduce."),
-        "time_limit": positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
-        "shard": bool(r.get("shard", True)),
-        "progress": bool(r.get("progress", False)),
-        "tensorboard": tensorboard_setting(r.get("tensorboard", False), "reproduce.tensorboard"),
-    }
-    return out
+@dataclass(frozen=True)
+class ReproduceSettings:
+    """The `reproduce` group of conf/reproduce.yaml, typed (name and preset label the tables)."""
+
+    kind: str = "table2"  # table2 | table3 | drl | sae | fig7 (set by the experiment)
+    name: str = ""  # the experiment's name in the aggregated tables (default: kind)
+    preset: str = ""  # label of the training settings in the tables
+    seeds: int = 3  # training seeds, vmapped in one computation and sharded over the devices
+    shard: bool = True  # shard the seed axis over a mesh of all devices
+    eval_every: int = 500  # epochs between NRR evaluations of every seed's policy (Table III)
+    eval_draws: int = 200  # held-out channel draws of the NRR evaluation
+    time_limit: float = TIME_LIMIT  # SCIP time limit per draw, s
+    progress: bool = False  # progress bar with the reward after every chunk on stderr
+    tensorboard: bool = False  # per-epoch metrics to <job dir>/tensorboard
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> ReproduceSettings:
+        """From the resolved `ojrs-reproduce` config (its `reproduce` node), checked."""
+        r = rename_settings({"reproduce": dict(c.get("reproduce", {}) or {})}, "reproduce")
+        r = {f.name: getattr(cls, f.name) for f in fields(cls)} | r["reproduce"]
+        split_settings(r, "reproduce", cls)  # an unknown key fails by name
+        if r["kind"] not in KINDS:
+            raise ConfigError(
+                f"reproduce.kind must be one of {', '.join(KINDS)}, got {r['kind']!r}"
+            )
+        for key in ("shard", "progress"):
+            if not isinstance(r[key], bool):
+                raise ConfigError(f"reproduce.{key} must be true or false, got {r[key]!r}")
+        return cls(
+            kind=r["kind"],
+            name=str(r["name"] or ""),
+            preset=str(r["preset"] or ""),
+            seeds=positive_int(r, "seeds", "reproduce."),
+            shard=r["shard"],
+            eval_every=positive_int(r, "eval_every", "reproduce."),
+            eval_draws=positive_int(r, "eval_draws", "reproduce."),
+            time_limit=positive_number(r, "time_limit", "reproduce.", TIME_LIMIT),
+            progress=r["progress"],
+            tensorboard=tensorboard_setting(r["tensorboard"], "reproduce.tensorboard"),
+        )
 
 
-def _train(s: dict[str, Any], out: Path, *args: Any, **kw: Any) -> SeedRun:
+def _train(s: ReproduceSettings, out: Path, *args: Any, **kw: Any) -> SeedRun:
     """`train_seeds` with the job's progress bar and optional TensorBoard writer."""
-    writer = open_writer(s["tensorboard"], out)
+    writer = open_writer(s.tensorboard, out)
     try:
-        return train_seeds(*args, progress=s["progress"], writer=writer, **kw)
+        return train_seeds(*args, progress=s.progress, writer=writer, **kw)
     finally:
         if writer is not None:
             writer.close()
@@ -106,20 +132,20 @@ def _mean_std(x: np.ndarray) -> dict[str, float]:
 
 def run_table3(c: dict, out: Path) -> dict[str, Any]:
     """Table III for the configured M: SAE Acc and CR; F/S-Best/Avg NRR vs exact and PSO."""
-    s = _settings(c)
-    spec = _spec_for_seeds(c, s["eval_every"])
+    s = ReproduceSettings.from_mapping(c)
+    spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     k_h, k_p1, k_p2 = jax.random.split(keys["eval"], 3)
-    H = sample_channels(k_h, spec.scn, s["eval_draws"])
+    H = sample_channels(k_h, spec.scn, s.eval_draws)
     scn2 = spec.scn.replace(weights=env.weights_after)
     t0 = time.perf_counter()
     pso_cfg, pso_par = pso_from_mapping(c.get("pso", {}))
-    with phase(log, f"references (SCIP and PSO) on {s['eval_draws']} draws, two weight sets"):
+    with phase(log, f"references (SCIP and PSO) on {s.eval_draws} draws, two weight sets"):
         refs = (
-            make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s["time_limit"]),
-            make_reference(k_p2, scn2, H, pso_cfg, pso_par, s["time_limit"]),
+            make_reference(k_p1, spec.scn, H, pso_cfg, pso_par, s.time_limit),
+            make_reference(k_p2, scn2, H, pso_cfg, pso_par, s.time_limit),
         )
     ref_s = time.perf_counter() - t0
     run = _train(
@@ -127,11 +153,11 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         out,
         spec.trainer,
         keys["train"],
-        s["seeds"],
+        s.seeds,
         sae_params,
         env,
         nrr_evaluator(spec.trainer, env, refs),
-        shard=s["shard"],
+        shard=s.shard,
     )
     table = {}
     for ref_name in ("exact", "pso"):
@@ -152,9 +178,9 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     result = {
         "kind": "table3",
         **_scenario_info(spec),
-        "seeds": s["seeds"],
-        "eval_every": s["eval_every"],
-        "eval_draws": s["eval_draws"],
+        "seeds": s.seeds,
+        "eval_every": s.eval_every,
+        "eval_draws": s.eval_draws,
         "change_epoch": int(env.change_epoch),
         "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
         "exact_certified": [refs[0].certified, refs[1].certified],
@@ -172,19 +198,19 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
 def run_drl(c: dict, out: Path) -> dict[str, Any]:
     """Figs. 8-10 material: S seeds of Algorithm 3 with the configured replay; the per-epoch
     reward, loss and T_SA (seed mean and per seed) and the epochs to a stable reward."""
-    s = _settings(c)
-    spec = _spec_for_seeds(c, s["eval_every"])
+    s = ReproduceSettings.from_mapping(c)
+    spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
     env = spec.env()
     sae_params, _ = pretrain_sae(keys["sae"], spec)
-    run = _train(s, out, spec.trainer, keys["train"], s["seeds"], sae_params, env, shard=s["shard"])
+    run = _train(s, out, spec.trainer, keys["train"], s.seeds, sae_params, env, shard=s.shard)
     _write_training_metrics(out, run)
     stable = _stable_epochs(run, env)
     return {
         "kind": "drl",
         **_scenario_info(spec),
         "replay": spec.train_cfg.replay,
-        "seeds": s["seeds"],
+        "seeds": s.seeds,
         "change_epoch": int(env.change_epoch),
         "train_seconds": run.seconds,
         "first_chunk_seconds": run.first_chunk_seconds,
@@ -199,8 +225,8 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     same channel draws: OJRS (encoder + policy + P2), Greedy, Random, ASA, PSO and Exact."""
     from ojrs_jax.experiments.baselines import EXACT, BaselinesConfig, Searches, run_baselines
 
-    s = _settings(c)
-    spec = _spec_for_seeds(c, s["eval_every"])
+    s = ReproduceSettings.from_mapping(c)
+    spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
     env = spec.env()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
@@ -219,7 +245,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
         draws=positive_int(t2, "draws", "table2."),
         seed=int(c.get("seed", 0)) + 1,  # draws unseen in training
         methods=tuple(t2.get("methods", ["ojrs", "greedy", "random", "asa", "pso", "exact"])),
-        time_limit=s["time_limit"],
+        time_limit=s.time_limit,
         searches=Searches.from_mapping(c),
     )
     res = run_baselines(bcfg, extra={"ojrs": ojrs})
@@ -299,7 +325,7 @@ RUNNERS: dict[str, Callable[[dict, Path], dict[str, Any]]] = {
 def run_experiment(cfg: Any, out: Path) -> dict[str, Any]:
     """Run the configured experiment into `out`; writes and returns result.json's content."""
     c = to_container(cfg)
-    kind = _settings(c)["kind"]
+    kind = ReproduceSettings.from_mapping(c).kind
     out.mkdir(parents=True, exist_ok=True)
     name = str(c.get("reproduce", {}).get("name") or kind)
     log.info("job %s (%s) into %s", name, kind, out)
