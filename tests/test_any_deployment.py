@@ -260,3 +260,17 @@ def test_any_trainer_vmapped_seeds_equal_single_runs(kind):
     assert all(np.all(np.isfinite(np.asarray(v))) for v in m_v.values())
     first = jax.tree.leaves(st_v.policy)[0]
     assert not np.allclose(np.asarray(first[0]), np.asarray(first[1]))  # seeds differ
+
+
+def test_train_any_refuses_a_run_directory_in_use(tmp_path):
+    """`ojrs-train-any` takes the run directory's lock like `ojrs-train`: while another writer
+    holds it, the job stops before it computes or writes anything."""
+    from ojrs_jax.experiments.train_any import train_any_run
+    from ojrs_jax.rundir import writing
+
+    c = {"deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2],
+                        "m_max": 2}, "general": {"epochs": 20, "phi": 10}}  # fmt: skip
+    with writing(tmp_path):
+        with pytest.raises(ConfigError, match="is in use by another process"):
+            train_any_run(c, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]

@@ -22,6 +22,7 @@ from ojrs_jax.deployment import DeploymentConfig, make_sampler
 from ojrs_jax.general import AnyTrainConfig, make_any_trainer
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.progress import bar, log_summary
+from ojrs_jax.rundir import writing
 from ojrs_jax.tracking import open_writer, tensorboard_setting
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,18 @@ log = logging.getLogger(__name__)
 
 def train_any_run(c: dict, run_dir: Path, progress: bool = False) -> dict:
     """Train per the plain config `c` into `run_dir`; returns the summary (`progress` forces
-    the bar)."""
+    the bar). The run directory's lock (`rundir.writing`) is held for the whole job."""
     sys_cfg = system_config(c)
     dcfg = DeploymentConfig.from_mapping(dict(c.get("deployment") or {}))
     gcfg = AnyTrainConfig.from_mapping(dict(c.get("general") or {}), c.get("asa"), c.get("replay"))
     seed = seed_value(c)
     tensorboard = tensorboard_setting(c.get("tensorboard", False))
+    with writing(Path(run_dir)):
+        return _train_any(c, Path(run_dir), progress, sys_cfg, dcfg, gcfg, seed, tensorboard)
+
+
+def _train_any(c, run_dir, progress, sys_cfg, dcfg, gcfg, seed, tensorboard) -> dict:
+    """The job of `train_any_run`, under the run directory's lock."""
     trainer = make_any_trainer(gcfg, make_sampler(dcfg, sys_cfg))
     # training keys are key(seed) split; evaluations use fold_in(key(10_000 + seed), ...)
     state = trainer.init(jax.random.key(seed))
