@@ -119,7 +119,7 @@ def test_table2_rows_are_consistent(sweep):
 def test_each_job_logs_its_phases_and_key_numbers(sweep):
     """reproduce.log of every job (Hydra's job logging) holds its phases and its summary line,
     the line `ojrs-reproduce` prints; for Table II the numbers of result.json."""
-    from ojrs_jax.experiments.reproduce import job_summary
+    from ojrs_jax.results import job_summary
 
     for job in ("0_table2", "1_table3", "2_drl_per", "3_drl_uniform"):
         r = json.loads((sweep / job / "result.json").read_text())

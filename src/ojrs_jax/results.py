@@ -21,6 +21,7 @@ import numpy as np
 
 from ojrs_jax.config import ConfigError
 from ojrs_jax.io import atomic_write_text, write_csv
+from ojrs_jax.progress import summary_line
 
 # The paper's figures (Sec. V), printed beside ours.
 PAPER_TABLE2 = {  # method: (computation time per decision s, task latency s, reward)
@@ -342,3 +343,32 @@ class AggregateCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             print(f"warning: the sweep was not aggregated: {e}", file=sys.stderr)
             return
         print(f"aggregated {report['jobs']} jobs into {report['out']}/results.md")
+
+
+def _mean(x: Any) -> float | None:
+    return None if x is None else float(x["mean"])
+
+
+def job_summary(r: dict[str, Any]) -> str:
+    """The key numbers of a job's result, one line (`ojrs-reproduce` prints it)."""
+    kind = r.get("kind")
+    if kind == "table2":
+        rows = {row["method"]: row for row in r["rows"]}
+        vals: dict[str, Any] = {f"L {m}": row["latency"] for m, row in rows.items()}
+        if "nrr_exact" in rows.get("ojrs", {}):
+            vals["OJRS NRR vs exact"] = rows["ojrs"]["nrr_exact"]
+    elif kind == "table3":
+        t = r["table3"]
+        vals = {
+            "SAE Acc": r["sae"].get("acc"),
+            "F-Best vs exact": _mean(t.get("F-Best vs exact")),
+            "S-Best vs exact": _mean(t.get("S-Best vs exact")),
+            "final NRR vs exact": _mean(r.get("final_nrr_exact")),
+        }
+    elif kind == "drl":
+        vals = {"replay": r["replay"], "epochs to stable": _mean(r["epochs_to_stable"])}
+    elif kind == "sae":
+        vals = {f"Acc {n}": m["acc"] for n, m in r["models"].items()} | {"CR": r["cr"]}
+    else:
+        vals = {k: r.get(k) for k in ("start", "asa_final", "sa_final", "exact")}
+    return summary_line({"seeds": r.get("seeds"), **vals, "train s": r.get("train_seconds")})

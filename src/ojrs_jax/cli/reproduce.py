@@ -17,7 +17,8 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.reproduce import job_summary, run_experiment
+from ojrs_jax.experiments.reproduce import run_experiment
+from ojrs_jax.results import job_summary
 
 
 def _label_preset(cfg: DictConfig) -> None:

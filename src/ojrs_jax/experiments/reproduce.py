@@ -45,8 +45,9 @@ from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.loop import SeedRun, train_seeds
 from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
-from ojrs_jax.progress import phase, summary_line
+from ojrs_jax.progress import phase
 from ojrs_jax.pso import pso_from_mapping
+from ojrs_jax.results import job_summary
 from ojrs_jax.sae import SAEConfig
 from ojrs_jax.scenario import sample_channels
 from ojrs_jax.tracking import open_writer, tensorboard_setting
@@ -337,35 +338,6 @@ def run_experiment(cfg: Any, out: Path) -> dict[str, Any]:
     atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=_json_default))
     log.info("job %s done in %.1f s: %s", name, result["wall_seconds"], job_summary(result))
     return result
-
-
-def _mean(x: Any) -> float | None:
-    return None if x is None else float(x["mean"])
-
-
-def job_summary(r: dict[str, Any]) -> str:
-    """The key numbers of a job's result, one line (`ojrs-reproduce` prints it)."""
-    kind = r.get("kind")
-    if kind == "table2":
-        rows = {row["method"]: row for row in r["rows"]}
-        vals: dict[str, Any] = {f"L {m}": row["latency"] for m, row in rows.items()}
-        if "nrr_exact" in rows.get("ojrs", {}):
-            vals["OJRS NRR vs exact"] = rows["ojrs"]["nrr_exact"]
-    elif kind == "table3":
-        t = r["table3"]
-        vals = {
-            "SAE Acc": r["sae"].get("acc"),
-            "F-Best vs exact": _mean(t.get("F-Best vs exact")),
-            "S-Best vs exact": _mean(t.get("S-Best vs exact")),
-            "final NRR vs exact": _mean(r.get("final_nrr_exact")),
-        }
-    elif kind == "drl":
-        vals = {"replay": r["replay"], "epochs to stable": _mean(r["epochs_to_stable"])}
-    elif kind == "sae":
-        vals = {f"Acc {n}": m["acc"] for n, m in r["models"].items()} | {"CR": r["cr"]}
-    else:
-        vals = {k: r.get(k) for k in ("start", "asa_final", "sa_final", "exact")}
-    return summary_line({"seeds": r.get("seeds"), **vals, "train s": r.get("train_seconds")})
 
 
 def _json_default(x: Any) -> Any:
