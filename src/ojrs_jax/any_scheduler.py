@@ -193,6 +193,7 @@ def save_any_run(run_dir: Path, cfg: dict, params: Any) -> None:
 def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
     """The scheduler of a finished `ojrs-train-any` run (`refine` ASA iterations after the
     policy, 0: the policy alone); problems raise `ConfigError`."""
+    from ojrs_jax.checkpoint import read_config
     from ojrs_jax.config import system_config
     from ojrs_jax.general import AnyTrainConfig
 
@@ -201,10 +202,10 @@ def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
     missing = [p.name for p in need if not p.is_file()]
     if missing:
         raise ConfigError(f"{run_dir} is not a finished ojrs-train-any run (missing {missing[0]})")
+    cfg = read_config(run_dir)  # a mapping, or one ConfigError line naming the file
     try:
-        cfg = yaml.safe_load(need[0].read_text())
         params = serialization.msgpack_restore(need[1].read_bytes())
-    except (OSError, yaml.YAMLError, ValueError) as e:
+    except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the run in {run_dir}: {e}") from None
     g = AnyTrainConfig.from_mapping(dict(cfg.get("general") or {}), cfg.get("asa"))
     net = fp.FeaturePolicy(rounds=g.rounds, width=g.width, hidden=g.hidden)

@@ -11,9 +11,9 @@ Pure functions with the key first, as in gymnax:
 
 `params` is any pytree with `scn`, `weights_after` and `change_epoch`: an `EnvParams`, or the
 trainer's `ojrs_jax.train.Env`, so an agent written against this module runs on a trainer's
-environment unchanged. The trainer itself draws its channels with `reset` (vmapped over the
-epochs of a block), scores its actions with `reward` and hands ASA the deployment `scenario_at`
-the epoch. Sizes come from the scenario's array shapes (static under `jit`).
+environment unchanged. The trainer itself draws a block's channels with `draws`, scores its
+actions with `reward` and hands ASA the deployment `scenario_at` the epoch. Sizes come from
+the scenario's array shapes (static under `jit`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.p2 import latency
-from ojrs_jax.scenario import Scenario, sample_channel
+from ojrs_jax.scenario import Scenario, sample_channel, sample_channels
 
 NEVER = 2**30  # a change epoch that is never reached
 
@@ -86,10 +86,10 @@ def reset(key: jax.Array, params: Any) -> tuple[jax.Array, EnvState]:
 
 
 def draws(key: jax.Array, params: Any, n: int) -> jax.Array:
-    """Channels of `n` independent epochs (n, N, M): `reset` vmapped over `split(key, n)`, the
-    held-out draws the baselines, Fig. 7 and the evaluation score every method on."""
-    h, _ = jax.vmap(reset, (0, None))(jax.random.split(key, n), params)
-    return h
+    """Channels of `n` independent epochs (n, N, M), the channels `reset` draws from each key of
+    `split(key, n)` (`scenario.sample_channels`): a training block's epochs, and the held-out
+    draws the baselines, Fig. 7 and the evaluation score every method on."""
+    return sample_channels(key, params.scn, n)
 
 
 def step(

@@ -56,6 +56,16 @@ def _holder(fd: int) -> str:
     return f" (pid {pid})"
 
 
+def _busy(fd: int, mode: int) -> str | None:
+    """Take `flock` `mode` on `fd` without waiting: None when taken; when another process holds
+    it, the " (pid N)" of `_holder` ("" when unknown) for the caller's message."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    return None
+
+
 @contextlib.contextmanager
 def writing(run_dir: Path) -> Iterator[Path]:
     """Hold `run_dir`'s lock while this process writes it (created if need be); another writer
@@ -67,13 +77,11 @@ def writing(run_dir: Path) -> Iterator[Path]:
     except OSError as e:
         raise OSError(e.errno, f"cannot lock {run_dir}: {e.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if (pid := _busy(fd, fcntl.LOCK_EX)) is not None:
             raise ConfigError(
-                f"run directory {run_dir} is in use by another process{_holder(fd)}; wait for "
-                "it to finish, or use another directory"
-            ) from None
+                f"run directory {run_dir} is in use by another process{pid}; wait for it to "
+                "finish, or use another directory"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -94,13 +102,11 @@ def reading(run_dir: Path) -> Iterator[Path]:
         yield run_dir
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if (pid := _busy(fd, fcntl.LOCK_SH)) is not None:
             raise ConfigError(
-                f"run directory {run_dir} is being written by another process{_holder(fd)}; "
-                "its files may not belong together yet (read it when that process has ended)"
-            ) from None
+                f"run directory {run_dir} is being written by another process{pid}; its files "
+                "may not belong together yet (read it when that process has ended)"
+            )
         yield run_dir
     finally:
         os.close(fd)

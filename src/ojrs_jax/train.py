@@ -285,7 +285,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
     def block(st: TrainState, env: Env) -> tuple[TrainState, dict]:
         key, k_h, k_ep, k_sae, k_batch = jax.random.split(st.key, 5)
         epochs = st.epoch + jnp.arange(phi, dtype=jnp.int32)
-        H, _ = jax.vmap(env_mod.reset, (0, None))(jax.random.split(k_h, phi), env)
+        H = env_mod.draws(k_h, env, phi)
         S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0, 0))(
             jax.random.split(k_ep, phi), st, env, epochs, H
         )

@@ -71,9 +71,8 @@ class RunOptions:
     def from_mapping(cls, c: dict) -> RunOptions:
         """From the resolved `ojrs-train` config; every value is checked before anything runs."""
         ev = dict(c.get("eval", {}) or {})
-        for key in ("exact",):
-            if not isinstance(ev.get(key, True), bool):
-                raise ConfigError(f"eval.{key} must be true or false, got {ev[key]!r}")
+        if not isinstance(ev.get("exact", True), bool):
+            raise ConfigError(f"eval.exact must be true or false, got {ev['exact']!r}")
         if not isinstance(c.get("progress", False), bool):
             raise ConfigError(f"progress must be true or false, got {c['progress']!r}")
         return cls(
