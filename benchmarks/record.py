@@ -182,20 +182,23 @@ class Recording:
         if busy is not None and self.busy0 is not None and wall > 0:
             own = _own_seconds() - self.own0
             others = round(max(0.0, (busy - self.busy0 - own) / wall), 2)
-        peak = max(self.load_start[0], end[0])
-        under = peak > threshold
+        # The decision is taken on the rounded figures the record keeps, so a reader of the
+        # record (or its test) reaches the same verdict: 1.504 is stored and judged as 1.5.
+        start = [round(x, 2) for x in self.load_start]
+        end = [round(x, 2) for x in end]
+        under = max(start[0], end[0]) > threshold
         return {
-            "avg_1_5_15_start": [round(x, 2) for x in self.load_start],
-            "avg_1_5_15_end": [round(x, 2) for x in end],
+            "avg_1_5_15_start": start,
+            "avg_1_5_15_end": end,
             "threshold_1min": threshold,
             "rule": f"under load when the 1-min load average at start or end > {LOAD_FRACTION}"
             " x cores (the end value includes this run's own threads)",
             "under_load": under,
             "label": (
-                f"under load (1-min load {self.load_start[0]:.1f} at start, {end[0]:.1f} at end"
+                f"under load (1-min load {start[0]:.2f} at start, {end[0]:.2f} at end"
                 f" > {threshold:g})"
                 if under
-                else f"idle (1-min load {self.load_start[0]:.1f} at start, {end[0]:.1f} at end"
+                else f"idle (1-min load {start[0]:.2f} at start, {end[0]:.2f} at end"
                 f" <= {threshold:g})"
             ),
             "others_cores": others,

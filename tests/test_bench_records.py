@@ -47,6 +47,19 @@ def check_metadata(rec: dict) -> None:
     assert load_["label"].startswith("under load" if load_["under_load"] else "idle")
 
 
+@pytest.mark.parametrize("over", [-0.004, 0.004, 0.006])
+def test_load_verdict_agrees_with_the_stored_load(monkeypatch, over):
+    """A load a hair above the threshold is stored rounded; the verdict follows what is stored."""
+    record = load("record")
+    threshold = record.LOAD_FRACTION * (record.os.cpu_count() or 1)
+    monkeypatch.setattr(record.os, "getloadavg", lambda: (threshold + over, 1.0, 1.0))
+    rec = record.Recording(["bench_x.py"])
+    load_ = rec.load()
+    assert load_["avg_1_5_15_start"][0] == round(threshold + over, 2)
+    assert load_["under_load"] == (round(threshold + over, 2) > threshold)
+    assert load_["label"].startswith("under load" if load_["under_load"] else "idle")
+
+
 def test_recording_writes_a_complete_record_atomically(tmp_path, monkeypatch):
     record = load("record")
     monkeypatch.chdir(ROOT)
