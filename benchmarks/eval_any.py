@@ -2,7 +2,7 @@
 
     python benchmarks/eval_any.py --run RUN_DIR [--n 10 30 100 300] [--m 2 5 10] [--draws 20]
         [--draws-large 10] [--large-from 300] [--seed 10000] [--time-limit 60]
-        [--trajectory 100] [--out FILE.json]
+        [--trajectory 100] [--tuned 1 [--tuned-channels 200] [--skip-grid]] [--out FILE.json]
 
 For every cell (N, M): `--draws` deployments (`--draws-large` for N >= `--large-from`) drawn from
 the run's `deployment` ranges with N and M fixed, one Rayleigh channel each, with keys
@@ -14,6 +14,12 @@ policy, how many draws SCIP certified optimal, and the time of the JAX part. `--
 also scores the policy along one `mobile` trajectory of E epochs at N = 30, M = 5 (no
 retraining), UEs walking at `--traj-speed` m/s with epochs of `--traj-epoch-s` s. Figures go to
 stdout and to a record (benchmarks/record.py).
+
+`--tuned K` puts the per-deployment scheduler beside each cell with N <= `--tuned-max-n`: for
+the cell's first K deployments (the same draws as the grid's), `ojrs-train` (the main job, or
+with `--tuned-overrides`) trained on that very deployment, and the one model, Greedy and ASA
+from Greedy, on `--tuned-channels` Rayleigh draws of it, all against SCIP
+(`ojrs_jax.experiments.tuned_beside`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.any_scheduler import eval_cell, eval_trajectory, load_any_run  # noqa: E402
 from ojrs_jax.deployment import DeploymentConfig  # noqa: E402
+from ojrs_jax.experiments.tuned_beside import tuned_beside  # noqa: E402
 
 
 def main() -> None:
@@ -47,6 +54,11 @@ def main() -> None:
     ap.add_argument("--traj-speed", type=float, default=1.5, help="UE speed, m/s")
     ap.add_argument("--traj-epoch-s", type=float, default=0.02, help="epoch duration, s")
     ap.add_argument("--no-exact", action="store_true")
+    ap.add_argument("--tuned", type=int, default=0, help="deployments per cell with their own run")
+    ap.add_argument("--tuned-channels", type=int, default=200)
+    ap.add_argument("--tuned-max-n", type=int, default=100)
+    ap.add_argument("--tuned-overrides", nargs="*", default=[], help="e.g. train.epochs=3000")
+    ap.add_argument("--skip-grid", action="store_true", help="only the --tuned comparison")
     add_out_argument(ap, "eval_any")
     args = ap.parse_args()
     rec = Recording()
@@ -56,7 +68,7 @@ def main() -> None:
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
     dcfg = DeploymentConfig.from_mapping(dict(cfg["deployment"]))
     cells = []
-    for n in args.n:
+    for n in [] if args.skip_grid else args.n:
         for m in args.m:
             draws = args.draws_large if n >= args.large_from else args.draws
             t0 = time.perf_counter()
@@ -66,6 +78,16 @@ def main() -> None:
             cells.append(r)
             print(json.dumps(r), flush=True)
     figures = {"run": str(args.run), "training_config": cfg, "cells": cells}
+    if args.tuned:
+        figures["tuned"] = []
+        for n in (n for n in args.n if n <= args.tuned_max_n):
+            for m in args.m:
+                for d in range(args.tuned):
+                    r = tuned_beside(sched, dcfg, n, m, args.seed, d, args.tuned_channels,
+                                     args.tuned_overrides, exact=not args.no_exact,
+                                     time_limit=args.time_limit)  # fmt: skip
+                    figures["tuned"].append(r)
+                    print(json.dumps(r), flush=True)
     if args.trajectory:
         mob = replace(dcfg, speed=args.traj_speed, epoch_s=args.traj_epoch_s)
         tr = eval_trajectory(sched, mob, 30, 5, args.trajectory, args.seed + 1,

@@ -232,6 +232,21 @@ def test_train_any_run_tiny(tmp_path):
     np.savez(tmp_path / "h.npz", h=np.stack([h, h])[:, :, :3])
     assert decide_main([*args, "--out", str(tmp_path / "o2.npz")]) == 2
     assert not (tmp_path / "o2.npz").exists()
+    # the per-deployment scheduler beside the model (benchmarks/eval_any.py --tuned): a tiny
+    # `ojrs-train` on draw 1 of cell (5, 2), both certified on 3 channels of that deployment
+    from ojrs_jax.experiments.tuned_beside import cell_deployment, tuned_beside
+
+    dcfg = DeploymentConfig.from_mapping(c["deployment"])
+    tiny = ["train.epochs=20", "train.updates=2", "train.batch=8", "train.buffer=32",
+            "train.ue_hidden=[8]", "train.ue_embed=4", "asa.k=8", "asa.t_sa0=3"]  # fmt: skip
+    r = tuned_beside(sched, dcfg, 5, 2, 7, 1, 3, tiny, asa_iter=5)
+    assert (r["n_ue"], r["n_mec"], r["epochs"], r["channels"], r["certified"]) == (5, 2, 20, 3, 3)
+    for name in ("tuned_policy", "any_policy", "greedy", "asa"):
+        assert 0 < r[f"nrr_{name}_min"] <= r[f"nrr_{name}"] <= 1 + 1e-6, name
+        assert r[f"latency_{name}"] >= r["latency_exact"] * (1 - 1e-6), name
+    dep = cell_deployment(sched, dcfg, 5, 2, 7, 1)
+    assert dep.gain.shape == (5, 2) and bool(dep.ue_mask.all()) and bool(dep.mec_mask.all())
+    assert not np.allclose(dep.gain, cell_deployment(sched, dcfg, 5, 2, 7, 0).gain)
 
 
 @pytest.mark.parametrize("kind", ["fixed", "mobile"])
