@@ -12,7 +12,8 @@ for x = the policy (no search), the policy followed by 20 ASA iterations, Greedy
 with the capacity rule) and ASA from Greedy (100 iterations, K = 128), the minimum NRR of the
 policy, how many draws SCIP certified optimal, and the time of the JAX part. `--trajectory E`
 also scores the policy along one `mobile` trajectory of E epochs at N = 30, M = 5 (no
-retraining), UEs walking at `--traj-speed` m/s with epochs of `--traj-epoch-s` s. Figures go to
+retraining), UEs walking at `--traj-speed` m/s with epochs of `--traj-epoch-s` s, every
+`--traj-every`-th epoch certified. Figures go to
 stdout and to a record (benchmarks/record.py).
 
 `--tuned K` puts the per-deployment scheduler beside each cell with N <= `--tuned-max-n`: for
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--trajectory", type=int, default=0)
     ap.add_argument("--traj-speed", type=float, default=1.5, help="UE speed, m/s")
     ap.add_argument("--traj-epoch-s", type=float, default=0.02, help="epoch duration, s")
+    ap.add_argument("--traj-every", type=int, default=1, help="certify every k-th epoch")
     ap.add_argument("--no-exact", action="store_true")
     ap.add_argument("--tuned", type=int, default=0, help="deployments per cell with their own run")
     ap.add_argument("--tuned-channels", type=int, default=200)
@@ -91,7 +93,8 @@ def main() -> None:
     if args.trajectory:
         mob = replace(dcfg, speed=args.traj_speed, epoch_s=args.traj_epoch_s)
         tr = eval_trajectory(sched, mob, 30, 5, args.trajectory, args.seed + 1,
-                             exact=not args.no_exact, time_limit=args.time_limit)  # fmt: skip
+                             exact=not args.no_exact, time_limit=args.time_limit,
+                             every=args.traj_every)  # fmt: skip
         figures["trajectory"] = tr
         print(json.dumps(tr), flush=True)
     summary = args.run / "summary.json"

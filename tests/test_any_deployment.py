@@ -247,6 +247,14 @@ def test_train_any_run_tiny(tmp_path):
     dep = cell_deployment(sched, dcfg, 5, 2, 7, 1)
     assert dep.gain.shape == (5, 2) and bool(dep.ue_mask.all()) and bool(dep.mec_mask.all())
     assert not np.allclose(dep.gain, cell_deployment(sched, dcfg, 5, 2, 7, 0).gain)
+    # a mobile trajectory scored without retraining, every 4th of 12 epochs certified
+    from ojrs_jax.any_scheduler import eval_trajectory
+
+    mob = replace(dcfg, speed=20.0, epoch_s=0.05)
+    tr = eval_trajectory(sched, mob, 5, 2, 12, 3, every=4)
+    assert (tr["samples"], tr["certified"], tr["epochs"]) == (3, 3, 12)
+    assert 0 < tr["nrr_policy_min"] <= tr["nrr_policy"] <= 1 + 1e-6
+    assert 0 < tr["mean_displacement_m"] <= tr["mean_path_m"] <= 20.0 * 0.05 * 11 + 1e-3
 
 
 @pytest.mark.parametrize("kind", ["fixed", "mobile"])

@@ -282,9 +282,11 @@ def score_draws(scns: list[Scenario], H: Any, acts: dict[str, Any], exact: bool 
 
 
 def eval_trajectory(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, epochs: int,
-                    seed: int, exact: bool = True, time_limit: float = 60.0) -> dict:  # fmt: skip
+                    seed: int, exact: bool = True, time_limit: float = 60.0,
+                    every: int = 1) -> dict:  # fmt: skip
     """NRR of the policy along one mobile trajectory (no retraining): a deployment of N = n,
-    M = m whose UEs move by random waypoint under Gauss-Markov fading for `epochs` epochs."""
+    M = m whose UEs move by random waypoint under Gauss-Markov fading for `epochs` epochs. The
+    policy decides every epoch; every `every`-th epoch (0, every, 2 every, ...) is certified."""
     from ojrs_jax.deployment import mobile_trajectory
 
     cell = replace(dcfg, kind="mobile", n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
@@ -292,18 +294,23 @@ def eval_trajectory(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int,
     A = jax.jit(jax.vmap(lambda d, h: fp.act(sched.net, sched.params, d, h)))(deps, H)
     G = jax.vmap(masked_greedy)(deps)
     H64, A, G = np.asarray(H, np.float64), np.asarray(A), np.asarray(G)
-    nrr, nrr_g, cert = np.zeros(epochs), np.zeros(epochs), 0
-    for t in range(epochs):
+    sampled = np.arange(0, epochs, every)
+    nrr, nrr_g, cert = np.zeros(sampled.size), np.zeros(sampled.size), 0
+    for i, t in enumerate(sampled):
         scn = jax.tree.map(lambda x, t=t: x[t], deps).scn
         lp, lg = latency_np(scn, H64[t], A[t]), latency_np(scn, H64[t], G[t])
         if exact:
             r = exact_miqp(scn, H64[t], time_limit, A[t] if lp <= lg else G[t])
             cert += r.status == "optimal"
-            nrr[t], nrr_g[t] = r.latency / lp, r.latency / lg
-    moved = np.linalg.norm(np.asarray(deps.scn.ue_pos[-1] - deps.scn.ue_pos[0]), axis=-1)
+            nrr[i], nrr_g[i] = r.latency / lp, r.latency / lg
+    pos = np.asarray(deps.scn.ue_pos, np.float64)  # (E, N, 2)
+    moved = np.linalg.norm(pos[-1] - pos[0], axis=-1)
+    walked = np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum(axis=0)
     return {
-        "n_ue": n, "n_mec": m, "epochs": epochs, "rho": cell.rho, "speed": cell.speed,
+        "n_ue": n, "n_mec": m, "epochs": epochs, "certified_every": every,
+        "samples": int(sampled.size), "rho": cell.rho, "speed": cell.speed,
         "epoch_s": cell.epoch_s, "mean_displacement_m": float(moved.mean()),
+        "mean_path_m": float(walked.mean()),
         "nrr_policy": float(nrr.mean()), "nrr_policy_min": float(nrr.min()),
         "nrr_greedy": float(nrr_g.mean()), "certified": int(cert),
     }  # fmt: skip
