@@ -55,11 +55,26 @@ def _dot_flops(fn, x) -> int:
     [PerUEPolicy(n_ue=30, n_mec=2, hidden=(64, 64), embed=32), PolicyNet(30, 2, (120, 80))],
     ids=["per_ue", "mlp"],
 )
-def test_inference_flops_counts_the_traced_products(net):
+def test_inference_flops_counts_the_traced_products(net, monkeypatch):
+    # the narrow first-layer products run as fused multiply-adds (`policy._narrow`); counted
+    # here as the matrix products they compute
+    import ojrs_jax.policy as policy_mod
+
     dim = net.n_ue * net.n_mec
     params = init_policy(jax.random.key(0), net, dim)
     x = jnp.ones((dim,), jnp.float32)
+    monkeypatch.setattr(policy_mod, "_narrow", lambda a, w: a @ w)
     assert inference_flops(net, params) == _dot_flops(inference_fn(net, params), x)
+
+
+@pytest.mark.parametrize("k", [1, 4, 8, 9])
+def test_narrow_product_equals_matmul(k):
+    from ojrs_jax.policy import _narrow
+
+    x = jax.random.normal(jax.random.key(k), (3, 5, k))
+    w = jax.random.normal(jax.random.key(k + 1), (k, 7))
+    want = np.einsum("abk,kh->abh", np.asarray(x, np.float64), np.asarray(w, np.float64))
+    np.testing.assert_allclose(np.asarray(_narrow(x, w)), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
