@@ -17,10 +17,10 @@ retraining), UEs walking at `--traj-speed` m/s with epochs of `--traj-epoch-s` s
 stdout and to a record (benchmarks/record.py).
 
 `--tuned K` puts the per-deployment scheduler beside each cell with N <= `--tuned-max-n`: for
-the cell's first K deployments (the same draws as the grid's), `ojrs-train` (the main job, or
-with `--tuned-overrides`) trained on that very deployment, and the one model, Greedy and ASA
-from Greedy, on `--tuned-channels` Rayleigh draws of it, all against SCIP
-(`ojrs_jax.experiments.tuned_beside`).
+K of the cell's deployments from index `--tuned-first` (the same draws as the grid's),
+`ojrs-train` (the main job, or with `--tuned-overrides`) trained on that very deployment, and
+the one model, Greedy and ASA from Greedy, on `--tuned-channels` Rayleigh draws of it, all
+against SCIP (`ojrs_jax.experiments.tuned_beside`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--traj-every", type=int, default=1, help="certify every k-th epoch")
     ap.add_argument("--no-exact", action="store_true")
     ap.add_argument("--tuned", type=int, default=0, help="deployments per cell with their own run")
+    ap.add_argument("--tuned-first", type=int, default=0, help="first deployment index of --tuned")
     ap.add_argument("--tuned-channels", type=int, default=200)
     ap.add_argument("--tuned-max-n", type=int, default=100)
     ap.add_argument("--tuned-overrides", nargs="*", default=[], help="e.g. train.epochs=3000")
@@ -84,7 +85,7 @@ def main() -> None:
         figures["tuned"] = []
         for n in (n for n in args.n if n <= args.tuned_max_n):
             for m in args.m:
-                for d in range(args.tuned):
+                for d in range(args.tuned_first, args.tuned_first + args.tuned):
                     r = tuned_beside(sched, dcfg, n, m, args.seed, d, args.tuned_channels,
                                      args.tuned_overrides, exact=not args.no_exact,
                                      time_limit=args.time_limit)  # fmt: skip
