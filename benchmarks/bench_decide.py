@@ -9,7 +9,9 @@ decision and allocation) and prints, measured in the same process:
   and minimum over the calls (on a shared machine the minimum is the least disturbed call);
 - the policy network's FLOPs per decision (`Scheduler.flops_per_decision`, dense layers), the
   GFLOP/s a large float32 matrix product reaches here, and so the FLOP bound on decisions/s
-  (matmul GFLOP/s / FLOPs per decision), with the batched throughput's distance to it;
+  (matmul GFLOP/s / FLOPs per decision), with the batched throughput's distance to it, and,
+  for the per-UE network, the GFLOP/s of its hidden layer's product over a chunk of decisions
+  and that product's time per decision;
 - the paper's figure, 17.4 ms per OJRS decision at N = 30 (Table II).
 `--cpu-devices D` splits the CPU into D JAX devices (`jax_num_cpu_devices`, as the environment
 variable JAX_NUM_CPU_DEVICES does) before anything runs; the scheduler then splits a batch over
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.scenario import sample_channels
-from ojrs_jax.scheduler import load_run
+from ojrs_jax.scheduler import BATCH_CHUNK, load_run
 
 
 def call_times(fn, *args, reps: int) -> tuple[float, float]:
@@ -49,6 +51,15 @@ def call_times(fn, *args, reps: int) -> tuple[float, float]:
         jax.block_until_ready(fn(*args))
         t.append(time.perf_counter() - t0)
     return float(np.median(t)), float(np.min(t))
+
+
+def layer_gflops(rows: int, k: int, n: int, reps: int = 20) -> float:
+    """GFLOP/s of a (rows x k) @ (k x n) float32 product: the shape of one hidden layer over a
+    chunk of decisions (the work the scheduler's largest matrix product does)."""
+    a = jax.random.normal(jax.random.key(0), (rows, k), jnp.float32)
+    w = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    return 2 * rows * k * n / call_times(f, a, w, reps=reps)[1] / 1e9
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
@@ -103,10 +114,17 @@ def main() -> None:
         "paper_ms_per_decision": 17.4,
         "speedup_vs_paper_single": 17.4e-3 / single,
     }
+    t = cfg.get("train", {})
+    if t.get("arch") == "per_ue" and len(t.get("ue_hidden") or []) >= 2:
+        h0, h1 = t["ue_hidden"][:2]
+        rows = BATCH_CHUNK * scn.n_ue
+        g = layer_gflops(rows, h0, h1)
+        out["hidden_layer_product"] = f"({rows} x {h0}) @ ({h0} x {h1})"
+        out["hidden_layer_gflops"] = g
+        out["hidden_layer_us_per_decision"] = 2 * scn.n_ue * h0 * h1 / g / 1e3
     print(json.dumps(out, indent=1))
     summary = json.loads((args.run / "summary.json").read_text()) if (
         args.run / "summary.json").exists() else {}  # fmt: skip
-    t = cfg.get("train", {})
     out["run"] = {
         "dir": str(args.run),
         "train": {k: t.get(k) for k in ("arch", "state", "hidden", "ue_embed", "epochs")},
