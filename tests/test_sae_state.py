@@ -128,6 +128,27 @@ def test_converged_training_beats_fixed_budget():
     assert acc[1] > acc[0]
 
 
+def test_best_start_picks_the_initialisation_with_the_lowest_held_out_loss():
+    scn = _scn(m=1, n=6)
+    h = sample_channels(jax.random.key(0), scn, 600)
+    st = sae.channel_stats(scn, "linear")
+    x, xv = sae.preprocess(h[:500], st), sae.preprocess(h[500:], st)
+    cfg = sae.SAEConfig(variant="sae", hidden=[6], latent=6, steps=50, restarts=2)
+    good = sae.init_sae(jax.random.key(1), cfg, 6, 1)
+    dead = jax.tree.map(lambda a: a * 0.0 - 5.0, good)  # ELU saturated at -1 everywhere
+    for order, want in (((good, dead), 0), ((dead, good), 1)):
+        stacked = jax.tree.map(lambda *a: np.stack(a), *order)
+        best, scores = sae.best_start(jax.random.key(2), cfg, stacked, x, st, xv)
+        assert best == want and scores.shape == (2,)
+        # each score is that initialisation's own held-out loss after one chunk
+        _, c = sae.train_sae(jax.random.key(2), cfg, order[want], x, st, xv)
+        np.testing.assert_allclose(scores[want], np.mean(np.asarray(c["test_loss"])[-5:]),
+                                   rtol=1e-4)  # fmt: skip
+        assert scores[want] < scores[1 - want]
+    with pytest.raises(ConfigError, match="restarts"):
+        sae.SAEConfig(restarts=0)
+
+
 def test_paper_accuracy_matches_reference():
     rng = np.random.default_rng(0)
     h_tr = rng.exponential(size=(300, 4, 2)) * [[1.0, 3.0]]

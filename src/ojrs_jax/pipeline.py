@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax import sae as sae_mod
@@ -77,8 +78,19 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     x = sae_mod.preprocess(sample_channels(k_data, spec.scn, spec.pretrain_draws), stats)
     x_test = sae_mod.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
-    params = sae_mod.init_sae(k_init, spec.sae_cfg, n_ue * n_mec, n_mec)
     cfg = spec.sae_cfg
+    params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
+    chosen: dict[str, Any] = {}
+    if cfg.restarts > 1:  # initialisation r > 0 from fold_in(k_init, r); r = 0 is the default's
+        inits = [k_init] + [jax.random.fold_in(k_init, r) for r in range(1, cfg.restarts)]
+        starts = [sae_mod.init_sae(k, cfg, n_ue * n_mec, n_mec) for k in inits]
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *starts)
+        best, scores = sae_mod.best_start(jax.random.fold_in(k_fit, 1), cfg, stacked, x, stats,
+                                          x_test)  # fmt: skip
+        params = starts[best]
+        chosen = {"restart": best, "restart_losses": [float(v) for v in scores]}
+        log.info("SAE restarts: held-out losses %s after %d steps, initialisation %d trains",
+                 [round(float(v), 4) for v in scores], cfg.steps, best)  # fmt: skip
     log.info(
         "SAE pretraining: %s, %s steps on %d channels ...",
         cfg.variant,
@@ -108,6 +120,7 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         **held_out,
         "cr": cr,
         "steps": steps,
+        **chosen,
         "seconds": seconds,
         "loss_curve": np.asarray(curves["loss"]),
     }

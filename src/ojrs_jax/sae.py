@@ -105,6 +105,7 @@ class SAEConfig:
     max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
     plateau_tol: float = 0.01  # a plateau: a chunk lowers the held-out loss by at most this
     plateau_decays: int = 2  # on a plateau, cut the step size 5x this many times, then stop
+    restarts: int = 1  # initialisations tried for one chunk each; the best on held-out data trains
 
     def __post_init__(self) -> None:
         choices = {"variant": VARIANTS, "activation": ACTIVATIONS, "preprocess": PREPROCESS,
@@ -122,7 +123,7 @@ class SAEConfig:
         if not is_int(self.layers) or self.layers < 2:
             raise ConfigError(f"sae.layers must be an integer >= 2, got {self.layers!r}")
         for name in ("latent", "steps", "batch_size", "memory_size", "retrain_steps",
-                     "sync_period", "per_ue_code"):  # fmt: skip
+                     "sync_period", "per_ue_code", "restarts"):  # fmt: skip
             v = getattr(self, name)
             if not is_int(v) or v <= 0:
                 raise ConfigError(f"sae.{name} must be a positive integer, got {v!r}")
@@ -367,7 +368,7 @@ _INCREMENTAL = frozenset({
 
 # Training (T_SAE steps, or to a plateau) lives in `ojrs_jax.sae_train`; reachable as `sae.<name>`.
 _TRAIN = frozenset({
-    "_adam_step", "decay_carry", "optimizer", "plateau_reached", "run_to_plateau",
+    "_adam_step", "best_start", "decay_carry", "optimizer", "plateau_reached", "run_to_plateau",
     "scale_learning_rate", "train_chunk", "train_sae", "train_sae_converged",
 })  # fmt: skip
 

@@ -150,6 +150,26 @@ def decay_carry(carry: tuple[Params, Any], factor: float) -> tuple[Params, Any]:
     return carry[0], scale_learning_rate(carry[1], factor)
 
 
+def best_start(
+    key: jax.Array,
+    cfg: SAEConfig,
+    starts: Params,
+    x: jax.Array,
+    stats: ChannelStats,
+    x_val: jax.Array,
+) -> tuple[int, np.ndarray]:
+    """Which of several initialisations to train: `starts` stacks them along a leading axis; each
+    trains one chunk of `cfg.steps` Adam steps (vmapped, same minibatches) and is scored by its
+    held-out loss (mean over the chunk's last tenth of steps). Returns the index of the lowest
+    and the scores. Some initialisations of the per-UE SAE train into a poor minimum (held-out
+    MSE 0.26 against 0.04-0.07 for others; the DRL on its code then fails): the first chunk
+    shows it."""
+    _, curves = jax.vmap(lambda p: train_sae(key, cfg, p, x, stats, x_val))(starts)
+    tail = max(1, cfg.steps // 10)
+    scores = np.asarray(curves["test_loss"])[:, -tail:].mean(axis=1)
+    return int(np.argmin(scores)), scores
+
+
 def train_sae_converged(
     key: jax.Array,
     cfg: SAEConfig,
