@@ -128,23 +128,26 @@ def test_converged_training_beats_fixed_budget():
     assert acc[1] > acc[0]
 
 
-def test_best_start_picks_the_initialisation_with_the_lowest_held_out_loss():
+def test_train_best_of_keeps_the_initialisation_with_the_lowest_held_out_loss():
     scn = _scn(m=1, n=6)
     h = sample_channels(jax.random.key(0), scn, 600)
     st = sae.channel_stats(scn, "linear")
     x, xv = sae.preprocess(h[:500], st), sae.preprocess(h[500:], st)
-    cfg = sae.SAEConfig(variant="sae", hidden=[6], latent=6, steps=50, restarts=2)
+    cfg = sae.SAEConfig(
+        variant="sae", hidden=[6], latent=6, steps=50, max_steps=100, restarts=2, plateau_tol=0.0
+    )  # fmt: skip  (a falling loss: both run the 100 steps)
     good = sae.init_sae(jax.random.key(1), cfg, 6, 1)
     dead = jax.tree.map(lambda a: a * 0.0 - 5.0, good)  # ELU saturated at -1 everywhere
     for order, want in (((good, dead), 0), ((dead, good), 1)):
         stacked = jax.tree.map(lambda *a: np.stack(a), *order)
-        best, scores = sae.best_start(jax.random.key(2), cfg, stacked, x, st, xv)
-        assert best == want and scores.shape == (2,)
-        # each score is that initialisation's own held-out loss after one chunk
-        _, c = sae.train_sae(jax.random.key(2), cfg, order[want], x, st, xv)
-        np.testing.assert_allclose(scores[want], np.mean(np.asarray(c["test_loss"])[-5:]),
-                                   rtol=1e-4)  # fmt: skip
-        assert scores[want] < scores[1 - want]
+        p, curves, steps, scores = sae.train_best_of(jax.random.key(2), cfg, stacked, x, st, xv)
+        assert scores.shape == (2,) and int(np.argmin(scores)) == want
+        assert scores[want] < scores[1 - want] and curves["test_loss"].shape == (steps,)
+        # the kept parameters are that initialisation's own training on the same minibatches
+        alone, _, steps1 = sae.train_sae_converged(jax.random.key(2), cfg, order[want], x, st, xv)
+        assert steps1 == steps == 100
+        for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
     with pytest.raises(ConfigError, match="restarts"):
         sae.SAEConfig(restarts=0)
 

@@ -81,30 +81,29 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     cfg = spec.sae_cfg
     params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
     chosen: dict[str, Any] = {}
+    log.info(
+        "SAE pretraining: %s, %s steps on %d channels, %d initialisation(s) ...",
+        cfg.variant,
+        f"up to {cfg.max_steps}" if cfg.max_steps else cfg.steps,
+        spec.pretrain_draws,
+        cfg.restarts,
+    )
+    t0 = time.perf_counter()
     if cfg.restarts > 1:  # initialisation r > 0 from fold_in(k_init, r); r = 0 is the default's
         inits = [k_init] + [jax.random.fold_in(k_init, r) for r in range(1, cfg.restarts)]
         starts = [sae_mod.init_sae(k, cfg, n_ue * n_mec, n_mec) for k in inits]
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *starts)
-        best, scores = sae_mod.best_start(jax.random.fold_in(k_fit, 1), cfg, stacked, x, stats,
-                                          x_test)  # fmt: skip
-        params = starts[best]
+        params, curves, steps, scores = sae_mod.train_best_of(k_fit, cfg, stacked, x, stats,
+                                                              x_test)  # fmt: skip
+        best = int(np.argmin(scores))
         chosen = {"restart": best, "restart_losses": [float(v) for v in scores]}
-        log.info("SAE restarts: held-out losses %s after %d steps, initialisation %d trains",
-                 [round(float(v), 4) for v in scores], cfg.steps, best)  # fmt: skip
-    log.info(
-        "SAE pretraining: %s, %s steps on %d channels ...",
-        cfg.variant,
-        f"up to {cfg.max_steps}" if cfg.max_steps else cfg.steps,
-        spec.pretrain_draws,
-    )
-    t0 = time.perf_counter()
-    if spec.sae_cfg.max_steps:
-        params, curves, steps = sae_mod.train_sae_converged(
-            k_fit, spec.sae_cfg, params, x, stats, x_test
-        )
+        log.info("SAE restarts: final held-out losses %s, initialisation %d kept",
+                 [round(float(v), 4) for v in scores], best)  # fmt: skip
+    elif cfg.max_steps:
+        params, curves, steps = sae_mod.train_sae_converged(k_fit, cfg, params, x, stats, x_test)
     else:
-        params, curves = sae_mod.train_sae(k_fit, spec.sae_cfg, params, x, stats)
-        steps = spec.sae_cfg.steps
+        params, curves = sae_mod.train_sae(k_fit, cfg, params, x, stats)
+        steps = cfg.steps
     jax.block_until_ready(params)
     seconds = time.perf_counter() - t0
     held_out = {

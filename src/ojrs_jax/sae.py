@@ -105,7 +105,7 @@ class SAEConfig:
     max_steps: int = 0  # > 0: train in chunks of `steps` until the plateau rule or this many
     plateau_tol: float = 0.01  # a plateau: a chunk lowers the held-out loss by at most this
     plateau_decays: int = 2  # on a plateau, cut the step size 5x this many times, then stop
-    restarts: int = 1  # initialisations tried for one chunk each; the best on held-out data trains
+    restarts: int = 1  # initialisations trained together; the lowest final held-out loss is kept
 
     def __post_init__(self) -> None:
         choices = {"variant": VARIANTS, "activation": ACTIVATIONS, "preprocess": PREPROCESS,
@@ -368,8 +368,8 @@ _INCREMENTAL = frozenset({
 
 # Training (T_SAE steps, or to a plateau) lives in `ojrs_jax.sae_train`; reachable as `sae.<name>`.
 _TRAIN = frozenset({
-    "_adam_step", "best_start", "decay_carry", "optimizer", "plateau_reached", "run_to_plateau",
-    "scale_learning_rate", "train_chunk", "train_sae", "train_sae_converged",
+    "_adam_step", "decay_carry", "optimizer", "plateau_reached", "run_to_plateau",
+    "scale_learning_rate", "train_best_of", "train_chunk", "train_sae", "train_sae_converged",
 })  # fmt: skip
 
 

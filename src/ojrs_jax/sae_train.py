@@ -150,24 +150,35 @@ def decay_carry(carry: tuple[Params, Any], factor: float) -> tuple[Params, Any]:
     return carry[0], scale_learning_rate(carry[1], factor)
 
 
-def best_start(
+def train_best_of(
     key: jax.Array,
     cfg: SAEConfig,
     starts: Params,
     x: jax.Array,
     stats: ChannelStats,
     x_val: jax.Array,
-) -> tuple[int, np.ndarray]:
-    """Which of several initialisations to train: `starts` stacks them along a leading axis; each
-    trains one chunk of `cfg.steps` Adam steps (vmapped, same minibatches) and is scored by its
-    held-out loss (mean over the chunk's last tenth of steps). Returns the index of the lowest
-    and the scores. Some initialisations of the per-UE SAE train into a poor minimum (held-out
-    MSE 0.26 against 0.04-0.07 for others; the DRL on its code then fails): the first chunk
-    shows it."""
-    _, curves = jax.vmap(lambda p: train_sae(key, cfg, p, x, stats, x_val))(starts)
+) -> tuple[Params, dict[str, np.ndarray], int, np.ndarray]:
+    """Train several initialisations (stacked along a leading axis) together, vmapped on the same
+    minibatches, to the plateau of their mean held-out loss (`run_to_plateau`; one chunk with
+    `max_steps` 0), and keep the one whose held-out loss is lowest at the end (mean over the
+    last tenth of the last chunk). Some initialisations of the per-UE SAE end in a poor minimum
+    (held-out MSE 0.26-0.31 against 0.04-0.07; the DRL on such a code fails), and the first
+    chunk does not tell them apart. Returns the kept parameters, its curves, the steps taken and
+    every initialisation's final held-out loss."""
+
+    def chunk(k, carry):
+        p, o, m = jax.vmap(lambda p_, o_: train_chunk(k, cfg, p_, o_, x, stats, x_val))(*carry)
+        return (p, o), m
+
+    opt0 = jax.vmap(optimizer(cfg).init)(starts)
+    decay = jax.vmap(decay_carry, in_axes=(0, None))
+    (params, _), curves, steps = run_to_plateau(key, cfg, chunk, (starts, opt0),
+                                                lambda c, f: decay(c, f))  # fmt: skip
     tail = max(1, cfg.steps // 10)
     scores = np.asarray(curves["test_loss"])[:, -tail:].mean(axis=1)
-    return int(np.argmin(scores)), scores
+    best = int(np.argmin(scores))
+    pick = jax.tree.map(lambda a: a[best], params)
+    return pick, {k: v[best] for k, v in curves.items()}, steps, scores
 
 
 def train_sae_converged(
