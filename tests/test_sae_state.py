@@ -232,6 +232,8 @@ def test_sae_state_preset_composes_and_paper_is_unchanged():
     assert (spec.train_cfg.state, spec.train_cfg.arch) == ("sae", "per_ue_code")
     assert spec.trainer.net.code_width == 1 and spec.sae_cfg.state_width(30) == 30
     assert spec.sae_cfg.max_steps > 0 and spec.sae_cfg.structure == "per_ue"
+    assert spec.sae_cfg.restarts == 4
     p = build(paper)
     assert (p.sae_cfg.structure, p.sae_cfg.max_steps, p.sae_cfg.steps) == ("flat", 0, 500)
+    assert p.sae_cfg.restarts == 1
     assert p.train_cfg.arch == "mlp" and p.sae_cfg.preprocess == "linear"

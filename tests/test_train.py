@@ -268,3 +268,15 @@ def test_large_preset_composes_strictly_and_runs():
     st, m = spec.trainer.run_chunk(st, env)
     assert int(st.epoch) == 20 and np.all(np.isfinite(np.asarray(m["loss"])))
     assert np.all(np.asarray(m["t_sa"]) == 20)  # adaptive T_SA is off in this preset
+
+
+def test_pretrain_sae_with_restarts_keeps_the_best_initialisation():
+    spec = build({**TINY, "sae": {**TINY["sae"], "restarts": 3}})
+    params, rep = pretrain_sae(spec.keys()["sae"], spec, n_test=64)
+    losses = rep["restart_losses"]
+    assert len(losses) == 3 and losses[rep["restart"]] == min(losses)
+    # the kept parameters are one of the three runs: the returned held-out loss is that run's
+    # (the score averages the last tenth of its steps, the report the end)
+    assert rep["loss"] <= max(losses) and np.isfinite(rep["loss"])
+    one = pretrain_sae(spec.keys()["sae"], build(TINY), n_test=64)[1]
+    assert "restart" not in one
