@@ -172,8 +172,7 @@ def train_best_of(
 
     opt0 = jax.vmap(optimizer(cfg).init)(starts)
     decay = jax.vmap(decay_carry, in_axes=(0, None))
-    (params, _), curves, steps = run_to_plateau(key, cfg, chunk, (starts, opt0),
-                                                lambda c, f: decay(c, f))  # fmt: skip
+    (params, _), curves, steps = run_to_plateau(key, cfg, chunk, (starts, opt0), decay)
     tail = max(1, cfg.steps // 10)
     scores = np.asarray(curves["test_loss"])[:, -tail:].mean(axis=1)
     best = int(np.argmin(scores))
