@@ -216,40 +216,69 @@ def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
 # --- evaluation against the certified optimum -------------------------------------------------
 
 
+def cell_config(dcfg: DeploymentConfig, n: int, m: int, kind: str = "random") -> DeploymentConfig:
+    """`dcfg` with N = n and M = m fixed (unpadded): one cell of the evaluation grid."""
+    return replace(dcfg, kind=kind, n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
+
+
+def cell_key(seed: int, n: int, m: int, d: Any) -> jax.Array:
+    """The key of draw d of cell (n, m): fold_in(fold_in(key(seed), 1000 n + m), d)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1000 * n + m), d)
+
+
+def cell_draw(key: jax.Array, cell: DeploymentConfig, sys: SystemConfig) -> tuple:
+    """Draw `key` of a cell: (deployment, one Rayleigh channel, ASA key, refinement key)."""
+    k_d, k_h, k_a, k_r = jax.random.split(key, 4)
+    dep = random_deployment(k_d, cell, sys)
+    return dep, rayleigh(k_h, dep), k_a, k_r
+
+
+def cell_decisions(sched: AnyScheduler, dep: Deployment, h: jax.Array, k_a: jax.Array,
+                   k_r: jax.Array, asa_iter: int = 100, k: int = 128,
+                   refine_iter: int | None = 20, moves: float = 5.0) -> dict:  # fmt: skip
+    """The decisions scored beside the optimum: the policy, the policy + `refine_iter` ASA
+    iterations (left out when None), Greedy and ASA from Greedy (`asa_iter` iterations)."""
+    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+    out = {"policy": fp.act(sched.net, sched.params, dep, h)}
+    if refine_iter is not None:
+        out["policy_asa"] = masked_asa(k_r, dep, h, out["policy"], refine_iter, asa_p, k=k,
+                                       max_iter=max(refine_iter, 1), moves=moves)[0]  # fmt: skip
+    out["greedy"] = masked_greedy(dep)
+    out["asa"] = masked_asa(k_a, dep, h, out["greedy"], asa_iter, asa_p, k=k, max_iter=asa_iter,
+                            moves=moves)[0]  # fmt: skip
+    return out
+
+
+def host_scenarios(scn: Scenario, count: int) -> list[Scenario]:
+    """The `count` scenarios stacked in `scn` (leading axis), copied to the host once."""
+    host = jax.tree.map(np.asarray, scn)
+    return [jax.tree.map(lambda x, d=d: x[d], host) for d in range(count)]
+
+
 def eval_cell(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, draws: int, seed: int,
               asa_iter: int = 100, k: int = 128, exact: bool = True, time_limit: float = 60.0,
               refine_iter: int = 20, moves: float = 5.0) -> dict:  # fmt: skip
     """Policy, policy + ASA (`refine_iter` iterations), Greedy and ASA from Greedy (`asa_iter`)
-    on `draws` deployments of N = n, M = m drawn from `dcfg` with keys fold_in(key(seed), d),
+    on `draws` deployments of N = n, M = m drawn from `dcfg` with keys `cell_key(seed, n, m, d)`,
     each with one Rayleigh channel; NRR = L(exact) / L(x) per draw (float64 costs, SCIP). ASA's
     mutation scale is min(0.1, moves / N) (about `moves` UEs change per neighbour)."""
-    cell = replace(dcfg, kind="random", n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
-    base = jax.random.fold_in(jax.random.key(seed), 1000 * n + m)
-    keys = jax.vmap(lambda d: jax.random.fold_in(base, d))(jnp.arange(draws))
-    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+    cell = cell_config(dcfg, n, m)
+    keys = jax.vmap(lambda d: cell_key(seed, n, m, d))(jnp.arange(draws))
 
     @jax.jit
     def solve(keys):
         def one(key):
-            k_d, k_h, k_a, k_r = jax.random.split(key, 4)
-            dep = random_deployment(k_d, cell, sched.sys)
-            h = rayleigh(k_h, dep)
-            a_pol = fp.act(sched.net, sched.params, dep, h)
-            a_ref, _, _ = masked_asa(k_r, dep, h, a_pol, refine_iter, asa_p, k=k,
-                                     max_iter=max(refine_iter, 1), moves=moves)  # fmt: skip
-            a_g = masked_greedy(dep)
-            a_asa, _, _ = masked_asa(k_a, dep, h, a_g, asa_iter, asa_p, k=k, max_iter=asa_iter,
-                                     moves=moves)  # fmt: skip
-            return dep, h, {"policy": a_pol, "policy_asa": a_ref, "greedy": a_g, "asa": a_asa}
+            dep, h, k_a, k_r = cell_draw(key, cell, sched.sys)
+            acts = cell_decisions(sched, dep, h, k_a, k_r, asa_iter, k, refine_iter, moves)
+            return dep.scn, h, acts
 
         return jax.lax.map(one, keys)
 
     t0 = time.perf_counter()
-    deps, H, acts = jax.block_until_ready(solve(keys))
+    scn, H, acts = jax.block_until_ready(solve(keys))
     jax_s = time.perf_counter() - t0
-    scns = [jax.tree.map(lambda x, d=d: x[d], deps).scn for d in range(draws)]
     out: dict[str, Any] = {"n_ue": n, "n_mec": m, "draws": draws, "jax_seconds": jax_s}
-    return out | score_draws(scns, H, acts, exact, time_limit)
+    return out | score_draws(host_scenarios(scn, draws), H, acts, exact, time_limit)
 
 
 def score_draws(scns: list[Scenario], H: Any, acts: dict[str, Any], exact: bool = True,
@@ -289,21 +318,22 @@ def eval_trajectory(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int,
     policy decides every epoch; every `every`-th epoch (0, every, 2 every, ...) is certified."""
     from ojrs_jax.deployment import mobile_trajectory
 
-    cell = replace(dcfg, kind="mobile", n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
+    cell = cell_config(dcfg, n, m, kind="mobile")
     deps, H = jax.jit(lambda k: mobile_trajectory(k, cell, sched.sys, epochs))(jax.random.key(seed))
     A = jax.jit(jax.vmap(lambda d, h: fp.act(sched.net, sched.params, d, h)))(deps, H)
     G = jax.vmap(masked_greedy)(deps)
     H64, A, G = np.asarray(H, np.float64), np.asarray(A), np.asarray(G)
     sampled = np.arange(0, epochs, every)
+    host = jax.tree.map(np.asarray, deps.scn)  # one copy; the samples slice it on the host
     nrr, nrr_g, cert = np.zeros(sampled.size), np.zeros(sampled.size), 0
     for i, t in enumerate(sampled):
-        scn = jax.tree.map(lambda x, t=t: x[t], deps).scn
+        scn = jax.tree.map(lambda x, t=t: x[t], host)
         lp, lg = latency_np(scn, H64[t], A[t]), latency_np(scn, H64[t], G[t])
         if exact:
             r = exact_miqp(scn, H64[t], time_limit, A[t] if lp <= lg else G[t])
             cert += r.status == "optimal"
             nrr[i], nrr_g[i] = r.latency / lp, r.latency / lg
-    pos = np.asarray(deps.scn.ue_pos, np.float64)  # (E, N, 2)
+    pos = np.asarray(host.ue_pos, np.float64)  # (E, N, 2)
     moved = np.linalg.norm(pos[-1] - pos[0], axis=-1)
     walked = np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum(axis=0)
     return {
@@ -322,6 +352,7 @@ def scenario_deployment(scn: Scenario) -> Deployment:
 
 
 __all__ = [
-    "AnyScheduler", "eval_cell", "eval_trajectory", "load_any_run", "make_deployment",
-    "masked_latency", "save_any_run", "score_draws",
+    "AnyScheduler", "cell_config", "cell_decisions", "cell_draw", "cell_key", "eval_cell",
+    "eval_trajectory", "load_any_run", "make_deployment", "masked_latency", "save_any_run",
+    "score_draws",
 ]  # fmt: skip

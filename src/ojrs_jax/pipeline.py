@@ -70,6 +70,19 @@ def build(cfg: Any) -> RunSpec:
     return RunSpec(c, scn, sae_cfg, train_cfg, trainer, seed, pre)
 
 
+def initial_sae(key: jax.Array, spec: RunSpec) -> tuple[Any, dict]:
+    """The SAE a run starts from: pretrained (`pretrain_sae`) when the policy reads its code
+    (train.state=sae); otherwise untrained, since the policy reads the channel and the code only
+    fills the state's slot."""
+    if spec.train_cfg.state == "sae":
+        return pretrain_sae(key, spec)
+    n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
+    return sae_mod.init_sae(key, spec.sae_cfg, n_ue * n_mec, n_mec), {
+        "seconds": 0.0,
+        "pretrained": False,
+    }
+
+
 def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any, dict]:
     """Train the SAE offline on sampled channels (T_SAE Adam steps, or chunks of them up to the
     plateau of the held-out loss when `sae.max_steps` > 0); report held-out metrics."""
@@ -79,7 +92,6 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     x_test = sae_mod.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
     cfg = spec.sae_cfg
-    params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
     chosen: dict[str, Any] = {}
     log.info(
         "SAE pretraining: %s, %s steps on %d channels, %d initialisation(s) ...",
@@ -100,8 +112,10 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         log.info("SAE restarts: final held-out losses %s, initialisation %d kept",
                  [round(float(v), 4) for v in scores], best)  # fmt: skip
     elif cfg.max_steps:
+        params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves, steps = sae_mod.train_sae_converged(k_fit, cfg, params, x, stats, x_test)
     else:
+        params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves = sae_mod.train_sae(k_fit, cfg, params, x, stats)
         steps = cfg.steps
     jax.block_until_ready(params)

@@ -32,11 +32,10 @@ from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.exact import TIME_LIMIT
 from ojrs_jax.io import atomic_write_text, write_csv
 from ojrs_jax.loop import run_chunks
-from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
+from ojrs_jax.pipeline import RunSpec, build, initial_sae
 from ojrs_jax.plots import plot_training
 from ojrs_jax.progress import log_summary, phase
 from ojrs_jax.rundir import resume_point, writing
-from ojrs_jax.sae import init_sae
 from ojrs_jax.scenario import save_scenario
 from ojrs_jax.tracking import open_writer, tensorboard_setting
 
@@ -121,12 +120,7 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
     save_scenario(spec.scn, run_dir / "scenario_start.json")
 
     t0 = time.perf_counter()
-    if spec.train_cfg.state == "sae":
-        sae_params, sae_report = pretrain_sae(keys["sae"], spec)
-    else:  # the policy reads the channel, never the code: an untrained SAE fills the state
-        n_in = spec.scn.n_ue * spec.scn.n_mec
-        sae_params = init_sae(keys["sae"], spec.sae_cfg, n_in, spec.scn.n_mec)
-        sae_report = {"seconds": 0.0, "pretrained": False}
+    sae_params, sae_report = initial_sae(keys["sae"], spec)
     state = spec.trainer.init(keys["train"], sae_params)
     metrics: dict[str, np.ndarray] = {}
     restored = load_state(run_dir, state) if resume else None

@@ -14,28 +14,27 @@ from dataclasses import replace
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax import feature_policy as fp
-from ojrs_jax.any_scheduler import AnyScheduler, score_draws
-from ojrs_jax.asa import ASAParams
-from ojrs_jax.deployment import Deployment, DeploymentConfig, random_deployment, rayleigh
+from ojrs_jax.any_scheduler import (
+    AnyScheduler,
+    cell_config,
+    cell_decisions,
+    cell_draw,
+    cell_key,
+    score_draws,
+)
+from ojrs_jax.deployment import Deployment, DeploymentConfig, rayleigh
 from ojrs_jax.experiments.train_run import compose_config
-from ojrs_jax.general import masked_asa, masked_greedy
 from ojrs_jax.loop import run_chunks
-from ojrs_jax.pipeline import build
-from ojrs_jax.sae import init_sae
+from ojrs_jax.pipeline import build, initial_sae
 from ojrs_jax.scheduler import make_scheduler
 
 
 def cell_deployment(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int,
                     d: int) -> Deployment:  # fmt: skip
     """Draw d of cell (n, m): the deployment `eval_cell(..., seed)` scores as its draw d."""
-    cell = replace(dcfg, kind="random", n_ue=(n, n), n_max=n, n_mec=(m, m), m_max=m)
-    base = jax.random.fold_in(jax.random.key(seed), 1000 * n + m)
-    k_d = jax.random.split(jax.random.fold_in(base, d), 4)[0]
-    return random_deployment(k_d, cell, sched.sys)
+    return cell_draw(cell_key(seed, n, m, d), cell_config(dcfg, n, m), sched.sys)[0]
 
 
 def train_on(
@@ -50,7 +49,7 @@ def train_on(
     spec = replace(build(cfg), scn=scn)
     keys = spec.keys()
     env = spec.env()
-    state = spec.trainer.init(keys["train"], init_sae(keys["sae"], spec.sae_cfg, n * m, m))
+    state = spec.trainer.init(keys["train"], initial_sae(keys["sae"], spec)[0])
     tc = spec.train_cfg
     t0 = time.perf_counter()
     run = run_chunks(
@@ -75,20 +74,17 @@ def tuned_beside(
     k_h, k_a = jax.random.split(jax.random.fold_in(jax.random.key(seed + 1), 1000 * n + m), 2)
     k_h, k_a = jax.random.fold_in(k_h, d), jax.random.fold_in(k_a, d)
     H = jax.vmap(lambda k: rayleigh(k, dep))(jax.random.split(k_h, channels))
-    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
 
     @jax.jit
     def searched(H):
-        def one(key, h):
-            a_pol = fp.act(sched.net, sched.params, dep, h)
-            a_g = masked_greedy(dep)
-            a_asa, _, _ = masked_asa(key, dep, h, a_g, asa_iter, asa_p, k=128, max_iter=asa_iter,
-                                     moves=moves)  # fmt: skip
-            return {"any_policy": a_pol, "greedy": a_g, "asa": a_asa}
+        def one(key, h):  # refine_iter None: the policy, Greedy and ASA from Greedy
+            return cell_decisions(sched, dep, h, key, key, asa_iter, 128, None, moves)
 
         return jax.lax.map(lambda x: one(*x), (jax.random.split(k_a, H.shape[0]), H))
 
-    acts = dict(jax.block_until_ready(searched(H)))
+    acts = {("any_policy" if k == "policy" else k): v
+            for k, v in jax.block_until_ready(searched(H)).items()}  # fmt: skip
     acts["tuned_policy"] = np.asarray(tuned.pipeline(H)[0])
     out: dict[str, Any] = {"n_ue": n, "n_mec": m, "deployment": d, "channels": channels, **info}
-    return out | score_draws([dep.scn] * channels, H, acts, exact, time_limit)
+    scn = jax.tree.map(np.asarray, dep.scn)  # on the host once for every draw's scoring
+    return out | score_draws([scn] * channels, H, acts, exact, time_limit)
