@@ -146,3 +146,34 @@ def test_batch_split_over_devices_gives_the_same_decisions(tiny_run_dir, tmp_pat
         np.testing.assert_array_equal(two["a"], one["a"])
         for k in ("latency", "f", "p"):
             np.testing.assert_allclose(two[k], one[k], rtol=1e-6)
+
+
+def test_cpu_fusions_give_the_default_compilations_decisions(monkeypatch):
+    """The scheduler compiles with XLA:CPU's library fusions (`CPU_FUSIONS`) when this jaxlib
+    takes them: a per-UE network of the main job's shape (N = 30, M = 2, 64 x 64) decides the
+    same 600 channels as under XLA's default compilation, allocations to float32 rounding;
+    OJRS_CPU_FUSIONS=off compiles with the defaults."""
+    from ojrs_jax import scheduler as sched_mod
+
+    scn = make_scenario(SystemConfig(n_ue=30, n_mec=2, seed=5))
+    cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, state="channel", arch="per_ue",
+                      ue_hidden=(64, 64), ue_embed=32)  # fmt: skip
+    sae_cfg = SAEConfig.from_mapping({"latent": 8, "preprocess": "linear"})
+    net = cfg.policy_net(scn.n_ue, scn.n_mec, sae_cfg)
+    policy = jax.tree.map(lambda x: 3.0 * x, init_policy(jax.random.key(1), net, 60))
+    H = np.asarray(sample_channels(jax.random.key(2), scn, 600))
+
+    sched_mod.cpu_fusion_options.cache_clear()
+    if jax.default_backend() == "cpu":
+        assert sched_mod.cpu_fusion_options() == sched_mod.CPU_FUSIONS  # jaxlib 0.10 takes them
+    fused = make_scheduler(scn, cfg, sae_cfg, policy, None).allocate(H)
+    monkeypatch.setenv("OJRS_CPU_FUSIONS", "off")
+    sched_mod.cpu_fusion_options.cache_clear()
+    assert sched_mod.cpu_fusion_options() is None
+    plain = make_scheduler(scn, cfg, sae_cfg, policy, None).allocate(H)
+    sched_mod.cpu_fusion_options.cache_clear()
+
+    assert len({tuple(a) for a in plain["a"]}) > 100  # the decisions depend on the channel
+    np.testing.assert_array_equal(fused["a"], plain["a"])
+    for k in ("latency", "f", "p"):
+        np.testing.assert_allclose(fused[k], plain[k], rtol=1e-6)

@@ -43,9 +43,10 @@ def _parts(scn: Scenario, h: jax.Array, a: jax.Array):
     """Shared pieces: one-hot (N, M+1), upload time (N,) of the chosen link, sqrt(w F) (N,)."""
     chex.assert_rank([h, a], [2, 1])
     onehot = jax.nn.one_hot(a, scn.n_mec + 1, dtype=h.dtype)
-    r = rate(scn, h, scn.p_max)  # (N, M)
-    # Picking the chosen link's rate by one-hot keeps the local rows free of 1/0.
-    r_chosen = jnp.sum(onehot[:, 1:] * r, axis=1) + onehot[:, 0]
+    # The chosen link's gain first (one log per UE, not M); picking it by one-hot gives local
+    # rows h = 0, r = 0, and the + 1 keeps them free of 1/0.
+    h_chosen = jnp.sum(onehot[:, 1:] * h, axis=1)
+    r_chosen = rate(scn, h_chosen, scn.p_max) + onehot[:, 0]
     t_up = jnp.where(a > 0, scn.data_bits / r_chosen, 0.0)
     s = jnp.sqrt(scn.weights * scn.cycles)
     return onehot, t_up, s

@@ -19,6 +19,8 @@ the decisions are the same as on one device, the latencies equal to float32 roun
 
 from __future__ import annotations
 
+import functools
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,53 @@ from ojrs_jax.policy import inference_flops, inference_fn
 from ojrs_jax.scenario import Scenario
 
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
+
+# XLA:CPU's YNNPACK library fusions: a dense layer's product runs with its bias, ReLU and the
+# reductions beside it in one library call instead of a product followed by separate loops over
+# its output; a batch of decisions takes about 16 % less time here (BENCHMARKS.md). Importing
+# `ojrs_jax` turns these fusions off for everything else (jaxlib 0.10.2 miscompiles some vmapped
+# one-hot sums with them, JAX issue 39103); the scheduler's one jitted call asks for them back
+# only where a check of that very pattern, and of a dense layer, gives the right values.
+# OJRS_CPU_FUSIONS=off compiles it with the package's defaults.
+CPU_FUSIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"
+    )
+}
+
+
+@functools.cache
+def cpu_fusion_options() -> dict[str, str] | None:
+    """`CPU_FUSIONS` on the CPU backend when this jaxlib takes them and computes right with them,
+    else None (the package's defaults). The check, once per process: doubly vmapped sums over
+    one-hot selections (the pattern of JAX issue 39103, which P2 uses) and a dense layer with
+    ReLU and a mean, compiled with the options, against NumPy."""
+    if os.environ.get("OJRS_CPU_FUSIONS", "").lower() in ("off", "0", "false"):
+        return None
+    if jax.default_backend() != "cpu":
+        return None
+    rng = np.random.default_rng(0)
+    h = rng.uniform(1.0, 2.0, (10, 6, 2)).astype(np.float32)
+    a = rng.integers(0, 3, (729, 6))
+    x = rng.normal(size=(4, 30, 64)).astype(np.float32)
+    w = rng.normal(size=(64, 64)).astype(np.float32)
+
+    def check(h, x):
+        def sel(h, a):
+            return jnp.sum((a[:, None] == jnp.arange(1, 3)) * h, axis=1) + (a == 0)
+
+        sums = jax.vmap(lambda hb: jax.vmap(sel, (None, 0))(hb, jnp.asarray(a)))(h)
+        return sums, jnp.mean(jax.nn.relu(x @ w + 0.5), axis=-2)
+
+    try:
+        sums, layer = jax.jit(check, compiler_options=CPU_FUSIONS)(h, x)
+    except (jax.errors.JaxRuntimeError, ValueError, TypeError):  # a jaxlib without them
+        return None
+    want_sums = np.sum((a[None, :, :, None] == np.arange(1, 3)) * h[:, None], -1) + (a == 0)
+    want_layer = np.mean(np.maximum(x @ w + 0.5, 0.0), axis=-2)
+    ok = np.allclose(sums, want_sums, rtol=1e-6) and np.allclose(layer, want_layer, rtol=1e-4,
+                                                                 atol=1e-4)  # fmt: skip
+    return CPU_FUSIONS if ok else None
 
 
 @dataclass(frozen=True)
@@ -102,7 +151,7 @@ def make_scheduler(
     devices = jax.local_devices()
     mesh = Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=cpu_fusion_options())
     def pipeline(h: jax.Array):
         if h.ndim == 2:
             return one(h)
