@@ -62,6 +62,12 @@ def main() -> None:
     ap.add_argument("--tuned-max-n", type=int, default=100)
     ap.add_argument("--tuned-overrides", nargs="*", default=[], help="e.g. train.epochs=3000")
     ap.add_argument("--skip-grid", action="store_true", help="only the --tuned comparison")
+    ap.add_argument(
+        "--polish",
+        type=int,
+        default=0,
+        help="also score the policy and Greedy after that many best-response passes",
+    )
     add_out_argument(ap, "eval_any")
     args = ap.parse_args()
     rec = Recording()
@@ -76,7 +82,7 @@ def main() -> None:
             draws = args.draws_large if n >= args.large_from else args.draws
             t0 = time.perf_counter()
             r = eval_cell(sched, dcfg, n, m, draws, args.seed, exact=not args.no_exact,
-                          time_limit=args.time_limit)  # fmt: skip
+                          time_limit=args.time_limit, polish=args.polish)  # fmt: skip
             r["wall_seconds"] = time.perf_counter() - t0
             cells.append(r)
             print(json.dumps(r), flush=True)

@@ -297,3 +297,29 @@ def test_train_any_refuses_a_run_directory_in_use(tmp_path):
         with pytest.raises(ConfigError, match="is in use by another process"):
             train_any_run(c, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_polished_scheduler_is_best_response_on_the_real_part(seed):
+    """`polish` passes on a padded deployment act on the real UEs and MECs only: the same
+    decisions as `best_response` on the unpadded sub-problem from the policy's decision, never
+    a padded MEC, padded UEs local, and L no higher than the policy's."""
+    from ojrs_jax.asa import best_response
+    from ojrs_jax.p2 import option_costs
+
+    dep, h = padded(seed, n=seed - 13, m=seed - 20)  # N = 8..10 of 12, M = 1..3 of 4
+    assert not bool(dep.ue_mask.all()) and not bool(dep.mec_mask.all())
+    net, params = _net_and_params(dep, h)
+    plain = AnyScheduler(net, params, SYS).allocate(dep, h)
+    polished = AnyScheduler(net, params, SYS, polish=2).allocate(dep, h)
+    ue = np.asarray(dep.ue_mask)
+    mec_idx = np.flatnonzero(np.asarray(dep.mec_mask))
+    assert np.all(polished["a"][~ue] == 0)
+    on = polished["a"][polished["a"] > 0] - 1
+    assert np.all(np.isin(on, mec_idx))
+    assert polished["latency"] <= plain["latency"] * (1 + 1e-6)
+    scn, h_real = unpad(dep, h)
+    to_real = {0: 0, **{int(j) + 1: k + 1 for k, j in enumerate(mec_idx)}}
+    a0 = np.array([to_real[int(x)] for x in plain["a"][ue]])
+    want = np.asarray(best_response(option_costs(scn, jnp.asarray(h_real)), jnp.asarray(a0), 2))
+    np.testing.assert_array_equal([to_real[int(x)] for x in polished["a"][ue]], want)

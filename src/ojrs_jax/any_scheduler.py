@@ -28,12 +28,13 @@ import yaml
 from flax import serialization
 
 from ojrs_jax import feature_policy as fp
-from ojrs_jax.asa import ASAParams
+from ojrs_jax.asa import ASAParams, best_response
 from ojrs_jax.deployment import (
     Deployment,
     DeploymentConfig,
     from_scenario,
     masked_allocation,
+    masked_costs,
     masked_latency,
     random_deployment,
     rayleigh,
@@ -145,9 +146,10 @@ class AnyScheduler:
     params: Any
     sys: SystemConfig
     refine: int = 0  # > 0: that many ASA iterations (K = 128, ~5 UEs moved) after the policy
+    polish: int = 0  # > 0: that many best-response passes last (`asa.best_response`)
 
     def __post_init__(self) -> None:
-        fn = functools.partial(_pipeline, self.net, refine=self.refine)
+        fn = functools.partial(_pipeline, self.net, refine=self.refine, polish=self.polish)
         object.__setattr__(self, "_pipeline", jax.jit(fn))
 
     def deployment(self, **kw) -> Deployment:
@@ -166,7 +168,7 @@ class AnyScheduler:
         return self.allocate(dep, h)["a"]
 
 
-def _pipeline(net, params, dep, h, refine: int = 0):
+def _pipeline(net, params, dep, h, refine: int = 0, polish: int = 0):
     asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
 
     def one(d, x):
@@ -174,6 +176,8 @@ def _pipeline(net, params, dep, h, refine: int = 0):
         if refine:  # a fixed key: the same inputs give the same decision
             a, _, _ = masked_asa(jax.random.key(0), d, x, a, refine, asa_p, k=128,
                                  max_iter=refine, moves=5.0)  # fmt: skip
+        if polish:
+            a = best_response(masked_costs(d, x), a, polish)
         return masked_allocation(d, x, a)
 
     if h.ndim == 2:
@@ -190,9 +194,10 @@ def save_any_run(run_dir: Path, cfg: dict, params: Any) -> None:
         jax.tree.map(np.asarray, params)))  # fmt: skip
 
 
-def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
+def load_any_run(run_dir: str | Path, refine: int = 0, polish: int = 0) -> AnyScheduler:
     """The scheduler of a finished `ojrs-train-any` run (`refine` ASA iterations after the
-    policy, 0: the policy alone); problems raise `ConfigError`."""
+    policy, then `polish` best-response passes; 0, 0: the policy alone); problems raise
+    `ConfigError`."""
     from ojrs_jax.checkpoint import read_config
     from ojrs_jax.config import system_config
     from ojrs_jax.general import AnyTrainConfig
@@ -210,7 +215,7 @@ def load_any_run(run_dir: str | Path, refine: int = 0) -> AnyScheduler:
     g = AnyTrainConfig.from_mapping(dict(cfg.get("general") or {}), cfg.get("asa"))
     net = fp.FeaturePolicy(rounds=g.rounds, width=g.width, hidden=g.hidden)
     sys = replace(system_config({"system": cfg.get("system", {})}))
-    return AnyScheduler(net, jax.tree.map(jnp.asarray, params), sys, refine)
+    return AnyScheduler(net, jax.tree.map(jnp.asarray, params), sys, refine, polish)
 
 
 # --- evaluation against the certified optimum -------------------------------------------------
@@ -235,15 +240,22 @@ def cell_draw(key: jax.Array, cell: DeploymentConfig, sys: SystemConfig) -> tupl
 
 def cell_decisions(sched: AnyScheduler, dep: Deployment, h: jax.Array, k_a: jax.Array,
                    k_r: jax.Array, asa_iter: int = 100, k: int = 128,
-                   refine_iter: int | None = 20, moves: float = 5.0) -> dict:  # fmt: skip
+                   refine_iter: int | None = 20, moves: float = 5.0,
+                   polish: int = 0) -> dict:  # fmt: skip
     """The decisions scored beside the optimum: the policy, the policy + `refine_iter` ASA
-    iterations (left out when None), Greedy and ASA from Greedy (`asa_iter` iterations)."""
+    iterations (left out when None), Greedy and ASA from Greedy (`asa_iter` iterations), and
+    with `polish` > 0 the policy and Greedy each followed by that many best-response passes
+    (`asa.best_response`)."""
     asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
     out = {"policy": fp.act(sched.net, sched.params, dep, h)}
     if refine_iter is not None:
         out["policy_asa"] = masked_asa(k_r, dep, h, out["policy"], refine_iter, asa_p, k=k,
                                        max_iter=max(refine_iter, 1), moves=moves)[0]  # fmt: skip
     out["greedy"] = masked_greedy(dep)
+    if polish:  # one deterministic best-response pass after the policy, and after Greedy
+        costs = masked_costs(dep, h)
+        out["policy_br"] = best_response(costs, out["policy"], polish)
+        out["greedy_br"] = best_response(costs, out["greedy"], polish)
     out["asa"] = masked_asa(k_a, dep, h, out["greedy"], asa_iter, asa_p, k=k, max_iter=asa_iter,
                             moves=moves)[0]  # fmt: skip
     return out
@@ -257,7 +269,7 @@ def host_scenarios(scn: Scenario, count: int) -> list[Scenario]:
 
 def eval_cell(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, draws: int, seed: int,
               asa_iter: int = 100, k: int = 128, exact: bool = True, time_limit: float = 60.0,
-              refine_iter: int = 20, moves: float = 5.0) -> dict:  # fmt: skip
+              refine_iter: int = 20, moves: float = 5.0, polish: int = 0) -> dict:  # fmt: skip
     """Policy, policy + ASA (`refine_iter` iterations), Greedy and ASA from Greedy (`asa_iter`)
     on `draws` deployments of N = n, M = m drawn from `dcfg` with keys `cell_key(seed, n, m, d)`,
     each with one Rayleigh channel; NRR = L(exact) / L(x) per draw (float64 costs, SCIP). ASA's
@@ -269,7 +281,8 @@ def eval_cell(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, draws
     def solve(keys):
         def one(key):
             dep, h, k_a, k_r = cell_draw(key, cell, sched.sys)
-            acts = cell_decisions(sched, dep, h, k_a, k_r, asa_iter, k, refine_iter, moves)
+            acts = cell_decisions(sched, dep, h, k_a, k_r, asa_iter, k, refine_iter, moves,
+                                  polish)  # fmt: skip
             return dep.scn, h, acts
 
         return jax.lax.map(one, keys)

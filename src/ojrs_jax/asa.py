@@ -347,3 +347,33 @@ def adapt_t_sa(
     t_sa = jnp.asarray(t_sa, jnp.int32)
     nxt = jnp.where(delta_decrease >= eps, t_sa + 1, jnp.maximum(t_sa - 1, 1))
     return jnp.clip(nxt, 1, max_iter).astype(jnp.int32)
+
+
+def best_response(costs: OptionCosts, a0: jax.Array, sweeps: int = 1) -> jax.Array:
+    """`sweeps` passes of single-UE best responses from a0 (N,): UE 0, 1, ..., N-1 in turn
+    moves to the option that lowers L most given everyone else's choice (a move is taken only
+    if it lowers L, so L(result) <= L(a0)). With L = sum_i c_{i,a_i} + sum_j S_j^2 / F_j
+    (S_j: sum of sqrt(w F) on MEC j), UE i's cost of option j >= 1 is c_ij + (2 S_j' s_i +
+    s_i^2) / F_j with S_j' the load without it: N (M + 1) exact evaluations a pass, no
+    randomness. Options that cost PAD_COST (padded MECs) are never taken; UEs with all options
+    at 0 (padding) stay. A deterministic polish of a policy's decision (README, Any deployment).
+    """
+    a0 = jnp.asarray(a0, jnp.int32)
+    n_ue, n_opt = costs.per_option.shape
+    onehot = jax.nn.one_hot(a0, n_opt, dtype=costs.per_option.dtype)
+    load = costs.sqrt_wf @ onehot[:, 1:]  # (M,)
+
+    def move(i, carry):
+        a, load = carry
+        s, cur = costs.sqrt_wf[i], a[i]
+        own = jax.nn.one_hot(cur - 1, n_opt - 1, dtype=load.dtype)  # zeros when local
+        rest = load - s * own
+        option = costs.per_option[i] + jnp.concatenate(
+            [jnp.zeros(1, load.dtype), (2.0 * rest * s + s * s) * costs.inv_f_mec]
+        )
+        best = jnp.argmin(option).astype(jnp.int32)
+        new = jnp.where(option[best] < option[cur], best, cur)
+        return a.at[i].set(new), rest + s * jax.nn.one_hot(new - 1, n_opt - 1, dtype=load.dtype)
+
+    a, _ = jax.lax.fori_loop(0, sweeps * n_ue, lambda t, c: move(t % n_ue, c), (a0, load))
+    return a

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="npz to write (a, latency, f, p)")
     ap.add_argument("--deployment", type=Path, help="ojrs-train-any run: deployment .json/.npz")
     ap.add_argument("--refine", type=int, default=0, help="with --deployment: ASA iterations")
+    ap.add_argument(
+        "--polish",
+        type=int,
+        default=0,
+        help="with --deployment: best-response passes after the policy",
+    )
     args = ap.parse_args(argv)
     enable_compilation_cache()
     try:
@@ -41,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.deployment is not None:  # a model for any deployment (cli/decide_any.py)
             from ojrs_jax.cli.decide_any import decide_any
 
-            out = decide_any(args.run, args.deployment, args.channels, args.out, args.refine)
+            out = decide_any(args.run, args.deployment, args.channels, args.out, args.refine,
+                             args.polish)  # fmt: skip
         else:
             sched = load_run(args.run)  # validated, under the run directory's read lock
             out = sched.allocate(load_channels(args.channels, sched.n_ue, sched.n_mec))

@@ -1,7 +1,8 @@
 """`ojrs-decide --deployment`: an `ojrs-train-any` model's decisions (eqs. 5-13, 24).
 
     ojrs-decide --run RUN_DIR --deployment DEP.npz|DEP.json --channels IN.npz --out OUT.npz
-        [--refine T]    # T ASA iterations after the policy (README: NRR >= 0.996 with 20)
+        [--refine T]    # T ASA iterations after the policy (README: NRR >= 0.994 with 20)
+        [--polish P]    # then P best-response passes (deterministic; README: one pass)
 
 DEP holds `data_bits`, `cycles`, `weights` (N,) and `f_mec` (M,) (scalars broadcast), and either
 `ue_pos` (N, 2) with `mec_pos` (M, 2) in metres or `gain` (N, M), the large-scale gains; with a
@@ -59,12 +60,15 @@ def load_h(path: Path) -> np.ndarray:
         raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
 
 
-def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0) -> dict:
-    """Load, check, decide (`refine` ASA iterations after the policy), write; raises
-    `ConfigError` with one line on bad input."""
+def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0,
+               polish: int = 0) -> dict:  # fmt: skip
+    """Load, check, decide (`refine` ASA iterations after the policy, then `polish`
+    best-response passes), write; raises `ConfigError` with one line on bad input."""
     if refine < 0:
         raise ConfigError(f"--refine must be >= 0, got {refine}")
-    sched = load_any_run(run, refine)
+    if polish < 0:
+        raise ConfigError(f"--polish must be >= 0, got {polish}")
+    sched = load_any_run(run, refine, polish)
     dep = sched.deployment(**load_deployment(deployment))
     res = sched.allocate(dep, load_h(channels))
     if not np.all(np.isfinite(res["latency"])):
