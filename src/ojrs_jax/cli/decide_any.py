@@ -2,7 +2,7 @@
 
     ojrs-decide --run RUN_DIR --deployment DEP.npz|DEP.json --channels IN.npz --out OUT.npz
         [--refine T]    # T ASA iterations after the policy (README: NRR >= 0.994 with 20)
-        [--polish P]    # then P best-response passes (deterministic; README: one pass)
+        [--polish P]    # then P best-response passes (default 1; 0: the policy alone)
 
 DEP holds `data_bits`, `cycles`, `weights` (N,) and `f_mec` (M,) (scalars broadcast), and either
 `ue_pos` (N, 2) with `mec_pos` (M, 2) in metres or `gain` (N, M), the large-scale gains; with a
@@ -61,7 +61,7 @@ def load_h(path: Path) -> np.ndarray:
 
 
 def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0,
-               polish: int = 0) -> dict:  # fmt: skip
+               polish: int = 1) -> dict:  # fmt: skip
     """Load, check, decide (`refine` ASA iterations after the policy, then `polish`
     best-response passes), write; raises `ConfigError` with one line on bad input."""
     if refine < 0:
