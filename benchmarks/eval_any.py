@@ -101,7 +101,7 @@ def main() -> None:
         mob = replace(dcfg, speed=args.traj_speed, epoch_s=args.traj_epoch_s)
         tr = eval_trajectory(sched, mob, 30, 5, args.trajectory, args.seed + 1,
                              exact=not args.no_exact, time_limit=args.time_limit,
-                             every=args.traj_every)  # fmt: skip
+                             every=args.traj_every, polish=args.polish)  # fmt: skip
         figures["trajectory"] = tr
         print(json.dumps(tr), flush=True)
     summary = args.run / "summary.json"

@@ -251,9 +251,10 @@ def test_train_any_run_tiny(tmp_path):
     from ojrs_jax.any_scheduler import eval_trajectory
 
     mob = replace(dcfg, speed=20.0, epoch_s=0.05)
-    tr = eval_trajectory(sched, mob, 5, 2, 12, 3, every=4)
+    tr = eval_trajectory(sched, mob, 5, 2, 12, 3, every=4, polish=1)
     assert (tr["samples"], tr["certified"], tr["epochs"]) == (3, 3, 12)
     assert 0 < tr["nrr_policy_min"] <= tr["nrr_policy"] <= 1 + 1e-6
+    assert tr["nrr_policy"] - 1e-9 <= tr["nrr_policy_br"] <= 1 + 1e-6  # the pass never worsens
     assert 0 < tr["mean_displacement_m"] <= tr["mean_path_m"] <= 20.0 * 0.05 * 11 + 1e-3
 
 

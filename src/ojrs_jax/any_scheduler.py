@@ -328,38 +328,49 @@ def score_draws(scns: list[Scenario], H: Any, acts: dict[str, Any], exact: bool 
 
 def eval_trajectory(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, epochs: int,
                     seed: int, exact: bool = True, time_limit: float = 60.0,
-                    every: int = 1) -> dict:  # fmt: skip
+                    every: int = 1, polish: int = 0) -> dict:  # fmt: skip
     """NRR of the policy along one mobile trajectory (no retraining): a deployment of N = n,
     M = m whose UEs move by random waypoint under Gauss-Markov fading for `epochs` epochs. The
-    policy decides every epoch; every `every`-th epoch (0, every, 2 every, ...) is certified."""
+    policy decides every epoch; every `every`-th epoch (0, every, 2 every, ...) is certified.
+    With `polish` > 0 the policy followed by that many best-response passes is scored too."""
     from ojrs_jax.deployment import mobile_trajectory
 
     cell = cell_config(dcfg, n, m, kind="mobile")
     deps, H = jax.jit(lambda k: mobile_trajectory(k, cell, sched.sys, epochs))(jax.random.key(seed))
     A = jax.jit(jax.vmap(lambda d, h: fp.act(sched.net, sched.params, d, h)))(deps, H)
-    G = jax.vmap(masked_greedy)(deps)
-    H64, A, G = np.asarray(H, np.float64), np.asarray(A), np.asarray(G)
+    acts = {"policy": A, "greedy": jax.vmap(masked_greedy)(deps)}
+    if polish:
+        acts["policy_br"] = jax.jit(jax.vmap(
+            lambda d, h, a: best_response(masked_costs(d, h), a, polish)))(deps, H, A)  # fmt: skip
+    H64 = np.asarray(H, np.float64)
+    acts = {k: np.asarray(v) for k, v in acts.items()}
     sampled = np.arange(0, epochs, every)
     host = jax.tree.map(np.asarray, deps.scn)  # one copy; the samples slice it on the host
-    nrr, nrr_g, cert = np.zeros(sampled.size), np.zeros(sampled.size), 0
+    nrr, cert = {k: np.zeros(sampled.size) for k in acts}, 0
     for i, t in enumerate(sampled):
         scn = jax.tree.map(lambda x, t=t: x[t], host)
-        lp, lg = latency_np(scn, H64[t], A[t]), latency_np(scn, H64[t], G[t])
+        lat = {k: latency_np(scn, H64[t], a[t]) for k, a in acts.items()}
         if exact:
-            r = exact_miqp(scn, H64[t], time_limit, A[t] if lp <= lg else G[t])
+            best = min(lat, key=lat.get)
+            r = exact_miqp(scn, H64[t], time_limit, acts[best][t])
             cert += r.status == "optimal"
-            nrr[i], nrr_g[i] = r.latency / lp, r.latency / lg
+            for k in acts:
+                nrr[k][i] = r.latency / lat[k]
     pos = np.asarray(host.ue_pos, np.float64)  # (E, N, 2)
     moved = np.linalg.norm(pos[-1] - pos[0], axis=-1)
     walked = np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum(axis=0)
-    return {
+    out = {
         "n_ue": n, "n_mec": m, "epochs": epochs, "certified_every": every,
         "samples": int(sampled.size), "rho": cell.rho, "speed": cell.speed,
         "epoch_s": cell.epoch_s, "mean_displacement_m": float(moved.mean()),
         "mean_path_m": float(walked.mean()),
-        "nrr_policy": float(nrr.mean()), "nrr_policy_min": float(nrr.min()),
-        "nrr_greedy": float(nrr_g.mean()), "certified": int(cert),
+        "nrr_policy": float(nrr["policy"].mean()), "nrr_policy_min": float(nrr["policy"].min()),
+        "nrr_greedy": float(nrr["greedy"].mean()), "certified": int(cert),
     }  # fmt: skip
+    if polish:
+        out["nrr_policy_br"] = float(nrr["policy_br"].mean())
+        out["nrr_policy_br_min"] = float(nrr["policy_br"].min())
+    return out
 
 
 def scenario_deployment(scn: Scenario) -> Deployment:
