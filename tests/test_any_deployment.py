@@ -229,6 +229,11 @@ def test_train_any_run_tiny(tmp_path):
     assert decide_main([*args, "--out", str(tmp_path / "o.npz")]) == 0
     with np.load(tmp_path / "o.npz") as z:
         assert z["a"].shape == (2, 12) and np.all(np.isfinite(z["latency"]))
+    assert decide_main([*args, "--out", str(tmp_path / "o0.npz"), "--polish", "0"]) == 0
+    with np.load(tmp_path / "o.npz") as z, np.load(tmp_path / "o0.npz") as z0:
+        assert np.all(z["latency"] <= z0["latency"] * (1 + 1e-6))  # the default pass never worsens
+    assert decide_main([*args, "--out", str(tmp_path / "o1.npz"), "--polish", "-1"]) == 2
+    assert not (tmp_path / "o1.npz").exists()
     np.savez(tmp_path / "h.npz", h=np.stack([h, h])[:, :, :3])
     assert decide_main([*args, "--out", str(tmp_path / "o2.npz")]) == 2
     assert not (tmp_path / "o2.npz").exists()
