@@ -127,7 +127,9 @@ def main() -> None:
     if t.get("arch") == "per_ue" and len(t.get("ue_hidden") or []) >= 2:
         h0, h1 = t["ue_hidden"][:2]
         rows = BATCH_CHUNK * scn.n_ue
-        g = max(layer_gflops(rows, h0, h1), layer_gflops(rows, h0, h1, options=options))
+        g = layer_gflops(rows, h0, h1)
+        if options:
+            g = max(g, layer_gflops(rows, h0, h1, options=options))
         out["hidden_layer_product"] = f"({rows} x {h0}) @ ({h0} x {h1})"
         out["hidden_layer_gflops"] = g
         out["hidden_layer_us_per_decision"] = 2 * scn.n_ue * h0 * h1 / g / 1e3

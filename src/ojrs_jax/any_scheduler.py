@@ -47,6 +47,7 @@ from ojrs_jax.scenario import ConfigError, Scenario, SystemConfig
 
 MODEL_FILE = "any_model.msgpack"
 CONFIG_FILE = "config.yaml"
+POLISH = 1  # best-response passes after the policy in a loaded scheduler and `ojrs-decide`
 
 
 def _array(name: str, v: Any, rank_tail: int, lead: int | None) -> np.ndarray:
@@ -170,8 +171,13 @@ class AnyScheduler:
         return self.allocate(dep, h)["a"]
 
 
+def _asa_params() -> ASAParams:
+    """ASA's default numbers as float32 leaves (the refinement and the evaluation's searches)."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+
+
 def _pipeline(net, params, dep, h, refine: int = 0, polish: int = 0):
-    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+    asa_p = _asa_params()
 
     def one(d, x):
         a = fp.act(net, params, d, x)
@@ -196,7 +202,7 @@ def save_any_run(run_dir: Path, cfg: dict, params: Any) -> None:
         jax.tree.map(np.asarray, params)))  # fmt: skip
 
 
-def load_any_run(run_dir: str | Path, refine: int = 0, polish: int = 1) -> AnyScheduler:
+def load_any_run(run_dir: str | Path, refine: int = 0, polish: int = POLISH) -> AnyScheduler:
     """The scheduler of a finished `ojrs-train-any` run: the policy, `refine` ASA iterations,
     then `polish` best-response passes (default one: deterministic, never worse, NRR >= 0.996
     at N <= 100 in README's grid; `polish=0` for the policy alone); problems raise
@@ -249,7 +255,7 @@ def cell_decisions(sched: AnyScheduler, dep: Deployment, h: jax.Array, k_a: jax.
     iterations (left out when None), Greedy and ASA from Greedy (`asa_iter` iterations), and
     with `polish` > 0 the policy and Greedy each followed by that many best-response passes
     (`asa.best_response`)."""
-    asa_p = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
+    asa_p = _asa_params()
     out = {"policy": fp.act(sched.net, sched.params, dep, h)}
     if refine_iter is not None:
         out["policy_asa"] = masked_asa(k_r, dep, h, out["policy"], refine_iter, asa_p, k=k,

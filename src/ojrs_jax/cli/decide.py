@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--polish",
         type=int,
-        default=1,
-        help="with --deployment: best-response passes after the policy (0: the policy alone)",
+        help="with --deployment: best-response passes after the policy (default 1; 0: the "
+        "policy alone)",
     )
     args = ap.parse_args(argv)
     enable_compilation_cache()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ojrs_jax.any_scheduler import load_any_run
+from ojrs_jax.any_scheduler import POLISH, load_any_run
 from ojrs_jax.io import write_npz
 from ojrs_jax.scenario import ConfigError
 
@@ -61,9 +61,11 @@ def load_h(path: Path) -> np.ndarray:
 
 
 def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0,
-               polish: int = 1) -> dict:  # fmt: skip
+               polish: int | None = None) -> dict:  # fmt: skip
     """Load, check, decide (`refine` ASA iterations after the policy, then `polish`
-    best-response passes), write; raises `ConfigError` with one line on bad input."""
+    best-response passes, None: `any_scheduler.POLISH`), write; raises `ConfigError` with one
+    line on bad input."""
+    polish = POLISH if polish is None else polish
     if refine < 0:
         raise ConfigError(f"--refine must be >= 0, got {refine}")
     if polish < 0:
