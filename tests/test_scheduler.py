@@ -177,3 +177,23 @@ def test_cpu_fusions_give_the_default_compilations_decisions(monkeypatch):
     np.testing.assert_array_equal(fused["a"], plain["a"])
     for k in ("latency", "f", "p"):
         np.testing.assert_allclose(fused[k], plain[k], rtol=1e-6)
+
+
+def test_allocate_refuses_non_finite_channels():
+    """`Scheduler.allocate` refuses a NaN or infinite gain with a ConfigError naming it (its
+    compilation takes max without NaN propagation, so a NaN must not reach the network)."""
+    from ojrs_jax.config import ConfigError
+
+    scn = make_scenario(SystemConfig(n_ue=6, n_mec=2, seed=3))
+    cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, state="channel", arch="per_ue",
+                      ue_hidden=(16, 16), ue_embed=8)  # fmt: skip
+    sae_cfg = SAEConfig.from_mapping({"latent": 8, "preprocess": "linear"})
+    net = cfg.policy_net(scn.n_ue, scn.n_mec, sae_cfg)
+    sched = make_scheduler(scn, cfg, sae_cfg, init_policy(jax.random.key(1), net, 12), None)
+    h = np.asarray(sample_channels(jax.random.key(2), scn, 3))
+    assert sched.allocate(h)["a"].shape == (3, 6)
+    for bad in (np.nan, np.inf):
+        hb = h.copy()
+        hb[1, 4, 0] = bad
+        with pytest.raises(ConfigError, match="NaN or infinite"):
+            sched.allocate(hb)
