@@ -6,7 +6,8 @@
 Loads the run as `ojrs-decide` does (`ojrs_jax.load_run`: one jitted call from channel to
 decision and allocation) and prints, measured in the same process:
 - microseconds for one call on one channel (the online path) and per decision batched, median
-  and minimum over the calls (on a shared machine the minimum is the least disturbed call);
+  and minimum over the calls (on a shared machine the minimum is the least disturbed call), and
+  the cores the batched calls kept busy (the process's CPU time over their wall time);
 - the policy network's FLOPs per decision (`Scheduler.flops_per_decision`, dense layers), the
   GFLOP/s a large float32 matrix product reaches here, and so the FLOP bound on decisions/s
   (matmul GFLOP/s / FLOPs per decision), with the batched throughput's distance to it, and,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,7 +93,12 @@ def main() -> None:
     H = sample_channels(jax.random.key(1), scn, args.batch)
     one = H[0]
     single, single_min = call_times(sched.pipeline, one, reps=args.repeats)
+    jax.block_until_ready(sched.pipeline(H))  # compiled before the CPU clock starts
+    cpu0, wall0 = os.times(), time.perf_counter()
     batched, batched_min = call_times(sched.pipeline, H, reps=args.batch_repeats)
+    cpu1, wall1 = os.times(), time.perf_counter()
+    # Cores this process kept busy over the batched calls (its CPU time over their wall time).
+    cores_busy = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / (wall1 - wall0)
     batched, batched_min = batched / args.batch, batched_min / args.batch
     # The peak is the better of XLA's default product and the product compiled as the
     # scheduler is (its library fusions, `cpu_fusion_options`): the bound is the CPU's, not
@@ -116,6 +123,7 @@ def main() -> None:
         "batched_decisions_per_s_best": 1.0 / batched_min,
         "batch": args.batch,
         "batch_repeats": args.batch_repeats,
+        "cores_busy_batched": cores_busy,
         "policy_flops_per_decision": flops,
         "matmul_gflops": peak,
         "matmul_gflops_by_compilation": peaks,
