@@ -59,6 +59,20 @@ class RefConfig:
     pre_kind: str  # linear | log
     pre_loc: np.ndarray  # (N, M)
     pre_scale: np.ndarray  # (N, M)
+    lr_final: float = 1.0  # step size of the last Adam step / learning_rate (cosine in between)
+    adam_steps: int = 1  # Adam steps of the whole run (blocks x updates)
+
+
+def step_size(cfg: RefConfig, count: int) -> float:
+    """Adam step size of step number `count` (0 = the run's first): learning_rate, or with
+    lr_final < 1 half a cosine period from learning_rate at step 0 down to lr_final x
+    learning_rate at the run's last step, held there after it."""
+    if cfg.lr_final == 1.0:
+        return cfg.learning_rate
+    frac = min(count / max(cfg.adam_steps - 1, 1), 1.0)
+    return cfg.learning_rate * (
+        cfg.lr_final + (1.0 - cfg.lr_final) * (1 + np.cos(np.pi * frac)) / 2
+    )
 
 
 @dataclass
@@ -261,7 +275,7 @@ def block_ref(cfg: RefConfig, st: RefState, draws: BlockDraws) -> tuple[RefState
         a_b = np.array([st.buffer.slots[i]["a"] for i in idx])
         before, grads = loss_and_grad(st.layers, s_b, a_b, cfg.lam, n_opt)
         st.layers, st.mu, st.nu, st.count = adam_ref(
-            st.layers, st.mu, st.nu, st.count, grads, cfg.learning_rate
+            st.layers, st.mu, st.nu, st.count, grads, step_size(cfg, st.count)
         )
         after = loss_ref(st.layers, s_b, a_b, cfg.lam, n_opt)
         st.buffer.set_priorities(idx, before - after)

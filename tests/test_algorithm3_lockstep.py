@@ -40,7 +40,7 @@ LR, LAM, EXPLORE, DT_EPS, RHO_MAX, T_SA0 = 3e-2, 1e-3, 0.15, 0.13, 1.01, 2
 CHANGE_EPOCH = 14  # inside block 3, so one block mixes both weight vectors
 
 
-def make_case(replay: str):
+def make_case(replay: str, lr_final: float = 1.0):
     scn = hetero(make_scenario(SystemConfig(n_ue=N, n_mec=M, noise=2e-7, seed=2)), seed=2)
     cfg = TrainConfig(
         epochs=PHI * BLOCKS,
@@ -51,6 +51,7 @@ def make_case(replay: str):
         replay=replay,
         hidden=(8,),
         learning_rate=LR,
+        lr_final=lr_final,
         lam=LAM,
         explore_eps=EXPLORE,
         adaptive=True,
@@ -79,6 +80,7 @@ def make_case(replay: str):
         scenario=scenario_np(scn), weights_after=f64(env.weights_after),
         change_epoch=int(env.change_epoch), pre_kind=env.stats.kind,
         pre_loc=f64(env.stats.loc), pre_scale=f64(env.stats.scale),
+        lr_final=lr_final, adam_steps=BLOCKS * UPDATES,
     )  # fmt: skip
     return trainer, env, st, ref_cfg
 
@@ -195,10 +197,10 @@ def compare(st, ref: RefState, label: str, rtol: float = 1e-4, atol: float = 1e-
                 np.testing.assert_allclose(x, y, **tol, err_msg=f"{label}: {name} {part}{li}")
 
 
-def run_lockstep(replay: str):
+def run_lockstep(replay: str, lr_final: float = 1.0):
     """JAX blocks with the synced and the carried reference; returns the synced infos and the
     JAX metrics of each block."""
-    trainer, env, st, cfg = make_case(replay)
+    trainer, env, st, cfg = make_case(replay, lr_final)
     carried = ref_state(st, cfg)
     infos, metrics = [], []
     for blk in range(BLOCKS):
@@ -257,6 +259,9 @@ def test_per_blocks_match_reference():
 
 
 def test_uniform_blocks_match_reference():
-    infos, _, _ = run_lockstep("uniform")
+    """The traditional buffer, with the step size decayed by a cosine to a quarter
+    (`train.lr_final`) so that the schedule is checked against the reference too."""
+    infos, _, cfg = run_lockstep("uniform", lr_final=0.25)
+    assert cfg.lr_final == 0.25 and cfg.adam_steps == BLOCKS * UPDATES
     kinds = [k for i in infos for k in i.insert_kind]
     assert {"free", "oldest"} <= set(kinds), kinds

@@ -227,6 +227,15 @@ def policy_loss(
     return cross_entropy(net, params, s, a_star) + 0.5 * lam * params_norm_sq(params)
 
 
-def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
-    """Adam with an injectable learning rate (a state leaf: change it without recompiling)."""
-    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+def make_optimizer(
+    learning_rate: float, lr_final: float = 1.0, steps: int = 1
+) -> optax.GradientTransformation:
+    """Adam with an injectable learning rate (a state leaf: change it without recompiling).
+
+    With `lr_final` < 1 the step size follows a cosine from `learning_rate` at the first of
+    `steps` Adam steps to `lr_final` x `learning_rate` at the last (optax's schedule, driven by
+    the step count kept in the optimiser state); 1 keeps it constant."""
+    if lr_final == 1.0:
+        return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    schedule = optax.cosine_decay_schedule(learning_rate, max(steps - 1, 1), alpha=lr_final)
+    return optax.inject_hyperparams(optax.adam)(learning_rate=schedule)

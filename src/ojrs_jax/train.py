@@ -72,6 +72,7 @@ class TrainConfig:
     replay: str = "per"  # per (2p-ER) | uniform (traditional FIFO)
     hidden: tuple[int, ...] | str = (120, 80)  # policy widths, or "auto" (scale with N (M+1))
     learning_rate: float = 1e-3  # Adam step size (eq. 25)
+    lr_final: float = 1.0  # last Adam step's size / learning_rate (cosine decay; 1: constant)
     lam: float = 0.02  # lambda of eq. 25's L2 term
     explore_eps: float = 0.0  # epsilon-greedy: chance per UE of a random option before ASA
     adaptive: bool = True  # eq. 30 on (False: T_SA stays asa.t_sa0)
@@ -112,6 +113,9 @@ class TrainConfig:
             ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
             if not ok or v < 0 or (name in ("learning_rate", "weight_low") and v == 0):
                 raise ConfigError(f"train.{name} must be a finite positive number, got {v!r}")
+        f = self.lr_final
+        if isinstance(f, bool) or not isinstance(f, int | float) or not 0 <= f <= 1:
+            raise ConfigError(f"train.lr_final must be in [0, 1], got {f!r}")
         if self.weight_high < self.weight_low:
             raise ConfigError(
                 f"train.weight_high ({self.weight_high}) must be >= weight_low ({self.weight_low})"
@@ -248,7 +252,7 @@ def make_trainer(cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, n_ue: int, n_mec:
 
     net = cfg.policy_net(n_ue, n_mec, sae_cfg)
     buf = make_buffer(cfg.replay, cfg.buffer, cfg.batch, state_dim, n_ue)
-    opt = make_optimizer(cfg.learning_rate)
+    opt = make_optimizer(cfg.learning_rate, cfg.lr_final, cfg.n_blocks * cfg.updates)
 
     def init(key: jax.Array, sae_params: Any) -> TrainState:
         k_pol, key = jax.random.split(key)
