@@ -24,6 +24,7 @@ TINY = [
     "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
     "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
     "train.batch=32", "train.buffer=64", "train.change_epoch=100", "sae_pretrain.draws=256",
+    "sae.restarts=2",  # two initialisations: their losses go into result.json as a list
     "reproduce.eval_every=50", "reproduce.eval_draws=20", "reproduce.seeds=2",
     "table2.draws=20", "pso.n_iter=10",
 ]  # fmt: skip
@@ -75,6 +76,10 @@ def test_multirun_writes_every_job_and_the_aggregate(sweep):
         r = json.loads((sweep / name / "result.json").read_text())
         assert r["replay"] == replay and r["preset"] == "paper"
         assert np.load(sweep / name / "metrics.npz")["reward"].shape == (2, 200)
+    for name in ("0_table2", "1_table3"):  # sae.restarts=2: both losses and the one kept
+        sae = json.loads((sweep / name / "result.json").read_text())["sae"]
+        assert len(sae["restart_losses"]) == 2 and sae["restart"] in (0, 1)
+        assert sae["restart_losses"][int(sae["restart"])] == min(sae["restart_losses"])
 
 
 def test_table3_aggregate_matches_the_raw_curves(sweep):

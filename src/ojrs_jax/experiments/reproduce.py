@@ -126,6 +126,16 @@ def _spec_for_seeds(c: dict, eval_every: int) -> RunSpec:
     return build({**c, "train": {**t, "chunk": eval_every}})
 
 
+def _sae_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    """The SAE pretraining report for result.json: numbers as floats, lists (the final held-out
+    losses of `sae.restarts` initialisations) as lists of floats, the loss curve left out."""
+    return {
+        k: [float(x) for x in v] if isinstance(v, list | tuple) else float(v)
+        for k, v in rep.items()
+        if k != "loss_curve"
+    }
+
+
 def _mean_std(x: np.ndarray) -> dict[str, float]:
     x = np.asarray(x, np.float64)
     return {"mean": float(x.mean()), "std": float(x.std()), "values": [float(v) for v in x]}
@@ -183,7 +193,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
         "eval_every": s.eval_every,
         "eval_draws": s.eval_draws,
         "change_epoch": int(env.change_epoch),
-        "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
+        "sae": _sae_summary(sae_rep),
         "exact_certified": [refs[0].certified, refs[1].certified],
         "reference_seconds": ref_s,
         "train_seconds": run.seconds,
@@ -276,7 +286,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
         **_scenario_info(spec),
         "draws": bcfg.draws,
         "train_seconds": run.seconds,
-        "sae": {k: float(v) for k, v in sae_rep.items() if k != "loss_curve"},
+        "sae": _sae_summary(sae_rep),
         "exact_certified": None if ex is None else int(ex["optimal"].sum()),
         "rows": rows,
     }
