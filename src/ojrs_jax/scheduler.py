@@ -135,10 +135,18 @@ class Scheduler:
 
 
 def make_scheduler(
-    scn: Scenario, train_cfg: Any, sae_cfg: sae_mod.SAEConfig, policy: Any, encoder: Any
+    scn: Scenario,
+    train_cfg: Any,
+    sae_cfg: sae_mod.SAEConfig,
+    policy: Any,
+    encoder: Any,
+    compiler_options: dict[str, Any] | None | str = "auto",
 ) -> Scheduler:
     """A scheduler from trained parameters (policy, and the online encoder when the policy reads
-    the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`)."""
+    the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`).
+
+    `compiler_options` for its jitted call: "auto" (`cpu_fusion_options()`, checked once per
+    process), None (the package's defaults) or a dict of XLA options (benchmarks compare them)."""
     n, m = scn.n_ue, scn.n_mec
     net = train_cfg.policy_net(n, m, sae_cfg)
     logits = inference_fn(net, policy)
@@ -160,7 +168,10 @@ def make_scheduler(
     devices = jax.local_devices()
     mesh = Mesh(np.array(devices), ("batch",)) if len(devices) > 1 else None
 
-    @functools.partial(jax.jit, compiler_options=cpu_fusion_options())
+    if compiler_options == "auto":
+        compiler_options = cpu_fusion_options()
+
+    @functools.partial(jax.jit, compiler_options=compiler_options)
     def pipeline(h: jax.Array):
         if h.ndim == 2:
             return one(h)
