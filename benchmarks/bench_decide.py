@@ -44,16 +44,20 @@ from ojrs_jax.scenario import sample_channels
 from ojrs_jax.scheduler import BATCH_CHUNK, cpu_fusion_options, load_run
 
 
-def call_times(fn, *args, reps: int) -> tuple[float, float]:
-    """(median, minimum) wall time of `reps` calls after one that compiles. On a shared machine
+def call_times(fn, *args, reps: int) -> tuple[float, float, float]:
+    """(median, minimum) wall time of `reps` calls after one that compiles, and the cores this
+    process kept busy over those calls (its CPU time over their wall time). On a shared machine
     the minimum is the least disturbed call; both are recorded."""
     jax.block_until_ready(fn(*args))
     t = []
+    cpu0, wall0 = os.times(), time.perf_counter()
     for _ in range(reps):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         t.append(time.perf_counter() - t0)
-    return float(np.median(t)), float(np.min(t))
+    cpu1, wall1 = os.times(), time.perf_counter()
+    cores = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / (wall1 - wall0)
+    return float(np.median(t)), float(np.min(t)), cores
 
 
 def layer_gflops(rows: int, k: int, n: int, reps: int = 20, options=None) -> float:
@@ -92,13 +96,8 @@ def main() -> None:
     scn = sched.scn
     H = sample_channels(jax.random.key(1), scn, args.batch)
     one = H[0]
-    single, single_min = call_times(sched.pipeline, one, reps=args.repeats)
-    jax.block_until_ready(sched.pipeline(H))  # compiled before the CPU clock starts
-    cpu0, wall0 = os.times(), time.perf_counter()
-    batched, batched_min = call_times(sched.pipeline, H, reps=args.batch_repeats)
-    cpu1, wall1 = os.times(), time.perf_counter()
-    # Cores this process kept busy over the batched calls (its CPU time over their wall time).
-    cores_busy = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / (wall1 - wall0)
+    single, single_min, _ = call_times(sched.pipeline, one, reps=args.repeats)
+    batched, batched_min, cores_busy = call_times(sched.pipeline, H, reps=args.batch_repeats)
     batched, batched_min = batched / args.batch, batched_min / args.batch
     # The peak is the better of XLA's default product and the product compiled as the
     # scheduler is (its library fusions, `cpu_fusion_options`): the bound is the CPU's, not
