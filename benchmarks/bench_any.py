@@ -28,16 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax import feature_policy as fp  # noqa: E402
-from ojrs_jax.deployment import (  # noqa: E402
+from ojrs_jax.agent import feature_policy as fp  # noqa: E402
+from ojrs_jax.agent.general import AnyTrainConfig, make_any_trainer  # noqa: E402
+from ojrs_jax.system.deployment import (
     DeploymentConfig,
     make_sampler,
     masked_allocation,
     random_deployment,
     rayleigh,
 )
-from ojrs_jax.general import AnyTrainConfig, make_any_trainer  # noqa: E402
-from ojrs_jax.scenario import SystemConfig  # noqa: E402
+from ojrs_jax.system.scenario import SystemConfig  # noqa: E402
 
 
 def main() -> None:
@@ -56,8 +56,13 @@ def main() -> None:
         args.decide, args.batch = ["30:5"], 64
     rec = Recording()
     sys_cfg = SystemConfig(noise=2e-7)
-    dcfg = DeploymentConfig(kind="random", n_ue=(5, args.n_max), n_max=args.n_max,
-                            n_mec=(1, args.m_max), m_max=args.m_max)  # fmt: skip
+    dcfg = DeploymentConfig(
+        kind="random",
+        n_ue=(5, args.n_max),
+        n_max=args.n_max,
+        n_mec=(1, args.m_max),
+        m_max=args.m_max,
+    )
     gcfg = AnyTrainConfig(epochs=args.epochs, chunk=args.chunk)
     tr = make_any_trainer(gcfg, make_sampler(dcfg, sys_cfg))
     st = tr.init(jax.random.key(0))
@@ -70,8 +75,13 @@ def main() -> None:
         st, m = jax.block_until_ready(tr.run_chunk(st))
         rest += gcfg.chunk_blocks * gcfg.phi
     per_epoch = (time.perf_counter() - t0) / max(rest, 1)
-    train = {"n_max": args.n_max, "m_max": args.m_max, "epochs": args.epochs,
-             "first_chunk_with_compile_s": first, "ms_per_epoch": 1e3 * per_epoch}  # fmt: skip
+    train = {
+        "n_max": args.n_max,
+        "m_max": args.m_max,
+        "epochs": args.epochs,
+        "first_chunk_with_compile_s": first,
+        "ms_per_epoch": 1e3 * per_epoch,
+    }
     print(json.dumps({"train": train}), flush=True)
     decide = []
     for spec in args.decide:
@@ -98,8 +108,14 @@ def main() -> None:
             jax.block_until_ready(run(keys, st.policy))
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
-        row = {"n_ue": n, "n_mec": m, "batch": args.batch, "compile_s": compile_s,
-               "median_call_s": med, "decisions_per_s": args.batch / med}  # fmt: skip
+        row = {
+            "n_ue": n,
+            "n_mec": m,
+            "batch": args.batch,
+            "compile_s": compile_s,
+            "median_call_s": med,
+            "decisions_per_s": args.batch / med,
+        }
         decide.append(row)
         print(json.dumps(row), flush=True)
     rec.write(args.out, {"train": train, "decide": decide})

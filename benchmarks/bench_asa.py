@@ -3,11 +3,11 @@
 For M = 1..5 (conf/scale/paper_m{M}.yaml with conf/system/default.yaml, N = 30), over `--draws`
 channel draws: mean gap L / L* - 1 of Greedy, ASA from Greedy (T_SA = 20, conf/asa/default.yaml),
 plain SA (same K and iterations) and PSO (conf/baselines.yaml `pso`), where L* is SCIP's certified
-optimum. Every gap uses the float64 latency of the returned decision (ojrs_jax.exact.latency_np),
-not the search's own float32 value. Then the per-instance ASA time, single and vmapped over 256
-instances, against the paper's 0.2354 s (Table II). Prints figures and writes them, with the
-command, machine, date, commit and load, to a record (benchmarks/record.py); asserts nothing about
-time.
+optimum. Every gap uses the float64 latency of the returned decision
+(ojrs_jax.system.exact.latency_np), not the search's own float32 value. Then the per-instance ASA
+time, single and vmapped over 256 instances, against the paper's 0.2354 s (Table II). Prints figures
+and writes them, with the command, machine, date, commit and load, to a record
+(benchmarks/record.py); asserts nothing about time.
 
     python benchmarks/bench_asa.py [--draws 200] [--k 128] [--timing-only] [--out FILE.json]
 """
@@ -29,12 +29,12 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.asa import asa_from_mapping, asa_search, plain_sa
-from ojrs_jax.baselines import greedy
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.p2 import costs_latency, option_costs
-from ojrs_jax.pso import pso, pso_from_mapping
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.asa import asa_from_mapping, asa_search, plain_sa
+from ojrs_jax.search.baselines import greedy
+from ojrs_jax.search.pso import pso, pso_from_mapping
+from ojrs_jax.system.exact import exact_miqp, latency_np
+from ojrs_jax.system.p2 import costs_latency, option_costs
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PAPER_ASA_SECONDS = 0.2354
@@ -93,12 +93,18 @@ def main() -> None:
     figures: dict = {
         "n_ue": 30,
         "draws": None if args.timing_only else d,
-        "asa": {"k": k, "t_sa": t_sa, "t0": params.t0, "phi_c": params.phi_c,
-                "mut_scale": params.mut_scale, "local_weight": params.local_weight},
+        "asa": {
+            "k": k,
+            "t_sa": t_sa,
+            "t0": params.t0,
+            "phi_c": params.phi_c,
+            "mut_scale": params.mut_scale,
+            "local_weight": params.local_weight,
+        },
         "pso": {"particles": pso_cfg.n_particles, "iterations": pso_cfg.n_iter},
         "paper_asa_s": PAPER_ASA_SECONDS,
         "gaps": [],
-    }  # fmt: skip
+    }
     if not args.timing_only:
         gap_table(args, figures, asa_cfg, params, pso_cfg, pso_par)
     timing(figures, asa_cfg, params, pso_cfg, pso_par, t_sa)
@@ -201,8 +207,9 @@ def timing(figures, asa_cfg, params, pso_cfg, pso_par, t_sa: int) -> None:
 
     def bare_one(h, c):
         tab = option_costs(scn, h)
-        best, _ = jax.lax.scan(lambda b, ck: (jnp.minimum(b, costs_latency(tab, ck).min()), None),
-                               jnp.inf, c)  # fmt: skip
+        best, _ = jax.lax.scan(
+            lambda b, ck: (jnp.minimum(b, costs_latency(tab, ck).min()), None), jnp.inf, c
+        )
         return best
 
     bare = jax.jit(bare_one)

@@ -29,9 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.rundir import load_trained
-from ojrs_jax.scenario import sample_channels
-from ojrs_jax.scheduler import CPU_FUSIONS, make_scheduler
+from ojrs_jax.run.rundir import load_trained
+from ojrs_jax.run.scheduler import CPU_FUSIONS, make_scheduler
+from ojrs_jax.system.scenario import sample_channels
 
 YNN = "xla_cpu_experimental_ynn_fusion_type"
 
@@ -53,7 +53,7 @@ def main() -> None:
     fns = {
         name: make_scheduler(
             run.scn, run.train_cfg, run.sae_cfg, run.policy, run.encoder, compiler_options=opts
-        ).pipeline  # fmt: skip
+        ).pipeline
         for name, opts in variants.items()
     }
     h = sample_channels(jax.random.key(1), run.scn, args.batch)
@@ -78,10 +78,14 @@ def main() -> None:
         "statistics": "per decision: median and minimum over rounds, compilations interleaved",
     }
     for name in fns:
-        print(f"{name:16s} {med[name]:.3f} us/decision median "
-              f"({figures['median_over_defaults'][name]:.3f} x defaults)")  # fmt: skip
-    print(f"scheduler / library fusions: {figures['scheduler_over_library_fusions']:.3f}; "
-          f"same decisions: {same}")  # fmt: skip
+        print(
+            f"{name:16s} {med[name]:.3f} us/decision median "
+            f"({figures['median_over_defaults'][name]:.3f} x defaults)"
+        )
+    print(
+        f"scheduler / library fusions: {figures['scheduler_over_library_fusions']:.3f}; "
+        f"same decisions: {same}"
+    )
     rec.write(args.out, figures)
 
 

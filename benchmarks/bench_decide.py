@@ -40,8 +40,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.scenario import sample_channels
-from ojrs_jax.scheduler import BATCH_CHUNK, cpu_fusion_options, load_run
+from ojrs_jax.run.scheduler import BATCH_CHUNK, cpu_fusion_options, load_run
+from ojrs_jax.system.scenario import sample_channels
 
 
 def call_times(fn, *args, reps: int) -> tuple[float, float, float]:
@@ -81,10 +81,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=2000, help="calls on one channel")
     ap.add_argument(
-        "--batch-repeats", type=int, default=100,
+        "--batch-repeats",
+        type=int,
+        default=100,
         help="batched calls (records before session 8 made 20: a short burst of other work on "
         "this shared machine then moved the median)",
-    )  # fmt: skip
+    )
     ap.add_argument("--cpu-devices", type=int, default=0, help="JAX CPU devices (0: JAX's)")
     add_out_argument(ap, "bench_decide")
     args = ap.parse_args()
@@ -147,8 +149,11 @@ def main() -> None:
         out["hidden_layer_gflops"] = g
         out["hidden_layer_us_per_decision"] = 2 * scn.n_ue * h0 * h1 / g / 1e3
     print(json.dumps(out, indent=1))
-    summary = json.loads((args.run / "summary.json").read_text()) if (
-        args.run / "summary.json").exists() else {}  # fmt: skip
+    summary = (
+        json.loads((args.run / "summary.json").read_text())
+        if (args.run / "summary.json").exists()
+        else {}
+    )
     out["run"] = {
         "dir": str(args.run),
         "train": {k: t.get(k) for k in ("arch", "state", "hidden", "ue_embed", "epochs")},

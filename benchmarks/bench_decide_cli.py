@@ -49,7 +49,7 @@ def main() -> None:
     rec = Recording()
     import jax
 
-    from ojrs_jax.scenario import load_scenario, sample_channels
+    from ojrs_jax.system.scenario import load_scenario, sample_channels
 
     scn = load_scenario(args.run / "scenario.json")
     work = Path(tempfile.mkdtemp(prefix="ojrs-decide-bench-"))
@@ -57,8 +57,15 @@ def main() -> None:
         h = np.asarray(sample_channels(jax.random.key(0), scn, args.channels))
         np.savez(work / "in.npz", h=h)
         exe = shutil.which("ojrs-decide") or "ojrs-decide"
-        cmd = [exe, "--run", str(args.run), "--channels", str(work / "in.npz"),
-               "--out", str(work / "out.npz")]  # fmt: skip
+        cmd = [
+            exe,
+            "--run",
+            str(args.run),
+            "--channels",
+            str(work / "in.npz"),
+            "--out",
+            str(work / "out.npz"),
+        ]
         base = {k: v for k, v in os.environ.items() if k != "OJRS_CACHE_DIR"}
         cold, warm = [], []
         for i in range(args.repeats):

@@ -41,8 +41,13 @@ def main() -> None:
         for m in args.m:
             for seed in args.seeds:
                 run = work / f"m{m}_s{seed}"
-                cmd = [exe, f"scale=paper_m{m}", f"scale.seed={seed}", *args.extra,
-                       f"hydra.run.dir={run}"]  # fmt: skip
+                cmd = [
+                    exe,
+                    f"scale=paper_m{m}",
+                    f"scale.seed={seed}",
+                    *args.extra,
+                    f"hydra.run.dir={run}",
+                ]
                 t0 = time.perf_counter()
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 wall = time.perf_counter() - t0

@@ -30,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_ref as ref  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax import sae as sae_mod  # noqa: E402
-from ojrs_jax.asa import asa_search  # noqa: E402
-from ojrs_jax.baselines import greedy  # noqa: E402
-from ojrs_jax.p2 import batched_latency, latency  # noqa: E402
-from ojrs_jax.pipeline import build  # noqa: E402
-from ojrs_jax.policy import policy_loss  # noqa: E402
-from ojrs_jax.scenario import sample_channels  # noqa: E402
+from ojrs_jax.agent.policy import policy_loss  # noqa: E402
+from ojrs_jax.run.build import build  # noqa: E402
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae_mod  # noqa: E402
+from ojrs_jax.search.asa import asa_search  # noqa: E402
+from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.p2 import batched_latency, latency  # noqa: E402
+from ojrs_jax.system.scenario import sample_channels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -184,7 +185,9 @@ def grad_check(spec, st) -> dict:
     """The hand-written NumPy backprop of eq. 25 against jax.grad on one batch of 128."""
     env = spec.env()
     H = sample_channels(jax.random.key(4), spec.scn, 128)
-    s_b = np.asarray(sae_mod.encode(st.sae.online, spec.sae_cfg, sae_mod.preprocess(H, env.stats)))
+    s_b = np.asarray(
+        sae_mod.encode(st.sae.online, spec.sae_cfg, channel_map.preprocess(H, env.stats))
+    )
     a_b = np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H), np.int64)
     lam = spec.train_cfg.lam
     g_j = jax.grad(
@@ -229,9 +232,15 @@ def train_ratio(spec, epochs: int, reps: int) -> dict:
     tj_match, tsa_match = jax_epoch_time(epochs, reps, replay="uniform", incremental_sae=False)
     t0 = time.perf_counter()
     res = ref.train_loop(
-        np.random.default_rng(1), sc, enc, pol, gbar, epochs=epochs, k=asa_cfg.k,
+        np.random.default_rng(1),
+        sc,
+        enc,
+        pol,
+        gbar,
+        epochs=epochs,
+        k=asa_cfg.k,
         t_sa0=asa_cfg.t_sa0,
-    )  # fmt: skip
+    )
     tn = (time.perf_counter() - t0) / epochs
     return {
         "epochs": epochs,

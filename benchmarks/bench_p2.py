@@ -2,11 +2,11 @@
 
     python benchmarks/bench_p2.py [--n-ue 30] [--mecs 2] [--batch 256] [--budget 2] [--out F.json]
 
-Both solve the CPU shares of `ojrs_jax.p2` for random decisions on sampled channels: one instance
-per jitted call, and `--batch` instances vmapped in one call (jaxopt's while_loop then runs until
-the slowest instance stops). Agreement (largest relative latency difference) and jaxopt's
-iteration counts are printed with the times (median wall time, compile excluded), and written
-with the command, machine, date, commit and load to a record (benchmarks/record.py). Asserts
+Both solve the CPU shares of `ojrs_jax.system.p2` for random decisions on sampled channels: one
+instance per jitted call, and `--batch` instances vmapped in one call (jaxopt's while_loop then runs
+until the slowest instance stops). Agreement (largest relative latency difference) and jaxopt's
+iteration counts are printed with the times (median wall time, compile excluded), and written with
+the command, machine, date, commit and load to a record (benchmarks/record.py). Asserts
 nothing about time.
 """
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_numpy_ratio import timeit  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.baselines import random_decision
-from ojrs_jax.p2 import solve_p2_closed_form, solve_p2_pg
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.baselines import random_decision
+from ojrs_jax.system.p2 import solve_p2_closed_form, solve_p2_pg
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -24,22 +24,24 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax import sae  # noqa: E402
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels  # noqa: E402
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae  # noqa: E402
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels  # noqa: E402
 
 
 def bench(sys_cfg: SystemConfig, cfg: sae.SAEConfig, channels: int, repeats: int) -> dict:
     scn = make_scenario(sys_cfg)
-    stats = sae.channel_stats(scn, cfg.preprocess)
-    x = sae.preprocess(sample_channels(jax.random.key(0), scn, channels), stats)
+    stats = channel_map.channel_stats(scn, cfg.preprocess)
+    x = channel_map.preprocess(sample_channels(jax.random.key(0), scn, channels), stats)
     params = sae.init_sae(jax.random.key(1), cfg, x.shape[-1])
     t0 = time.perf_counter()
-    jax.block_until_ready(sae.train_sae(jax.random.key(2), cfg, params, x, stats))
+    jax.block_until_ready(sae_train.train_sae(jax.random.key(2), cfg, params, x, stats))
     first = time.perf_counter() - t0
     runs = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(sae.train_sae(jax.random.key(3 + r), cfg, params, x, stats))
+        jax.block_until_ready(sae_train.train_sae(jax.random.key(3 + r), cfg, params, x, stats))
         runs.append(time.perf_counter() - t0)
     run = statistics.median(runs)
     return {"first_call": first, "compile": first - run, "run": run, "per_step": run / cfg.steps}
@@ -61,8 +63,10 @@ def main() -> None:
     rec = Recording()
     cfg = sae.SAEConfig(variant=a.variant, steps=a.steps, batch_size=a.batch_size)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
-    print(f"{cfg.variant}, T_SAE = {cfg.steps} Adam steps, batch {cfg.batch_size}, "
-          f"{a.channels} training channels, median of {a.repeats} runs")  # fmt: skip
+    print(
+        f"{cfg.variant}, T_SAE = {cfg.steps} Adam steps, batch {cfg.batch_size}, "
+        f"{a.channels} training channels, median of {a.repeats} runs"
+    )
     print(f"{'N':>5}{'M':>4}{'widths':>18}{'compile s':>11}{'T_SAE run s':>13}{'ms/step':>9}")
     figures = {
         "variant": cfg.variant,
@@ -78,8 +82,10 @@ def main() -> None:
         sys_cfg = SystemConfig(n_ue=a.n_ue, n_mec=m, layout=a.layout, area=a.area, seed=2)
         r = bench(sys_cfg, cfg, a.channels, a.repeats)
         widths = "-".join(map(str, (a.n_ue * m, *sae.encoder_widths(cfg, a.n_ue * m))))
-        print(f"{a.n_ue:>5}{m:>4}{widths:>18}{r['compile']:>11.2f}{r['run']:>13.3f}"
-              f"{1e3 * r['per_step']:>9.3f}")  # fmt: skip
+        print(
+            f"{a.n_ue:>5}{m:>4}{widths:>18}{r['compile']:>11.2f}{r['run']:>13.3f}"
+            f"{1e3 * r['per_step']:>9.3f}"
+        )
         figures["rows"].append(
             {
                 "n_ue": a.n_ue,

@@ -46,13 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_p2 import timeit  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax import sae as sae_mod  # noqa: E402
-from ojrs_jax.asa import asa_from_mapping, asa_search  # noqa: E402
-from ojrs_jax.baselines import greedy  # noqa: E402
-from ojrs_jax.exact import exact_miqp, latency_np  # noqa: E402
-from ojrs_jax.p2 import batched_latency, latency  # noqa: E402
-from ojrs_jax.pipeline import build  # noqa: E402
-from ojrs_jax.scenario import sample_channels  # noqa: E402
+from ojrs_jax.run.build import build  # noqa: E402
+from ojrs_jax.sae import model as sae_mod  # noqa: E402
+from ojrs_jax.search.asa import asa_from_mapping, asa_search  # noqa: E402
+from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.exact import exact_miqp, latency_np  # noqa: E402
+from ojrs_jax.system.p2 import batched_latency, latency  # noqa: E402
+from ojrs_jax.system.scenario import sample_channels  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -97,14 +97,20 @@ def point_config(n: int, m: int, epochs: int, preset: str) -> dict:
     asa = {**load("asa", "default.yaml"), **p["asa"], "mut_scale": min(0.1, 5.0 / n)}
     area = 500.0 * math.sqrt(n / 1000)
     return {
-        "system": {**load("system", "default.yaml"), "n_ue": n, "n_mec": m, "layout": "grid",
-                   "area": area, "seed": 2},
+        "system": {
+            **load("system", "default.yaml"),
+            "n_ue": n,
+            "n_mec": m,
+            "layout": "grid",
+            "area": area,
+            "seed": 2,
+        },
         "sae": {**load("sae", "2r_sae.yaml"), **p["sae"]},
         "asa": asa,
         "replay": load("replay", "per.yaml"),
         "train": {**p["train"], "epochs": epochs, "chunk": epochs, "change_epoch": 0},
         "seed": 0,
-    }  # fmt: skip
+    }
 
 
 def run_point(

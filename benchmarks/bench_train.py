@@ -23,9 +23,9 @@ from hydra import compose, initialize_config_module
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.config import to_container
-from ojrs_jax.pipeline import build
-from ojrs_jax.sae import init_sae
+from ojrs_jax.core.settings import to_container
+from ojrs_jax.run.build import build
+from ojrs_jax.sae.model import init_sae
 
 
 def epoch_ms(preset: str, chunk: int, repeats: int) -> dict:
@@ -54,10 +54,18 @@ def epoch_ms(preset: str, chunk: int, repeats: int) -> dict:
         "compile_s": compile_s,
         "ms_per_epoch": 1e3 * float(np.median(times)) / epochs,
         "ms_per_epoch_min": 1e3 * float(np.min(times)) / epochs,
-        "settings": {"arch": t.arch, "state": t.state, "updates": t.updates, "batch": t.batch,
-                     "buffer": t.buffer, "k": t.asa.k, "t_sa0": t.asa.t_sa0,
-                     "adaptive": t.adaptive, "epochs": t.epochs},
-    }  # fmt: skip
+        "settings": {
+            "arch": t.arch,
+            "state": t.state,
+            "updates": t.updates,
+            "batch": t.batch,
+            "buffer": t.buffer,
+            "k": t.asa.k,
+            "t_sa0": t.asa.t_sa0,
+            "adaptive": t.adaptive,
+            "epochs": t.epochs,
+        },
+    }
 
 
 def main() -> None:

@@ -185,8 +185,15 @@ def figures_of(b: Block) -> tuple[list[Figure], list[Figure]]:
                 for s in (m.group("a"), m.groupdict().get("b")):
                     if not s:
                         continue
-                    fig = Figure(b.doc, b.line + j, m.group().strip(), float(s.replace(",", "")),
-                                 tolerance(s, about), unit, b.records)  # fmt: skip
+                    fig = Figure(
+                        b.doc,
+                        b.line + j,
+                        m.group().strip(),
+                        float(s.replace(",", "")),
+                        tolerance(s, about),
+                        unit,
+                        b.records,
+                    )
                     if b.records:
                         fig.match = find(fig)
                         checked.append(fig)
@@ -217,8 +224,10 @@ def main() -> int:
         print(f"MISSING {f.doc}:{f.line}: {f.text!r} ({f.value} {f.unit}) not in {f.records}")
     for f in orphans:
         print(f"NO RECORD {f.doc}:{f.line}: {f.text!r} names no record")
-    print(f"{len(checked)} figures checked against their records, {len(missing)} missing, "
-          f"{len(orphans)} without a record")  # fmt: skip
+    print(
+        f"{len(checked)} figures checked against their records, {len(missing)} missing, "
+        f"{len(orphans)} without a record"
+    )
     return 1 if missing or orphans else 0
 
 

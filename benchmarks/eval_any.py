@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.any_scheduler import eval_cell, eval_trajectory, load_any_run  # noqa: E402
-from ojrs_jax.deployment import DeploymentConfig  # noqa: E402
 from ojrs_jax.experiments.tuned_beside import tuned_beside  # noqa: E402
+from ojrs_jax.run.any_scheduler import eval_cell, eval_trajectory, load_any_run  # noqa: E402
+from ojrs_jax.system.deployment import DeploymentConfig  # noqa: E402
 
 
 def main() -> None:
@@ -81,8 +81,17 @@ def main() -> None:
         for m in args.m:
             draws = args.draws_large if n >= args.large_from else args.draws
             t0 = time.perf_counter()
-            r = eval_cell(sched, dcfg, n, m, draws, args.seed, exact=not args.no_exact,
-                          time_limit=args.time_limit, polish=args.polish)  # fmt: skip
+            r = eval_cell(
+                sched,
+                dcfg,
+                n,
+                m,
+                draws,
+                args.seed,
+                exact=not args.no_exact,
+                time_limit=args.time_limit,
+                polish=args.polish,
+            )
             r["wall_seconds"] = time.perf_counter() - t0
             cells.append(r)
             print(json.dumps(r), flush=True)
@@ -92,16 +101,34 @@ def main() -> None:
         for n in (n for n in args.n if n <= args.tuned_max_n):
             for m in args.m:
                 for d in range(args.tuned_first, args.tuned_first + args.tuned):
-                    r = tuned_beside(sched, dcfg, n, m, args.seed, d, args.tuned_channels,
-                                     args.tuned_overrides, exact=not args.no_exact,
-                                     time_limit=args.time_limit)  # fmt: skip
+                    r = tuned_beside(
+                        sched,
+                        dcfg,
+                        n,
+                        m,
+                        args.seed,
+                        d,
+                        args.tuned_channels,
+                        args.tuned_overrides,
+                        exact=not args.no_exact,
+                        time_limit=args.time_limit,
+                    )
                     figures["tuned"].append(r)
                     print(json.dumps(r), flush=True)
     if args.trajectory:
         mob = replace(dcfg, speed=args.traj_speed, epoch_s=args.traj_epoch_s)
-        tr = eval_trajectory(sched, mob, 30, 5, args.trajectory, args.seed + 1,
-                             exact=not args.no_exact, time_limit=args.time_limit,
-                             every=args.traj_every, polish=args.polish)  # fmt: skip
+        tr = eval_trajectory(
+            sched,
+            mob,
+            30,
+            5,
+            args.trajectory,
+            args.seed + 1,
+            exact=not args.no_exact,
+            time_limit=args.time_limit,
+            every=args.traj_every,
+            polish=args.polish,
+        )
         figures["trajectory"] = tr
         print(json.dumps(tr), flush=True)
     summary = args.run / "summary.json"

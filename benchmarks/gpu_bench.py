@@ -28,12 +28,12 @@ import jax  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax import sae as sae_mod  # noqa: E402
-from ojrs_jax.asa import ASAParams, asa_search  # noqa: E402
-from ojrs_jax.baselines import greedy  # noqa: E402
-from ojrs_jax.p2 import solve_p2_closed_form  # noqa: E402
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels  # noqa: E402
-from ojrs_jax.train import TrainConfig, make_env, make_trainer  # noqa: E402
+from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer  # noqa: E402
+from ojrs_jax.sae import model as sae_mod  # noqa: E402
+from ojrs_jax.search.asa import ASAParams, asa_search  # noqa: E402
+from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.p2 import solve_p2_closed_form  # noqa: E402
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels  # noqa: E402
 
 
 def timed(fn, *args, repeats: int = 3) -> tuple[float, float]:

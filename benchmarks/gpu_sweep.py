@@ -3,7 +3,7 @@
 Times what one `ojrs-reproduce` job spends in Algorithm 3, from the same Hydra configs:
 - a Table III job (`experiment=table3_m5`, `train=tuned`: N = 30, M = 5, T_DRL = 10000 with the
   weight change at epoch 5000) for S vmapped seeds, S in --seeds, the seed axis sharded over all
-  devices exactly as `ojrs_jax.loop.train_seeds` does;
+  devices exactly as `ojrs_jax.run.loop.train_seeds` does;
 - the large deployment (`scale=large train=large`: N = 1000, M = 20) for --large-epochs epochs.
 No SCIP or PSO reference is computed (they run on the CPU): the figures are training only.
 Needs hydra-core and omegaconf besides jax, flax, optax and chex:
@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.config import to_container  # noqa: E402
-from ojrs_jax.loop import train_seeds  # noqa: E402
-from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
+from ojrs_jax.core.settings import to_container  # noqa: E402
+from ojrs_jax.run.build import build, pretrain_sae  # noqa: E402
+from ojrs_jax.run.loop import train_seeds  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -28,12 +28,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
 TINY = [
-    "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
-    "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
-    "train.batch=32", "train.buffer=64", "train.change_epoch=100", "sae_pretrain.draws=256",
-    "reproduce.eval_every=50", "reproduce.eval_draws=20", "reproduce.seeds=2",
-    "table2.draws=20", "pso.n_iter=10", "fig7.draws=20", "fig7.iterations=10",
-]  # fmt: skip
+    "scale=tiny",
+    "sae.latent=8",
+    "sae.steps=50",
+    "sae.batch_size=32",
+    "sae.memory_size=64",
+    "asa.k=16",
+    "asa.max_iter=8",
+    "asa.t_sa0=4",
+    "train.epochs=200",
+    "train.phi=5",
+    "train.batch=32",
+    "train.buffer=64",
+    "train.change_epoch=100",
+    "sae_pretrain.draws=256",
+    "reproduce.eval_every=50",
+    "reproduce.eval_draws=20",
+    "reproduce.seeds=2",
+    "table2.draws=20",
+    "pso.n_iter=10",
+    "fig7.draws=20",
+    "fig7.iterations=10",
+]
 JOBS = ("0_table2", "1_fig7")
 
 

@@ -38,7 +38,7 @@ class ScenarioNP:
 
 
 def scenario_np(scn) -> ScenarioNP:
-    """Copy an `ojrs_jax.scenario.Scenario` into NumPy float64."""
+    """Copy an `ojrs_jax.system.scenario.Scenario` into NumPy float64."""
     f = lambda x: np.asarray(x, np.float64)  # noqa: E731
     d = np.linalg.norm(f(scn.ue_pos)[:, None, :] - f(scn.mec_pos)[None, :, :], axis=-1)
     gain = float(scn.beta0) / np.maximum(d, 1.0) ** 2

@@ -46,13 +46,20 @@ import sys
 import time
 from pathlib import Path
 
-from ojrs_jax.io import atomic_write_text
+from ojrs_jax.core.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LOAD_FRACTION = 0.75  # under load: 1-min load average > LOAD_FRACTION x cores, at start or end
-ENV = ("OJRS_KEEP_XLA_FLAGS", "XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64", "PYTHONPATH",
-       "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")  # fmt: skip
+ENV = (
+    "OJRS_KEEP_XLA_FLAGS",
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+    "JAX_ENABLE_X64",
+    "PYTHONPATH",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+)
 
 
 def add_out_argument(ap: argparse.ArgumentParser, name: str) -> None:
@@ -216,7 +223,7 @@ class Recording:
                     *(f"{k}={shlex.quote(v)}" for k, v in self.env.items() if k != "XLA_FLAGS"),
                     shlex.join(["python", *self.argv] if is_script else self.argv),
                 ]
-            ),  # fmt: skip
+            ),
             "argv": self.argv,
             "cwd": _relative(cwd, ROOT) if cwd != ROOT else ".",
             "env": self.env,
@@ -233,8 +240,10 @@ class Recording:
         """Write the record atomically to `out` (temporary file + os.replace); returns it."""
         rec = self.record(figures)
         write_json(out, rec)
-        print(f"record: {_relative(out, Path.cwd().resolve())} ({rec['load']['label']})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"record: {_relative(out, Path.cwd().resolve())} ({rec['load']['label']})",
+            file=sys.stderr,
+        )
         return rec
 
 

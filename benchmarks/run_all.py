@@ -58,7 +58,7 @@ from bench_numpy_ratio import (  # noqa: E402
 from bench_p2 import p2_compare  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.pipeline import build, pretrain_sae  # noqa: E402
+from ojrs_jax.run.build import build, pretrain_sae  # noqa: E402
 
 PAPER = {"decision_ms": 17.4, "asa_ms": 235.4}
 
@@ -105,9 +105,22 @@ def sweep_point(n: int, m: int, epochs: int, draws: int, limit: float, timeout: 
     with the point's own load record under `point_load`."""
     with tempfile.TemporaryDirectory() as tmp:
         rec_file = Path(tmp) / "point.json"
-        cmd = [sys.executable, str(HERE / "bench_scale.py"), "--n-ue", str(n), "--mecs", str(m),
-               "--epochs", str(epochs), "--draws", str(draws), "--time-limit", str(limit),
-               "--out", str(rec_file)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            str(HERE / "bench_scale.py"),
+            "--n-ue",
+            str(n),
+            "--mecs",
+            str(m),
+            "--epochs",
+            str(epochs),
+            "--draws",
+            str(draws),
+            "--time-limit",
+            str(limit),
+            "--out",
+            str(rec_file),
+        ]
         t0 = time.perf_counter()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -219,29 +232,40 @@ def print_summary(out: dict, record: dict) -> None:
     """A short table of the headline figures on stderr."""
     p = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     mach = record["machine"]
-    p(f"\n== {mach['cpu_model']}, {mach['cores']} cores, jax {mach.get('jax')}, "
-      f"{record['load']['label']}, total {out['total_s']:.0f} s")  # fmt: skip
+    p(
+        f"\n== {mach['cpu_model']}, {mach['cores']} cores, jax {mach.get('jax')}, "
+        f"{record['load']['label']}, total {out['total_s']:.0f} s"
+    )
     if "train" in out:
         t, r = out["train"], out["train"]["numpy_ratio"]
-        p(f"train: {t['ms_per_epoch']:.2f} ms/epoch, {t['epochs']} epochs in "
-          f"{t['total_s_excl_compile']:.1f} s + compile {t['compile_s']:.1f} s; NumPy/JAX "
-          f"{r['ratio_numpy_over_jax_matched']:.1f} (same coverage), "
-          f"{r['ratio_numpy_over_jax_paper']:.1f} (paper settings)")  # fmt: skip
+        p(
+            f"train: {t['ms_per_epoch']:.2f} ms/epoch, {t['epochs']} epochs in "
+            f"{t['total_s_excl_compile']:.1f} s + compile {t['compile_s']:.1f} s; NumPy/JAX "
+            f"{r['ratio_numpy_over_jax_matched']:.1f} (same coverage), "
+            f"{r['ratio_numpy_over_jax_paper']:.1f} (paper settings)"
+        )
     if "decide" in out:
         d = out["decide"]
-        p(f"decide: {d['jax_single_us']:.0f} us one call (NumPy/JAX "
-          f"{d['ratio_single_numpy_over_jax']:.1f}), {d['jax_batched_decisions_per_s']:,.0f}/s "
-          f"batched (NumPy/JAX {d['ratio_batched_numpy_over_jax']:.1f})")  # fmt: skip
+        p(
+            f"decide: {d['jax_single_us']:.0f} us one call (NumPy/JAX "
+            f"{d['ratio_single_numpy_over_jax']:.1f}), {d['jax_batched_decisions_per_s']:,.0f}/s "
+            f"batched (NumPy/JAX {d['ratio_batched_numpy_over_jax']:.1f})"
+        )
     if "asa" in out:
         a = out["asa"]
-        p(f"asa: {a['jax_single_ms']:.2f} ms one, {a['jax_vmapped_ms_per_instance']:.3f} ms "
-          f"vmapped; NumPy/JAX {a['ratio_single_numpy_over_jax']:.1f} / "
-          f"{a['ratio_numpy_over_jax_vmapped']:.1f}")  # fmt: skip
+        p(
+            f"asa: {a['jax_single_ms']:.2f} ms one, {a['jax_vmapped_ms_per_instance']:.3f} ms "
+            f"vmapped; NumPy/JAX {a['ratio_single_numpy_over_jax']:.1f} / "
+            f"{a['ratio_numpy_over_jax_vmapped']:.1f}"
+        )
     if "p2" in out:
         c = out["p2"]
-        p(f"p2: closed form {c['closed_form_single_us']:.0f} us, jaxopt {c['jaxopt_single_us']:.0f}"
-          f" us (x{c['ratio_single_jaxopt_over_closed_form']:.0f}); batched x"
-          f"{c['ratio_batched_jaxopt_over_closed_form']:.0f}")  # fmt: skip
+        p(
+            f"p2: closed form {c['closed_form_single_us']:.0f} us, "
+            f"jaxopt {c['jaxopt_single_us']:.0f} us "
+            f"(x{c['ratio_single_jaxopt_over_closed_form']:.0f}); batched x"
+            f"{c['ratio_batched_jaxopt_over_closed_form']:.0f}"
+        )
     if "sweep" in out:
         p(
             "    N   M  1 call us  batch us  ms/ep  compile  rss MB  temp MB cert "

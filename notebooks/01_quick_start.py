@@ -35,12 +35,17 @@ from hydra import compose, initialize_config_module
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import FuncFormatter
 
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import system_config
-from ojrs_jax.exact import exact_miqp
-from ojrs_jax.p2 import batched_latency, feasibility, solve_p2
-from ojrs_jax.p2 import evaluate as allocate
-from ojrs_jax.scenario import make_scenario, path_gain, sample_channel, sample_channels
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.exact import exact_miqp
+from ojrs_jax.system.p2 import batched_latency, feasibility, solve_p2
+from ojrs_jax.system.p2 import evaluate as allocate
+from ojrs_jax.system.scenario import (
+    make_scenario,
+    path_gain,
+    sample_channel,
+    sample_channels,
+    system_config,
+)
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -107,8 +112,9 @@ plt.show()
 # ## Three decisions and their P2 allocations
 # A decision is an integer vector a with a_i = 0 (local) or j (MEC j). The exact optimum comes
 # from SCIP with a certificate (`status == "optimal"`); Greedy and Random apply the capacity rule.
-# `ojrs_jax.p2.evaluate` validates a decision and solves P2 for it: offloading UEs transmit at
-# P_max, local UEs run at F_L, and each MEC shares its CPU in proportion to sqrt(w_i F_i).
+# `ojrs_jax.system.p2.evaluate` validates a decision and solves P2 for it: offloading UEs
+# transmit at P_max, local UEs run at F_L, and each MEC shares its CPU in proportion to
+# sqrt(w_i F_i).
 
 # %%
 a_random = np.asarray(random_decision(jax.random.key(1), scn))

@@ -21,7 +21,7 @@
 # count T_SA, opens the replay buffer to see what 2p-ER keeps and samples, and finally lets the
 # trained policy decide on channels it has never seen, against the certified optimum.
 #
-# Everything goes through `ojrs_jax.pipeline`, the same path `ojrs-train` takes.
+# Everything goes through `ojrs_jax.run.build`, the same path `ojrs-train` takes.
 
 # %%
 import os
@@ -32,14 +32,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from hydra import compose, initialize_config_module
 
-from ojrs_jax import replay
-from ojrs_jax.asa import asa_search
-from ojrs_jax.baselines import greedy
-from ojrs_jax.evaluation import evaluate_run
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.pipeline import build, pretrain_sae
-from ojrs_jax.policy import params_norm_sq
-from ojrs_jax.scenario import sample_channels
+from ojrs_jax.agent import replay
+from ojrs_jax.agent.policy import params_norm_sq
+from ojrs_jax.run.build import build, pretrain_sae
+from ojrs_jax.run.evaluation import evaluate_run
+from ojrs_jax.search.asa import asa_search
+from ojrs_jax.search.baselines import greedy
+from ojrs_jax.system.exact import exact_miqp, latency_np
+from ojrs_jax.system.scenario import sample_channels
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.grid": True, "grid.alpha": 0.3})
 

@@ -35,14 +35,16 @@ import numpy as np
 from hydra import compose, initialize_config_module
 from IPython.display import Markdown, display
 
-from ojrs_jax import sae
-from ojrs_jax.asa import asa_search, plain_sa
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.evaluation import epochs_to_stable, evaluate_run, scenario_at
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import build
-from ojrs_jax.scenario import sample_channels
+from ojrs_jax.run.build import build
+from ojrs_jax.run.evaluation import epochs_to_stable, evaluate_run, scenario_at
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.search.asa import asa_search, plain_sa
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.exact import exact_miqp, latency_np
+from ojrs_jax.system.p2 import batched_latency
+from ojrs_jax.system.scenario import sample_channels
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -119,9 +121,9 @@ print(
 # %%
 n_tr, n_te = P["sae_channels"]
 k_tr, k_te, k_init, k_fit = jax.random.split(keys["sae"], 4)
-stats = sae.channel_stats(scn, spec.sae_cfg.preprocess)
-x_tr = sae.preprocess(sample_channels(k_tr, scn, n_tr), stats)
-x_te = sae.preprocess(sample_channels(k_te, scn, n_te), stats)
+stats = channel_map.channel_stats(scn, spec.sae_cfg.preprocess)
+x_tr = channel_map.preprocess(sample_channels(k_tr, scn, n_tr), stats)
+x_te = channel_map.preprocess(sample_channels(k_te, scn, n_te), stats)
 variants = {
     "AE": dataclasses.replace(spec.sae_cfg, variant="ae", layers=2),
     "SAE": dataclasses.replace(spec.sae_cfg, variant="sae", layers=3),
@@ -130,7 +132,7 @@ variants = {
 models = {}
 for name, c in variants.items():
     params = sae.init_sae(k_init, c, x_tr.shape[-1])
-    params, curves = sae.train_sae(k_fit, c, params, x_tr, stats, x_te)
+    params, curves = sae_train.train_sae(k_fit, c, params, x_tr, stats, x_te)
     models[name] = dict(
         cfg=c,
         params=params,
@@ -187,14 +189,14 @@ plt.show()
 # on (which server is relatively better for a UE): Figs. 5-6 show where the errors fall.
 
 # %%
-h_te = sae.postprocess(x_te, stats)
+h_te = channel_map.postprocess(x_te, stats)
 
 
 def entry_errors(name):
     """Per-entry |h - hhat| / mean path gain on the held-out channels."""
     m = models[name]
-    h_hat = sae.postprocess(sae.reconstruct(m["params"], m["cfg"], x_te), stats)
-    return np.asarray(sae.normalised_errors(h_te, h_hat, stats)).ravel()
+    h_hat = channel_map.postprocess(sae.reconstruct(m["params"], m["cfg"], x_te), stats)
+    return np.asarray(channel_map.normalised_errors(h_te, h_hat, stats)).ravel()
 
 
 errs = {name: entry_errors(name) for name in ("2r-SAE", "SAE")}
@@ -377,7 +379,7 @@ display(
 # ## Table III: NRR before and after the weights change
 # The policy (no search) on held-out channels, NRR = L(exact) / L(policy), at three moments: at
 # the change with the old weights (F), right after it with the new weights and the unchanged
-# policy, and at the end of training (S). `ojrs_jax.evaluation.evaluate_run` certifies every
+# policy, and at the end of training (S). `ojrs_jax.run.evaluation.evaluate_run` certifies every
 # draw with SCIP. (The paper's F-/S- columns summarise NRR during training; these are held-out
 # means.)
 

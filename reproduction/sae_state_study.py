@@ -1,4 +1,4 @@
-"""Which SAE code can the policy read? Offline study at N = 30 (glue over ojrs_jax.code_study).
+"""Which SAE code can the policy read? Offline study at N = 30 (glue over ojrs_jax.experiments.code_study).
 
 For each named code variant at one M and deployment seed: train the SAE to its plateau, report
 the three accuracy figures (WAPE, paper-style Acc with the mean predictor and skill, decision
@@ -19,9 +19,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ojrs_jax import code_study, sae, sae_metrics
-from ojrs_jax.policy import PerUEPolicy, PolicyNet
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.agent.policy import PerUEPolicy, PolicyNet
+from ojrs_jax.experiments import code_study
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import metrics as sae_metrics
+from ojrs_jax.sae import model as sae
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 BASE = dict(learning_rate=3e-3, steps=500, max_steps=6000, plateau_tol=0.01, batch_size=512)
 VARIANTS = {
@@ -34,19 +37,25 @@ VARIANTS = {
     "sae_flat_minmax": dict(variant="sae", preprocess="minmax"),
     # one encoder shared by every UE's row of M gains, k numbers per UE
     "sae_pue1_lin": dict(variant="sae", structure="per_ue", per_ue_code=1, hidden=[32]),
-    "sae_pue1_log": dict(variant="sae", structure="per_ue", per_ue_code=1, hidden=[32],
-                         preprocess="log"),
-    "sae_pue1_minmax": dict(variant="sae", structure="per_ue", per_ue_code=1, hidden=[32],
-                            preprocess="minmax"),
+    "sae_pue1_log": dict(
+        variant="sae", structure="per_ue", per_ue_code=1, hidden=[32], preprocess="log"
+    ),
+    "sae_pue1_minmax": dict(
+        variant="sae", structure="per_ue", per_ue_code=1, hidden=[32], preprocess="minmax"
+    ),
     "2r_pue1_lin": dict(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[32]),
-    "2r_pue1_log": dict(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[32],
-                        preprocess="log"),
-    "2r_pue1_minmax": dict(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[32],
-                           preprocess="minmax"),
-    "sae_pue2_log": dict(variant="sae", structure="per_ue", per_ue_code=2, hidden=[32],
-                         preprocess="log"),
-    "2r_pue2_log": dict(variant="2r_sae", structure="per_ue", per_ue_code=2, hidden=[32],
-                        preprocess="log"),
+    "2r_pue1_log": dict(
+        variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[32], preprocess="log"
+    ),
+    "2r_pue1_minmax": dict(
+        variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[32], preprocess="minmax"
+    ),
+    "sae_pue2_log": dict(
+        variant="sae", structure="per_ue", per_ue_code=2, hidden=[32], preprocess="log"
+    ),
+    "2r_pue2_log": dict(
+        variant="2r_sae", structure="per_ue", per_ue_code=2, hidden=[32], preprocess="log"
+    ),
     "sae_pue2_lin": dict(variant="sae", structure="per_ue", per_ue_code=2, hidden=[32]),
 }
 
@@ -80,21 +89,23 @@ def main() -> None:
             "config": dataclasses.asdict(cfg),
             "steps": fit["steps"],
             "cr": sae.compression_ratio(30, args.m, cfg.state_width(30)),
-            "wape_acc": float(sae.reconstruction_accuracy(h_te, h_hat)),
+            "wape_acc": float(channel_map.reconstruction_accuracy(h_te, h_hat)),
             "paper": sae_metrics.paper_accuracy(h_te, h_hat, h_tr),
             "loss_curve_every_100": [float(v) for v in fit["curves"]["test_loss"][::100]],
         }
-        fid = sae_metrics.decision_fidelity(scn, h_te[: args.draws], h_hat[: args.draws],
-                                            a_opt=a_opt)
+        fid = sae_metrics.decision_fidelity(
+            scn, h_te[: args.draws], h_hat[: args.draws], a_opt=a_opt
+        )
         a_opt = fid.pop("a_opt")
         row["fidelity"] = fid
         if not args.no_policy:
             if labels is None:
                 labels = code_study.asa_labels(k_lab, scn, h_tr[:4000])
-            enc = lambda h: sae.encode(fit["params"], cfg, sae.preprocess(h, fit["stats"]))  # noqa: E731
+            enc = lambda h: sae.encode(fit["params"], cfg, channel_map.preprocess(h, fit["stats"]))  # noqa: E731
             if cfg.structure == "per_ue":
-                net = PerUEPolicy(n_ue=30, n_mec=args.m, hidden=(64, 64), embed=32,
-                                  code_width=cfg.per_ue_code)
+                net = PerUEPolicy(
+                    n_ue=30, n_mec=args.m, hidden=(64, 64), embed=32, code_width=cfg.per_ue_code
+                )
             else:
                 net = PolicyNet(n_ue=30, n_mec=args.m, hidden=(120, 80))
             pol = code_study.train_offline(k_pol, net, enc(h_tr[:4000]), labels)
@@ -102,8 +113,11 @@ def main() -> None:
             row["offline_asa"] = code_study.certified_nrr(scn, h_te[: args.draws], a, a_opt)
         row["seconds"] = time.perf_counter() - t
         res[name] = row
-        print(name, json.dumps({k: row[k] for k in row if k not in ("config", "loss_curve_every_100")}),
-              flush=True)
+        print(
+            name,
+            json.dumps({k: row[k] for k in row if k not in ("config", "loss_curve_every_100")}),
+            flush=True,
+        )
         res["a_opt"] = np.asarray(a_opt).tolist()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 # Property tests draw the same examples on every run (CI and the README's `pytest` give one
 # verdict per commit); `HYPOTHESIS_PROFILE=explore pytest tests/test_properties.py` searches
@@ -59,11 +59,23 @@ def channels_m2(paper_m2):
 
 # `ojrs-train` overrides of a tiny, fast run (N = 6, M = 2), shared by the CLI tests.
 TINY_CLI_ARGS = [
-    "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
-    "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
-    "train.batch=32", "train.buffer=64", "train.chunk=100", "train.change_epoch=100",
-    "sae_pretrain.draws=256", "eval.draws=50",
-]  # fmt: skip
+    "scale=tiny",
+    "sae.latent=8",
+    "sae.steps=50",
+    "sae.batch_size=32",
+    "sae.memory_size=64",
+    "asa.k=16",
+    "asa.max_iter=8",
+    "asa.t_sa0=4",
+    "train.epochs=200",
+    "train.phi=5",
+    "train.batch=32",
+    "train.buffer=64",
+    "train.chunk=100",
+    "train.change_epoch=100",
+    "sae_pretrain.draws=256",
+    "eval.draws=50",
+]
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +88,18 @@ def tiny_run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("train") / "run"
     # tensorboard=true: test_cli_train checks the events (test_train_log_and_tensorboard_events)
     p = subprocess.run(
-        [sys.executable, "-m", "ojrs_jax.cli.train", *TINY_CLI_ARGS, "tensorboard=true",
-         f"hydra.run.dir={d}"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ojrs_jax.cli.train",
+            *TINY_CLI_ARGS,
+            "tensorboard=true",
+            f"hydra.run.dir={d}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "NRR" in p.stdout
     # stdout holds the results, stderr no log lines (they go to train.log)
@@ -96,7 +116,7 @@ def with_overrides(args: list[str], *overrides: str) -> list[str]:
 def exhaustive_optima(scn, H) -> np.ndarray:
     """Optimal latency of each draw in H by enumeration, one jitted call per draw (a jit(vmap)
     over the draws is what exposed the jaxlib 0.10.2 miscompile; see test_xla_workaround)."""
-    from ojrs_jax.baselines import exhaustive
+    from ojrs_jax.search.baselines import exhaustive
 
     best = jax.jit(lambda h: exhaustive(scn, h)[1])
     return np.array([float(best(h)) for h in H])

@@ -17,9 +17,18 @@ def scenario_np(scn) -> dict:
     """The scenario's numbers as float64 NumPy."""
     return {
         name: np.asarray(getattr(scn, name), np.float64)
-        for name in ("data_bits", "cycles", "weights", "f_mec", "bandwidth", "p_max", "noise",
-                     "kappa", "f_local")
-    }  # fmt: skip
+        for name in (
+            "data_bits",
+            "cycles",
+            "weights",
+            "f_mec",
+            "bandwidth",
+            "p_max",
+            "noise",
+            "kappa",
+            "f_local",
+        )
+    }
 
 
 def latency_ref(s: dict, h: np.ndarray, a: np.ndarray) -> float:
@@ -90,8 +99,15 @@ def neighbour_ref(u: np.ndarray, q: np.ndarray, a: np.ndarray, m: np.ndarray) ->
     return out
 
 
-def iteration_ref(s: dict, h: np.ndarray, state: dict, u: np.ndarray, u_acc: float,
-                  params: dict, guided: bool = True) -> tuple[dict, dict]:  # fmt: skip
+def iteration_ref(
+    s: dict,
+    h: np.ndarray,
+    state: dict,
+    u: np.ndarray,
+    u_acc: float,
+    params: dict,
+    guided: bool = True,
+) -> tuple[dict, dict]:
     """One generation: K neighbours, best of K, Boltzmann rule (eq. 26), best-so-far, cooling.
 
     Returns (new state, info) with info = {"uphill_accepted": bool, "rejected": bool}.

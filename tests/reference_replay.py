@@ -1,6 +1,6 @@
 """Plain-Python reference of the replay buffers (paper Sec. IV.E, eqs. 31-32).
 
-Written from the paper as a list of slots, one dict per transition, to check `ojrs_jax.replay`
+Written from the paper as a list of slots, one dict per transition, to check `ojrs_jax.agent.replay`
 step by step. Priorities are float64. The preserve test mirrors float32 arithmetic, because the
 JAX buffer stores norms in float32 and a ratio that lands exactly on the band edge must be decided
 the same way by both.

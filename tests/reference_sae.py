@@ -1,6 +1,6 @@
 """NumPy float64 reference of the 2r-SAE (eqs. 19-23), its metrics and the FIFO memory, for tests.
 
-Written from the paper (eqs. 19-23), not from `ojrs_jax.sae`: plain loops over layers,
+Written from the paper (eqs. 19-23), not from `ojrs_jax.sae.model`: plain loops over layers,
 ratios taken as h / max h directly (the JAX code goes through logs), a deque for the memory.
 """
 

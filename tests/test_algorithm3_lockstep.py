@@ -29,11 +29,11 @@ from reference_algorithm3 import BlockDraws, RefConfig, RefState, block_ref
 from reference_asa import latency_ref, scenario_np
 from reference_replay import RefPER, RefUniform
 
-from ojrs_jax.asa import ASAConfig, ASAParams, iteration_draws, stream_seeds
-from ojrs_jax.replay import PERParams
-from ojrs_jax.sae import SAEConfig, init_sae
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channel
-from ojrs_jax.train import TrainConfig, make_env, make_trainer
+from ojrs_jax.agent.replay import PERParams
+from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer
+from ojrs_jax.sae.model import SAEConfig, init_sae
+from ojrs_jax.search.asa import ASAConfig, ASAParams, iteration_draws, stream_seeds
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channel
 
 N, M, PHI, BATCH, CAP, UPDATES, K, MAX_ITER, BLOCKS = 5, 2, 4, 6, 8, 2, 8, 6, 8
 LR, LAM, EXPLORE, DT_EPS, RHO_MAX, T_SA0 = 3e-2, 1e-3, 0.15, 0.13, 1.01, 2
@@ -72,16 +72,36 @@ def make_case(replay: str, lr_final: float = 1.0):
     f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
     ap = cfg.asa_params
     ref_cfg = RefConfig(
-        n_ue=N, n_mec=M, phi=PHI, batch=BATCH, updates=UPDATES, capacity=CAP, replay=replay,
-        learning_rate=LR, lam=LAM, explore_eps=EXPLORE, adaptive=True, k=K, max_iter=MAX_ITER,
-        asa={"t0": ap.t0, "phi_c": ap.phi_c, "mut_scale": ap.mut_scale,
-             "local_weight": ap.local_weight, "eps": ap.eps},
+        n_ue=N,
+        n_mec=M,
+        phi=PHI,
+        batch=BATCH,
+        updates=UPDATES,
+        capacity=CAP,
+        replay=replay,
+        learning_rate=LR,
+        lam=LAM,
+        explore_eps=EXPLORE,
+        adaptive=True,
+        k=K,
+        max_iter=MAX_ITER,
+        asa={
+            "t0": ap.t0,
+            "phi_c": ap.phi_c,
+            "mut_scale": ap.mut_scale,
+            "local_weight": ap.local_weight,
+            "eps": ap.eps,
+        },
         per={"rho_max": RHO_MAX, "tau": cfg.per.tau, "epsilon": cfg.per.epsilon},
-        scenario=scenario_np(scn), weights_after=f64(env.weights_after),
-        change_epoch=int(env.change_epoch), pre_kind=env.stats.kind,
-        pre_loc=f64(env.stats.loc), pre_scale=f64(env.stats.scale),
-        lr_final=lr_final, adam_steps=BLOCKS * UPDATES,
-    )  # fmt: skip
+        scenario=scenario_np(scn),
+        weights_after=f64(env.weights_after),
+        change_epoch=int(env.change_epoch),
+        pre_kind=env.stats.kind,
+        pre_loc=f64(env.stats.loc),
+        pre_scale=f64(env.stats.scale),
+        lr_final=lr_final,
+        adam_steps=BLOCKS * UPDATES,
+    )
     return trainer, env, st, ref_cfg
 
 
@@ -231,9 +251,11 @@ def run_lockstep(replay: str, lr_final: float = 1.0):
                 m["latency"][e], latency_ref(scn, h, info.a[e]), rtol=1e-5, err_msg=label
             )
             np.testing.assert_allclose(
-                m["latency_search"][e], latency_ref(scn, h, info.a_star[e]), rtol=1e-5,
+                m["latency_search"][e],
+                latency_ref(scn, h, info.a_star[e]),
+                rtol=1e-5,
                 err_msg=label,
-            )  # fmt: skip
+            )
         np.testing.assert_allclose(m["delta"][0], info.delta, rtol=1e-3, atol=1e-6, err_msg=label)
         np.testing.assert_allclose(m["loss"][0], info.losses[-1], rtol=1e-5, err_msg=label)
         compare(st, carried, f"{label} (carried)", rtol=1e-3, atol=1e-4)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import scipy.special
 
-from ojrs_jax import feature_policy as fp
-from ojrs_jax.any_scheduler import AnyScheduler, make_deployment
-from ojrs_jax.asa import ASAParams, asa_search
-from ojrs_jax.deployment import (
+from ojrs_jax.agent import feature_policy as fp
+from ojrs_jax.agent.general import masked_asa, masked_greedy
+from ojrs_jax.run.any_scheduler import AnyScheduler, make_deployment
+from ojrs_jax.search.asa import ASAParams, asa_search
+from ojrs_jax.system.deployment import (
     DeploymentConfig,
     bessel_j0,
     from_scenario,
@@ -23,9 +24,8 @@ from ojrs_jax.deployment import (
     rayleigh,
     unpad,
 )
-from ojrs_jax.general import masked_asa, masked_greedy
-from ojrs_jax.p2 import latency, solve_p2_closed_form
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario
+from ojrs_jax.system.p2 import latency, solve_p2_closed_form
+from ojrs_jax.system.scenario import ConfigError, SystemConfig, make_scenario
 
 SYS = SystemConfig(noise=2e-7)
 CFG = DeploymentConfig(kind="random", n_ue=(3, 12), n_max=12, n_mec=(1, 4), m_max=4)
@@ -63,8 +63,9 @@ def test_random_sampler_ranges_and_masks():
 
 
 def test_mobile_gauss_markov_correlation_and_speed():
-    cfg = DeploymentConfig(kind="mobile", n_ue=(200, 200), n_max=200, n_mec=(10, 10), m_max=10,
-                           speed=5.0, epoch_s=0.01)  # fmt: skip
+    cfg = DeploymentConfig(
+        kind="mobile", n_ue=(200, 200), n_max=200, n_mec=(10, 10), m_max=10, speed=5.0, epoch_s=0.01
+    )
     deps, H = jax.jit(lambda k: mobile_trajectory(k, cfg, SYS, 40))(jax.random.key(3))
     l = np.asarray(H / deps.gain)  # fading power |l|^2, (E, N, M)
     assert abs(l.mean() - 1.0) < 0.03  # stationary Exp(1)
@@ -100,10 +101,12 @@ def test_masked_asa_equals_asa_unpadded_and_respects_masks():
     dep = from_scenario(scn)
     h = rayleigh(jax.random.key(4), dep)
     a0 = jnp.zeros(10, jnp.int32)
-    a1, l1, _ = jax.jit(lambda: asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16,
-                                           max_iter=20))()  # fmt: skip
-    a2, l2, _ = jax.jit(lambda: masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16,
-                                           max_iter=20))()  # fmt: skip
+    a1, l1, _ = jax.jit(
+        lambda: asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16, max_iter=20)
+    )()
+    a2, l2, _ = jax.jit(
+        lambda: masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16, max_iter=20)
+    )()
     np.testing.assert_array_equal(a1, a2)
     assert float(l1) == float(l2)
 
@@ -139,14 +142,22 @@ def test_policy_equivariant_over_ues_and_mecs():
     pu = np.random.default_rng(0).permutation(12)
     s = dep.scn
     dep_u = dep.replace(
-        scn=s.replace(ue_pos=s.ue_pos[pu], data_bits=s.data_bits[pu], cycles=s.cycles[pu],
-                      weights=s.weights[pu]),
-        gain=dep.gain[pu], ue_mask=dep.ue_mask[pu],
-    )  # fmt: skip
+        scn=s.replace(
+            ue_pos=s.ue_pos[pu],
+            data_bits=s.data_bits[pu],
+            cycles=s.cycles[pu],
+            weights=s.weights[pu],
+        ),
+        gain=dep.gain[pu],
+        ue_mask=dep.ue_mask[pu],
+    )
     np.testing.assert_allclose(_logits(net, params, dep_u, h[pu]), base[pu], rtol=1e-4, atol=1e-4)
     pm = np.array([2, 0, 3, 1])
-    dep_m = dep.replace(scn=s.replace(mec_pos=s.mec_pos[pm], f_mec=s.f_mec[pm]),
-                        gain=dep.gain[:, pm], mec_mask=dep.mec_mask[pm])  # fmt: skip
+    dep_m = dep.replace(
+        scn=s.replace(mec_pos=s.mec_pos[pm], f_mec=s.f_mec[pm]),
+        gain=dep.gain[:, pm],
+        mec_mask=dep.mec_mask[pm],
+    )
     got = _logits(net, params, dep_m, h[:, pm])
     np.testing.assert_allclose(got, base[:, np.r_[0, pm + 1]], rtol=1e-4, atol=1e-4)
     # a different scenario really changes the output (the test could fail)
@@ -158,11 +169,15 @@ def test_padding_does_not_change_real_scores():
     net, params = _net_and_params(dep, h)
     full = _logits(net, params, dep, h)
     dep_s = dep.replace(
-        scn=dep.scn.replace(**{k: getattr(dep.scn, k)[:6] for k in
-                               ("ue_pos", "data_bits", "cycles", "weights")},
-                            mec_pos=dep.scn.mec_pos[:2], f_mec=dep.scn.f_mec[:2]),
-        gain=dep.gain[:6, :2], ue_mask=dep.ue_mask[:6], mec_mask=dep.mec_mask[:2],
-    )  # fmt: skip
+        scn=dep.scn.replace(
+            **{k: getattr(dep.scn, k)[:6] for k in ("ue_pos", "data_bits", "cycles", "weights")},
+            mec_pos=dep.scn.mec_pos[:2],
+            f_mec=dep.scn.f_mec[:2],
+        ),
+        gain=dep.gain[:6, :2],
+        ue_mask=dep.ue_mask[:6],
+        mec_mask=dep.mec_mask[:2],
+    )
     unpadded = _logits(net, params, dep_s, h[:6, :2])
     np.testing.assert_allclose(full[:6, :3], unpadded, rtol=1e-4, atol=1e-4)
     assert np.all(full[:, 3:] <= -1e8)  # padded MECs are never chosen
@@ -175,8 +190,14 @@ def test_scheduler_api_checks_and_batch():
     net, params = _net_and_params(dep, h)
     sched = AnyScheduler(net, params, SYS)
     s = dep.scn
-    kw = dict(ue_pos=s.ue_pos, mec_pos=s.mec_pos, data_bits=s.data_bits, cycles=s.cycles,
-              weights=s.weights, f_mec=s.f_mec)  # fmt: skip
+    kw = dict(
+        ue_pos=s.ue_pos,
+        mec_pos=s.mec_pos,
+        data_bits=s.data_bits,
+        cycles=s.cycles,
+        weights=s.weights,
+        f_mec=s.f_mec,
+    )
     out = sched.allocate(kw, np.stack([h, 2 * h]))
     assert out["a"].shape == (2, 12) and out["latency"].shape == (2,)
     np.testing.assert_array_equal(sched.decide(kw, h), out["a"][0])
@@ -195,17 +216,25 @@ def test_scheduler_api_checks_and_batch():
 
 
 def test_train_any_run_tiny(tmp_path):
-    from ojrs_jax.any_scheduler import load_any_run
     from ojrs_jax.experiments.train_any import train_any_run
+    from ojrs_jax.run.any_scheduler import load_any_run
 
     c = {
         "system": {"noise": 2e-7},
         "deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2], "m_max": 2},
-        "general": {"epochs": 40, "phi": 10, "batch": 8, "updates": 2, "buffer": 32,
-                    "width": 8, "hidden": 8, "chunk": 20},
+        "general": {
+            "epochs": 40,
+            "phi": 10,
+            "batch": 8,
+            "updates": 2,
+            "buffer": 32,
+            "width": 8,
+            "hidden": 8,
+            "chunk": 20,
+        },
         "asa": {"k": 8, "max_iter": 10, "t_sa0": 5},
         "replay": {"kind": "per"},
-    }  # fmt: skip
+    }
     s = train_any_run(c, tmp_path)
     assert s["epochs"] == 40 and 0 < s["ratio_last500"] <= 1.0 + 1e-6
     sched = load_any_run(tmp_path)
@@ -219,13 +248,26 @@ def test_train_any_run_tiny(tmp_path):
     from ojrs_jax.cli.decide import main as decide_main
 
     s_ = dep.scn
-    (tmp_path / "dep.json").write_text(json.dumps({
-        "gain": np.asarray(dep.gain).tolist(), "data_bits": np.asarray(s_.data_bits).tolist(),
-        "cycles": 1e9, "weights": 1.0, "f_mec": np.asarray(s_.f_mec).tolist(),
-    }))  # fmt: skip
+    (tmp_path / "dep.json").write_text(
+        json.dumps(
+            {
+                "gain": np.asarray(dep.gain).tolist(),
+                "data_bits": np.asarray(s_.data_bits).tolist(),
+                "cycles": 1e9,
+                "weights": 1.0,
+                "f_mec": np.asarray(s_.f_mec).tolist(),
+            }
+        )
+    )
     np.savez(tmp_path / "h.npz", h=np.stack([h, h]))
-    args = ["--run", str(tmp_path), "--deployment", str(tmp_path / "dep.json"),
-            "--channels", str(tmp_path / "h.npz")]  # fmt: skip
+    args = [
+        "--run",
+        str(tmp_path),
+        "--deployment",
+        str(tmp_path / "dep.json"),
+        "--channels",
+        str(tmp_path / "h.npz"),
+    ]
     assert decide_main([*args, "--out", str(tmp_path / "o.npz")]) == 0
     with np.load(tmp_path / "o.npz") as z:
         assert z["a"].shape == (2, 12) and np.all(np.isfinite(z["latency"]))
@@ -242,8 +284,16 @@ def test_train_any_run_tiny(tmp_path):
     from ojrs_jax.experiments.tuned_beside import cell_deployment, tuned_beside
 
     dcfg = DeploymentConfig.from_mapping(c["deployment"])
-    tiny = ["train.epochs=20", "train.updates=2", "train.batch=8", "train.buffer=32",
-            "train.ue_hidden=[8]", "train.ue_embed=4", "asa.k=8", "asa.t_sa0=3"]  # fmt: skip
+    tiny = [
+        "train.epochs=20",
+        "train.updates=2",
+        "train.batch=8",
+        "train.buffer=32",
+        "train.ue_hidden=[8]",
+        "train.ue_embed=4",
+        "asa.k=8",
+        "asa.t_sa0=3",
+    ]
     r = tuned_beside(sched, dcfg, 5, 2, 7, 1, 3, tiny, asa_iter=5)
     assert (r["n_ue"], r["n_mec"], r["epochs"], r["channels"], r["certified"]) == (5, 2, 20, 3, 3)
     for name in ("tuned_policy", "any_policy", "greedy", "asa"):
@@ -253,7 +303,7 @@ def test_train_any_run_tiny(tmp_path):
     assert dep.gain.shape == (5, 2) and bool(dep.ue_mask.all()) and bool(dep.mec_mask.all())
     assert not np.allclose(dep.gain, cell_deployment(sched, dcfg, 5, 2, 7, 0).gain)
     # a mobile trajectory scored without retraining, every 4th of 12 epochs certified
-    from ojrs_jax.any_scheduler import eval_trajectory
+    from ojrs_jax.run.any_scheduler import eval_trajectory
 
     mob = replace(dcfg, speed=20.0, epoch_s=0.05)
     tr = eval_trajectory(sched, mob, 5, 2, 12, 3, every=4, polish=1)
@@ -267,15 +317,25 @@ def test_train_any_run_tiny(tmp_path):
 def test_any_trainer_vmapped_seeds_equal_single_runs(kind):
     """Algorithm 3 over a fixed or a moving deployment: `train` vmapped over two seeds gives each
     seed's own run (the seed axis adds nothing), the seeds differ, and the metrics are finite."""
-    from ojrs_jax.deployment import make_sampler
-    from ojrs_jax.general import AnyTrainConfig, make_any_trainer
+    from ojrs_jax.agent.general import AnyTrainConfig, make_any_trainer
+    from ojrs_jax.system.deployment import make_sampler
 
     sys = SystemConfig(noise=2e-7, n_ue=5, n_mec=2, seed=2)
     n_ue = (5, 5) if kind == "fixed" else (4, 5)
     dcfg = DeploymentConfig(kind=kind, n_ue=n_ue, n_max=5, n_mec=(2, 2), m_max=2)
     cfg = AnyTrainConfig.from_mapping(
-        {"epochs": 20, "phi": 5, "batch": 8, "updates": 1, "buffer": 16, "width": 8,
-         "hidden": 8, "chunk": 20}, {"k": 8, "max_iter": 6, "t_sa0": 3})  # fmt: skip
+        {
+            "epochs": 20,
+            "phi": 5,
+            "batch": 8,
+            "updates": 1,
+            "buffer": 16,
+            "width": 8,
+            "hidden": 8,
+            "chunk": 20,
+        },
+        {"k": 8, "max_iter": 6, "t_sa0": 3},
+    )
     tr = make_any_trainer(cfg, make_sampler(dcfg, sys))
     keys = jax.random.split(jax.random.key(4), 2)
     st_v, m_v = jax.vmap(tr.train)(keys)
@@ -283,8 +343,12 @@ def test_any_trainer_vmapped_seeds_equal_single_runs(kind):
         st_i, m_i = tr.train(keys[i])
         for name in m_i:
             np.testing.assert_allclose(
-                np.asarray(m_v[name][i]), np.asarray(m_i[name]), rtol=1e-5, atol=1e-6,
-                err_msg=f"{kind}: metric {name} of seed {i}")  # fmt: skip
+                np.asarray(m_v[name][i]),
+                np.asarray(m_i[name]),
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"{kind}: metric {name} of seed {i}",
+            )
         assert int(st_v.epoch[i]) == int(st_i.epoch) == 20
     assert all(np.all(np.isfinite(np.asarray(v))) for v in m_v.values())
     first = jax.tree.leaves(st_v.policy)[0]
@@ -295,10 +359,12 @@ def test_train_any_refuses_a_run_directory_in_use(tmp_path):
     """`ojrs-train-any` takes the run directory's lock like `ojrs-train`: while another writer
     holds it, the job stops before it computes or writes anything."""
     from ojrs_jax.experiments.train_any import train_any_run
-    from ojrs_jax.rundir import writing
+    from ojrs_jax.run.rundir import writing
 
-    c = {"deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2],
-                        "m_max": 2}, "general": {"epochs": 20, "phi": 10}}  # fmt: skip
+    c = {
+        "deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2], "m_max": 2},
+        "general": {"epochs": 20, "phi": 10},
+    }
     with writing(tmp_path):
         with pytest.raises(ConfigError, match="is in use by another process"):
             train_any_run(c, tmp_path)
@@ -310,8 +376,8 @@ def test_polished_scheduler_is_best_response_on_the_real_part(seed):
     """`polish` passes on a padded deployment act on the real UEs and MECs only: the same
     decisions as `best_response` on the unpadded sub-problem from the policy's decision, never
     a padded MEC, padded UEs local, and L no higher than the policy's."""
-    from ojrs_jax.asa import best_response
-    from ojrs_jax.p2 import option_costs
+    from ojrs_jax.search.asa import best_response
+    from ojrs_jax.system.p2 import option_costs
 
     dep, h = padded(seed, n=seed - 13, m=seed - 20)  # N = 8..10 of 12, M = 1..3 of 4
     assert not bool(dep.ue_mask.all()) and not bool(dep.mec_mask.all())

@@ -19,7 +19,7 @@ from reference_asa import (
     transition_ref,
 )
 
-from ojrs_jax.asa import (
+from ojrs_jax.search.asa import (
     ASAConfig,
     ASAParams,
     ASAState,
@@ -37,9 +37,9 @@ from ojrs_jax.asa import (
     sample_draws,
     stream_seeds,
 )
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.p2 import batched_latency, latency
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.p2 import batched_latency, latency
+from ojrs_jax.system.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
 K, MAX_ITER = 32, 30
 
@@ -81,7 +81,7 @@ def test_h_mutation_frequencies(scn3, scale):
     a = jnp.asarray(np.arange(scn3.n_ue) % (scn3.n_mec + 1), jnp.int32)
     params = ASAParams(mut_scale=scale)
     q = option_probs(h, params.local_weight)
-    from ojrs_jax.asa import mutation_rates
+    from ojrs_jax.search.asa import mutation_rates
 
     draws = sample_draws(jax.random.key(3), 40_000, scn3.n_ue)
     nb = np.asarray(neighbours(draws, q, a, mutation_rates(q, a, scale)))

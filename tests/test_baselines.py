@@ -9,16 +9,16 @@ import pytest
 from conftest import hetero
 from reference_model import RefModel
 
-from ojrs_jax.baselines import (
+from ojrs_jax.search.baselines import (
     all_decisions,
     capacity_rule,
     exhaustive,
     greedy,
     random_decision,
 )
-from ojrs_jax.exact import exact_miqp
-from ojrs_jax.p2 import batched_latency, latency
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.system.exact import exact_miqp
+from ojrs_jax.system.p2 import batched_latency, latency
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 
 def crowded(seed: int):

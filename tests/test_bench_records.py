@@ -30,8 +30,20 @@ def load(name: str):
 
 
 def check_metadata(rec: dict) -> None:
-    for k in ("command", "argv", "cwd", "env", "script", "date_utc", "date_utc_end", "wall_s",
-              "git", "machine", "load", "figures"):  # fmt: skip
+    for k in (
+        "command",
+        "argv",
+        "cwd",
+        "env",
+        "script",
+        "date_utc",
+        "date_utc_end",
+        "wall_s",
+        "git",
+        "machine",
+        "load",
+        "figures",
+    ):
         assert k in rec, k
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", rec["date_utc"])
     git = rec["git"]
@@ -100,8 +112,16 @@ def test_every_benchmark_script_writes_a_record():
 
 def test_record_command_line_wrapper(tmp_path):
     out = tmp_path / "w.json"
-    cmd = [sys.executable, str(BENCH / "record.py"), "--out", str(out), "--",
-           sys.executable, "-c", "print('one call 12.5 us'); print('batched 3 /s')"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(BENCH / "record.py"),
+        "--out",
+        str(out),
+        "--",
+        sys.executable,
+        "-c",
+        "print('one call 12.5 us'); print('batched 3 /s')",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["one call 12.5 us", "batched 3 /s"]
@@ -114,8 +134,22 @@ def test_record_command_line_wrapper(tmp_path):
 def test_bench_sae_records_what_it_prints(tmp_path):
     """The cheapest benchmark at tiny sizes (a few seconds, mostly compilation)."""
     out = tmp_path / "sae.json"
-    cmd = [sys.executable, "benchmarks/bench_sae.py", "--mecs", "1", "--steps", "5", "--repeats",
-           "1", "--channels", "64", "--batch-size", "32", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "benchmarks/bench_sae.py",
+        "--mecs",
+        "1",
+        "--steps",
+        "5",
+        "--repeats",
+        "1",
+        "--channels",
+        "64",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 0, p.stderr
     rec = json.loads(out.read_text())

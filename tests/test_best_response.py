@@ -10,9 +10,9 @@ import pytest
 from conftest import hetero
 from reference_asa import latency_ref, scenario_np
 
-from ojrs_jax.asa import best_response
-from ojrs_jax.p2 import option_costs
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.asa import best_response
+from ojrs_jax.system.p2 import option_costs
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 
 def best_response_ref(s: dict, h: np.ndarray, a0: np.ndarray, sweeps: int) -> np.ndarray:
@@ -55,8 +55,9 @@ def test_passes_reach_a_point_no_single_move_improves():
     s = scenario_np(scn)
     h = np.asarray(sample_channels(jax.random.key(9), scn, 1)[0], np.float64)
     a0 = np.zeros(scn.n_ue, np.int64)
-    got = np.asarray(best_response(option_costs(scn, jnp.asarray(h, jnp.float32)),
-                                   jnp.asarray(a0), 30))  # fmt: skip
+    got = np.asarray(
+        best_response(option_costs(scn, jnp.asarray(h, jnp.float32)), jnp.asarray(a0), 30)
+    )
     base = latency_ref(s, h, got)
     for i in range(scn.n_ue):
         for j in range(scn.n_mec + 1):

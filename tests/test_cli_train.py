@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import TINY_CLI_ARGS
 
-from ojrs_jax.scenario import load_scenario
+from ojrs_jax.system.scenario import load_scenario
 
 TINY_ARGS = TINY_CLI_ARGS
 
@@ -73,8 +73,12 @@ def read_scalars(event_dir) -> dict[str, dict[int, float]]:
 
 def test_train_log_and_tensorboard_events(run_dir):
     log = (run_dir / "train.log").read_text()
-    for needle in (f"run {run_dir}: N = 6, M = 2, 200 epochs, seed 0", "training: 200 epochs in",
-                   "evaluation on 50 held-out channels: done", "summary: epochs 200"):  # fmt: skip
+    for needle in (
+        f"run {run_dir}: N = 6, M = 2, 200 epochs, seed 0",
+        "training: 200 epochs in",
+        "evaluation on 50 held-out channels: done",
+        "summary: epochs 200",
+    ):
         assert needle in log, needle
     nrr = json.loads((run_dir / "summary.json").read_text())["eval"]["nrr"]
     assert f"NRR {nrr:.4g}" in log
@@ -90,8 +94,8 @@ def test_train_log_and_tensorboard_events(run_dir):
 def test_decide_outputs(run_dir, tmp_path):
     import jax
 
-    from ojrs_jax.p2 import latency
-    from ojrs_jax.scenario import sample_channels
+    from ojrs_jax.system.p2 import latency
+    from ojrs_jax.system.scenario import sample_channels
 
     scn = load_scenario(run_dir / "scenario.json")
     h = np.asarray(sample_channels(jax.random.key(1), scn, 7))
@@ -228,7 +232,7 @@ def test_decide_compilation_cache(run_dir, tmp_path):
 
 
 def test_cache_dir_rules(monkeypatch, tmp_path):
-    from ojrs_jax.cache import cache_dir
+    from ojrs_jax.core.cache import cache_dir
 
     monkeypatch.setenv("OJRS_CACHE_DIR", str(tmp_path / "x"))
     assert cache_dir() == tmp_path / "x"

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from ojrs_jax.config import check_settings, hydra_cli
-from ojrs_jax.scenario import ConfigError
+from ojrs_jax.app.hydra import check_settings, hydra_cli
+from ojrs_jax.system.scenario import ConfigError
 
 # Hydra's logging setup would hold on to pytest's captured stderr: leave logging alone
 IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
@@ -33,7 +33,7 @@ CASES = [
         "train",
         "train.epochs=[1",
         "cannot parse override 'train.epochs=[1': no viable alternative at input '[1'",
-    ),  # fmt: skip
+    ),
     ("baselines", "foo=1", "unknown setting 'foo'"),
     ("baselines", "+p2.solver=x", "unknown setting 'p2.solver'"),
     ("baselines", "seed=abc", "seed must be an integer, got 'abc'"),
@@ -135,13 +135,26 @@ def test_check_settings_rejects(cfg, message):
 
 
 def test_renamed_draw_counts_map_to_their_new_names(capsys):
-    from ojrs_jax.config import rename_overrides, rename_settings
-    from ojrs_jax.experiments.train_run import compose_config
+    from ojrs_jax.core.settings import rename_overrides, rename_settings
+    from ojrs_jax.run.train import compose_config
 
-    got = rename_overrides(["eval.channels=7", "+sae_pretrain.channels=9", "~eval.channels",
-                            "train.epochs=3", "seed=1"], "train")  # fmt: skip
-    assert got == ["eval.draws=7", "+sae_pretrain.draws=9", "~eval.draws", "train.epochs=3",
-                   "seed=1"]  # fmt: skip
+    got = rename_overrides(
+        [
+            "eval.channels=7",
+            "+sae_pretrain.channels=9",
+            "~eval.channels",
+            "train.epochs=3",
+            "seed=1",
+        ],
+        "train",
+    )
+    assert got == [
+        "eval.draws=7",
+        "+sae_pretrain.draws=9",
+        "~eval.draws",
+        "train.epochs=3",
+        "seed=1",
+    ]
     assert capsys.readouterr().err.count("warning: setting 'eval.channels' is now called") == 2
     assert rename_overrides(["epochs=5"], "train") == ["epochs=5"]  # only baselines renamed it
     c = compose_config(["eval.channels=7"])
@@ -157,7 +170,7 @@ def test_renamed_draw_counts_map_to_their_new_names(capsys):
 def test_study_settings_are_typed_and_strict():
     """The experiments take typed settings; a dict with a misspelt key fails by name."""
     from ojrs_jax.experiments.sae_study import parse, settings
-    from ojrs_jax.experiments.train_run import compose_config
+    from ojrs_jax.run.train import compose_config
 
     sys_cfg, model, run = parse(compose_config(["train_channels=300"], "sae_train"))
     assert run.train_draws == 300 and run.test_draws == 2000 and model.variant == "2r_sae"

@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 import ojrs_jax
-from ojrs_jax.config import ConfigError, hydra_error_line
-from ojrs_jax.experiments.train_run import compose_config
-from ojrs_jax.progress import progress_enabled, summary_line
-from ojrs_jax.tracking import INSTALL, tensorboard_setting
+from ojrs_jax.app.hydra import hydra_error_line
+from ojrs_jax.core.progress import progress_enabled, summary_line
+from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.run.tracking import INSTALL, tensorboard_setting
+from ojrs_jax.run.train import compose_config
 
 CONF = Path(ojrs_jax.__file__).parent / "conf"
 if not CONF.is_dir():  # editable install: conf/ lives at the repository root

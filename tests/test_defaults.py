@@ -12,13 +12,13 @@ import dataclasses
 import pytest
 from hydra import compose, initialize_config_module
 
-from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping
-from ojrs_jax.config import to_container
-from ojrs_jax.pso import PSOConfig, PSOParams, pso_from_mapping
-from ojrs_jax.replay import PERParams
-from ojrs_jax.sae import SAEConfig
-from ojrs_jax.scenario import SystemConfig
-from ojrs_jax.train import TrainConfig
+from ojrs_jax.agent.replay import PERParams
+from ojrs_jax.agent.trainer import TrainConfig
+from ojrs_jax.core.settings import to_container
+from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.search.asa import ASAConfig, ASAParams, asa_from_mapping
+from ojrs_jax.search.pso import PSOConfig, PSOParams, pso_from_mapping
+from ojrs_jax.system.scenario import SystemConfig
 
 GROUP_FIELDS = {"asa", "asa_params", "per", "replay", "explore_eps"}
 
@@ -92,7 +92,7 @@ def test_fig7():
 
 def test_train_job_options(composed):
     """`eval`, `tensorboard` and `progress` of conf/train.yaml (the paper preset keeps them)."""
-    from ojrs_jax.experiments.train_run import RunOptions
+    from ojrs_jax.run.train import RunOptions
 
     assert RunOptions.from_mapping(composed[1]) == RunOptions()
     assert RunOptions.from_mapping(composed[0]).draws == 500  # train=main certifies 500 draws
@@ -100,7 +100,7 @@ def test_train_job_options(composed):
 
 def test_reproduce_settings():
     """The `reproduce` group with the default experiment (table2), and a misspelt key."""
-    from ojrs_jax.config import ConfigError
+    from ojrs_jax.core.settings import ConfigError
     from ojrs_jax.experiments.reproduce import ReproduceSettings
 
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):

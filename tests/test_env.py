@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax import env
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.p2 import latency
-from ojrs_jax.sae import SAEConfig
-from ojrs_jax.train import TrainConfig, make_env
+from ojrs_jax.agent.trainer import TrainConfig, make_env
+from ojrs_jax.env import fixed as env
+from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.p2 import latency
 
 
 def rollout(agent, params, key, n_steps: int):

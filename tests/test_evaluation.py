@@ -5,11 +5,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ojrs_jax.evaluation import latency64, nrr, scenario_at, weights_changed
-from ojrs_jax.exact import latency_np
-from ojrs_jax.sae import SAEConfig
-from ojrs_jax.scenario import sample_channels
-from ojrs_jax.train import TrainConfig, make_env
+from ojrs_jax.agent.trainer import TrainConfig, make_env
+from ojrs_jax.run.evaluation import latency64, nrr, scenario_at, weights_changed
+from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.system.exact import latency_np
+from ojrs_jax.system.scenario import sample_channels
 
 
 def test_latency64_is_latency_np(paper_m2):

@@ -23,9 +23,9 @@ import pytest
 from conftest import TINY_CLI_ARGS
 from flax import serialization
 
-from ojrs_jax.config import ConfigError
-from ojrs_jax.io import atomic_write_text, check_output, write_npz
-from ojrs_jax.rundir import load_trained, reading, writing
+from ojrs_jax.core.io import atomic_write_text, check_output, write_npz
+from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.run.rundir import load_trained, reading, writing
 
 IN_PROCESS = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
 
@@ -151,8 +151,10 @@ def test_decide_on_a_damaged_run_exits_2(tiny_run_dir, tmp_path):
     (d / "model.msgpack").write_bytes(serialization.msgpack_serialize(7))
     np.savez(tmp_path / "in.npz", h=np.full((2, 6, 2), 1e-5))
     out = tmp_path / "out.npz"
-    p = cli("ojrs_jax.cli.decide", ["--run", str(d), "--channels", str(tmp_path / "in.npz"),
-                                    "--out", str(out)])  # fmt: skip
+    p = cli(
+        "ojrs_jax.cli.decide",
+        ["--run", str(d), "--channels", str(tmp_path / "in.npz"), "--out", str(out)],
+    )
     assert one_error_line(p) == (
         f"error: {d / 'model.msgpack'} is not a trained model (expected policy and encoder "
         "parameters, got an int)"
@@ -169,9 +171,9 @@ def checkpoint_template(d: Path):
     """The run's TrainState, built from its config.yaml as `ojrs-train` builds it."""
     import jax
 
-    from ojrs_jax.checkpoint import read_config
-    from ojrs_jax.pipeline import build
-    from ojrs_jax.sae import init_sae
+    from ojrs_jax.run.build import build
+    from ojrs_jax.run.checkpoint import read_config
+    from ojrs_jax.sae.model import init_sae
 
     spec = build(read_config(d))
     n, m = spec.scn.n_ue, spec.scn.n_mec
@@ -185,7 +187,7 @@ def rewrite_checkpoint(d: Path, change) -> None:
 
 
 def test_checkpoint_faults(tiny_run_dir, tmp_path):
-    from ojrs_jax.checkpoint import load_state
+    from ojrs_jax.run.checkpoint import load_state
 
     d = copy_run(tiny_run_dir, tmp_path)
     template = checkpoint_template(d)
@@ -242,8 +244,14 @@ def test_resume_without_config_is_refused(tiny_run_dir, tmp_path):
 
 def test_resume_of_a_finished_run_reports_it(tiny_run_dir, tmp_path):
     d = copy_run(tiny_run_dir, tmp_path)
-    files = ["config.yaml", "scenario.json", "model.msgpack", "metrics.csv", "summary.json",
-             "checkpoint/state.msgpack"]  # fmt: skip
+    files = [
+        "config.yaml",
+        "scenario.json",
+        "model.msgpack",
+        "metrics.csv",
+        "summary.json",
+        "checkpoint/state.msgpack",
+    ]
     before = {f: ((d / f).read_bytes(), (d / f).stat().st_mtime_ns) for f in files}
     p = cli("ojrs_jax.cli.train", [*RESUME, f"hydra.run.dir={d}"])
     assert p.returncode == 0, p.stderr[-2000:]
@@ -325,8 +333,10 @@ def test_decide_refuses_a_link_as_out(tiny_run_dir, tmp_path):
     target.write_text("keep me")
     link = tmp_path / "out.npz"
     link.symlink_to(target)
-    p = cli("ojrs_jax.cli.decide", ["--run", str(tiny_run_dir), "--channels",
-                                    str(tmp_path / "in.npz"), "--out", str(link)])  # fmt: skip
+    p = cli(
+        "ojrs_jax.cli.decide",
+        ["--run", str(tiny_run_dir), "--channels", str(tmp_path / "in.npz"), "--out", str(link)],
+    )
     assert one_error_line(p) == (
         f"error: --out {str(link)!r} is a symbolic link to {str(target)!r}; only a regular file "
         "is written or replaced"
@@ -338,7 +348,7 @@ def test_decide_refuses_a_link_as_out(tiny_run_dir, tmp_path):
     "where,err", [("os.fsync", errno.ENOSPC), ("tempfile.mkstemp", errno.EACCES)]
 )
 def test_failed_write_names_the_file_and_leaves_nothing(where, err, tmp_path, monkeypatch):
-    import ojrs_jax.io as io_mod
+    import ojrs_jax.core.io as io_mod
 
     def fail(*a, **k):
         raise OSError(err, os.strerror(err))
@@ -361,7 +371,7 @@ def test_disk_full_during_train_is_one_line(tmp_path, monkeypatch, capsys):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("ojrs_jax.io.os.fsync", full)
+    monkeypatch.setattr("ojrs_jax.core.io.os.fsync", full)
     d = tmp_path / "run"
     monkeypatch.setattr(sys, "argv", ["t", *TINY_CLI_ARGS, *IN_PROCESS, f"hydra.run.dir={d}"])
     with pytest.raises(SystemExit) as e:
@@ -377,14 +387,21 @@ def test_disk_full_during_train_is_one_line(tmp_path, monkeypatch, capsys):
 
 def fig7_job(d: Path, start: float) -> Path:
     d.mkdir(parents=True)
-    r = {"kind": "fig7", "name": "fig7", "start": start, "asa_final": 1.0, "sa_final": 1.1,
-         "exact": 0.9, "wall_seconds": 1.0}  # fmt: skip
+    r = {
+        "kind": "fig7",
+        "name": "fig7",
+        "start": start,
+        "asa_final": 1.0,
+        "sa_final": 1.1,
+        "exact": 0.9,
+        "wall_seconds": 1.0,
+    }
     (d / "result.json").write_text(json.dumps(r))
     return d
 
 
 def test_aggregate_refuses_the_same_experiment_twice(tmp_path):
-    from ojrs_jax.results import aggregate
+    from ojrs_jax.experiments.results import aggregate
 
     a, b = fig7_job(tmp_path / "A" / "0", 2.0), fig7_job(tmp_path / "B" / "0", 3.0)
     out = tmp_path / "out"
@@ -406,7 +423,7 @@ def test_sweep_callback_warns_instead_of_overwriting(tmp_path, capsys):
     """A sweep over seeds of one experiment: the jobs stay, the aggregation is skipped."""
     from omegaconf import OmegaConf
 
-    from ojrs_jax.results import AggregateCallback
+    from ojrs_jax.experiments.results import AggregateCallback
 
     a, b = fig7_job(tmp_path / "0", 2.0), fig7_job(tmp_path / "1", 3.0)
     AggregateCallback().on_multirun_end(
@@ -421,17 +438,23 @@ def test_sweep_callback_warns_instead_of_overwriting(tmp_path, capsys):
 # --- settings: ranges, interpolation, epochs and phi -----------------------------------------
 
 SETTING_FAULTS = [
-    (["seed=99999999999999999999999"],
-     "seed must be an integer in 0..4294967295, got 99999999999999999999999"),
+    (
+        ["seed=99999999999999999999999"],
+        "seed must be an integer in 0..4294967295, got 99999999999999999999999",
+    ),
     (["scale.n_ue=100000"], "scale.n_ue must be an integer in 1..10000, got 100000"),
     (["scale.n_mec=0"], "scale.n_mec must be an integer in 1..100, got 0"),
     (["seed=-1"], "seed must be an integer in 0..4294967295, got -1"),
-    (["seed=${oc.env:OJRS_TEST_NOPE}"],
-     "cannot resolve the interpolation of seed: Environment variable 'OJRS_TEST_NOPE' not found"),
-    (["train.phi=1000", "train.epochs=300"],
-     "train.epochs (300) must be a multiple of train.phi (1000): training runs in whole blocks "
-     "of phi epochs (nearest: train.epochs=1000)"),
-]  # fmt: skip
+    (
+        ["seed=${oc.env:OJRS_TEST_NOPE}"],
+        "cannot resolve the interpolation of seed: Environment variable 'OJRS_TEST_NOPE' not found",
+    ),
+    (
+        ["train.phi=1000", "train.epochs=300"],
+        "train.epochs (300) must be a multiple of train.phi (1000): training runs in whole blocks "
+        "of phi epochs (nearest: train.epochs=1000)",
+    ),
+]
 
 
 @pytest.mark.parametrize("overrides,message", SETTING_FAULTS)
@@ -458,8 +481,8 @@ def test_setting_faults_exit_2(i, tmp_path):
 
 
 def test_epochs_rule_in_both_trainers():
-    from ojrs_jax.general import AnyTrainConfig
-    from ojrs_jax.train import TrainConfig
+    from ojrs_jax.agent.general import AnyTrainConfig
+    from ojrs_jax.agent.trainer import TrainConfig
 
     assert TrainConfig(epochs=300, phi=10).n_blocks == 30
     with pytest.raises(ConfigError, match=r"nearest: train.epochs=1230 or train.epochs=1240"):

@@ -7,7 +7,7 @@ import stat
 
 import numpy as np
 
-from ojrs_jax.io import atomic_write_text, write_npz
+from ojrs_jax.core.io import atomic_write_text, write_npz
 
 
 def test_outputs_follow_the_umask(tmp_path):

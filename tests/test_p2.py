@@ -9,7 +9,7 @@ import pytest
 from reference_model import RefModel
 from scipy.optimize import minimize
 
-from ojrs_jax.p2 import (
+from ojrs_jax.system.p2 import (
     batched_latency,
     costs_latency,
     evaluate,
@@ -20,7 +20,7 @@ from ojrs_jax.p2 import (
     solve_p2_closed_form,
     solve_p2_pg,
 )
-from ojrs_jax.scenario import ConfigError, sample_channels
+from ojrs_jax.system.scenario import ConfigError, sample_channels
 
 
 def random_decisions(key, n, m, k):

@@ -18,11 +18,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ojrs_jax.asa import ASAParams, asa_search
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.exact import exact_miqp, latency_np
-from ojrs_jax.p2 import feasibility, latency, solve_p2_closed_form, solve_p2_pg
-from ojrs_jax.scenario import Scenario
+from ojrs_jax.search.asa import ASAParams, asa_search
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.exact import exact_miqp, latency_np
+from ojrs_jax.system.p2 import feasibility, latency, solve_p2_closed_form, solve_p2_pg
+from ojrs_jax.system.scenario import Scenario
 
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 

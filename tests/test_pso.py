@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import exhaustive_optima
 
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.p2 import latency
-from ojrs_jax.pso import PSOConfig, PSOParams, _sample, pso, pso_from_mapping
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.search.pso import PSOConfig, PSOParams, _sample, pso, pso_from_mapping
+from ojrs_jax.system.p2 import latency
+from ojrs_jax.system.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
 _pso = jax.jit(pso, static_argnames=("n_particles", "n_iter"))
 

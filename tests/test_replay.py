@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from reference_replay import RefPER, RefUniform
 from scipy import stats
 
-from ojrs_jax import replay
-from ojrs_jax.scenario import ConfigError
+from ojrs_jax.agent import replay
+from ojrs_jax.system.scenario import ConfigError
 
 D, N = 3, 4  # state dim, number of UEs
 
@@ -342,20 +342,26 @@ def test_unknown_kind():
 
 
 def test_replay_group_is_parsed_in_one_place_for_both_trainers():
-    from ojrs_jax.config import ConfigError
-    from ojrs_jax.general import AnyTrainConfig
-    from ojrs_jax.replay import replay_from_mapping
-    from ojrs_jax.train import TrainConfig
+    from ojrs_jax.agent.general import AnyTrainConfig
+    from ojrs_jax.agent.replay import replay_from_mapping
+    from ojrs_jax.agent.trainer import TrainConfig
+    from ojrs_jax.core.settings import ConfigError
 
     kind, per, eps = replay_from_mapping({"kind": "uniform", "explore_eps": 0.1, "tau": 0.5})
     assert (kind, float(per.tau), float(per.rho_max), eps) == ("uniform", 0.5, 1.2, 0.1)
     assert replay_from_mapping(None)[0] == "per" and replay_from_mapping({})[2] is None
-    bads = [({"kind": "lifo"}, "replay.kind"), ({"rho": 1.0}, "'rho'"),
-            ({"tau": -1}, "replay.tau"), ({"epsilon": True}, "replay.epsilon")]  # fmt: skip
+    bads = [
+        ({"kind": "lifo"}, "replay.kind"),
+        ({"rho": 1.0}, "'rho'"),
+        ({"tau": -1}, "replay.tau"),
+        ({"epsilon": True}, "replay.epsilon"),
+    ]
     for bad, needle in bads:
-        for parse in (replay_from_mapping,
-                      lambda m: TrainConfig.from_mapping({}, replay=m),
-                      lambda m: AnyTrainConfig.from_mapping({}, replay=m)):  # fmt: skip
+        for parse in (
+            replay_from_mapping,
+            lambda m: TrainConfig.from_mapping({}, replay=m),
+            lambda m: AnyTrainConfig.from_mapping({}, replay=m),
+        ):
             with pytest.raises(ConfigError, match=needle):
                 parse(bad)
     assert TrainConfig.from_mapping({}, replay={"explore_eps": 0.25}).explore_eps == 0.25

@@ -15,19 +15,33 @@ import numpy as np
 import pytest
 from conftest import exhaustive_optima
 
-from ojrs_jax.evaluation import make_reference, phase_stats
-from ojrs_jax.pso import pso_from_mapping
-from ojrs_jax.results import PAPER_TABLE3, aggregate
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
+from ojrs_jax.experiments.results import PAPER_TABLE3, aggregate
+from ojrs_jax.run.evaluation import make_reference, phase_stats
+from ojrs_jax.search.pso import pso_from_mapping
+from ojrs_jax.system.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
 TINY = [
-    "scale=tiny", "sae.latent=8", "sae.steps=50", "sae.batch_size=32", "sae.memory_size=64",
-    "asa.k=16", "asa.max_iter=8", "asa.t_sa0=4", "train.epochs=200", "train.phi=5",
-    "train.batch=32", "train.buffer=64", "train.change_epoch=100", "sae_pretrain.draws=256",
+    "scale=tiny",
+    "sae.latent=8",
+    "sae.steps=50",
+    "sae.batch_size=32",
+    "sae.memory_size=64",
+    "asa.k=16",
+    "asa.max_iter=8",
+    "asa.t_sa0=4",
+    "train.epochs=200",
+    "train.phi=5",
+    "train.batch=32",
+    "train.buffer=64",
+    "train.change_epoch=100",
+    "sae_pretrain.draws=256",
     "sae.restarts=2",  # two initialisations: their losses go into result.json as a list
-    "reproduce.eval_every=50", "reproduce.eval_draws=20", "reproduce.seeds=2",
-    "table2.draws=20", "pso.n_iter=10",
-]  # fmt: skip
+    "reproduce.eval_every=50",
+    "reproduce.eval_draws=20",
+    "reproduce.seeds=2",
+    "table2.draws=20",
+    "pso.n_iter=10",
+]
 
 
 def cli(module, args, env=None, timeout=900):
@@ -66,10 +80,19 @@ def test_multirun_writes_every_job_and_the_aggregate(sweep):
     jobs = sorted(p.parent.name for p in sweep.glob("*/result.json"))
     assert jobs == ["0_table2", "1_table3", "2_drl_per", "3_drl_uniform"]
     res = sweep / "results"
-    for f in ("results.md", "table2.md", "table2.csv", "table3.md", "table3.csv", "drl.csv",
-              "figures/fig8_t_sa.png", "figures/fig9_drl_per.png",
-              "figures/fig10_drl_uniform.png", "figures/table3_nrr_curves.png",
-              "raw/table3_1_table3/nrr_curves.npz"):  # fmt: skip
+    for f in (
+        "results.md",
+        "table2.md",
+        "table2.csv",
+        "table3.md",
+        "table3.csv",
+        "drl.csv",
+        "figures/fig8_t_sa.png",
+        "figures/fig9_drl_per.png",
+        "figures/fig10_drl_uniform.png",
+        "figures/table3_nrr_curves.png",
+        "raw/table3_1_table3/nrr_curves.npz",
+    ):
         assert (res / f).is_file(), f
     # the drl jobs ran with their experiment's preset and replay
     for name, replay in (("2_drl_per", "per"), ("3_drl_uniform", "uniform")):
@@ -124,7 +147,7 @@ def test_table2_rows_are_consistent(sweep):
 def test_each_job_logs_its_phases_and_key_numbers(sweep):
     """reproduce.log of every job (Hydra's job logging) holds its phases and its summary line,
     the line `ojrs-reproduce` prints; for Table II the numbers of result.json."""
-    from ojrs_jax.results import job_summary
+    from ojrs_jax.experiments.results import job_summary
 
     for job in ("0_table2", "1_table3", "2_drl_per", "3_drl_uniform"):
         r = json.loads((sweep / job / "result.json").read_text())
@@ -144,8 +167,10 @@ def test_each_job_logs_its_phases_and_key_numbers(sweep):
 
 def test_aggregate_cli_over_several_dirs(sweep, tmp_path):
     out = tmp_path / "agg"
-    p = cli("ojrs_jax.cli.aggregate", [str(sweep / "1_table3"), str(sweep / "2_drl_per"),
-                                       "--out", str(out)])  # fmt: skip
+    p = cli(
+        "ojrs_jax.cli.aggregate",
+        [str(sweep / "1_table3"), str(sweep / "2_drl_per"), "--out", str(out)],
+    )
     assert p.returncode == 0, p.stderr
     assert (out / "table3.csv").is_file() and (out / "drl.csv").is_file()
     assert not (out / "table2.csv").exists()
@@ -205,9 +230,9 @@ SHARD_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from hydra import compose, initialize_config_module
-    from ojrs_jax.config import to_container
-    from ojrs_jax.pipeline import build, pretrain_sae
-    from ojrs_jax.loop import seed_mesh, train_seeds
+    from ojrs_jax.core.settings import to_container
+    from ojrs_jax.run.build import build, pretrain_sae
+    from ojrs_jax.run.loop import seed_mesh, train_seeds
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
         cfg = to_container(compose("reproduce", overrides=sys.argv[2:]))
     spec = build({**cfg, "train": {**cfg["train"], "chunk": 50}})
@@ -243,8 +268,11 @@ def test_sharded_seeds_equal_unsharded(tmp_path):
     args = [a for a in TINY if a.split("=")[0].split(".")[0] not in ("reproduce", "table2")]
     p = subprocess.run(
         [sys.executable, "-c", SHARD_SCRIPT, str(f), *args, "train.epochs=100", "train.updates=4"],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     info = json.loads(p.stdout.strip().splitlines()[-1])
     assert info["devices"] == 2 and info["mesh4"] == 2 and info["mesh3"] == 1

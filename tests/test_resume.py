@@ -18,9 +18,12 @@ from flax import serialization
 
 # tiny scale (as tests/test_cli_train.py), six chunks so that a kill lands mid-run
 ARGS = with_overrides(
-    TINY_CLI_ARGS, "train.epochs=300", "train.chunk=50", "train.change_epoch=150",
+    TINY_CLI_ARGS,
+    "train.epochs=300",
+    "train.chunk=50",
+    "train.change_epoch=150",
     "eval.draws=20",
-)  # fmt: skip
+)
 TOTAL, CHUNK = 300, 50
 TRAIN = [sys.executable, "-m", "ojrs_jax.cli.train"]
 TIMING = {"train_seconds", "first_chunk_seconds_with_compile"}
@@ -126,8 +129,8 @@ def test_resume_refuses_other_settings(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("seed: 0\ntrain:\n  epochs: 300\n")
-    from ojrs_jax.checkpoint import check_resume_config
-    from ojrs_jax.scenario import ConfigError
+    from ojrs_jax.run.checkpoint import check_resume_config
+    from ojrs_jax.system.scenario import ConfigError
 
     check_resume_config(run_dir, {"seed": 0, "resume": True, "train": {"epochs": 300}}, ("resume",))
     with pytest.raises(ConfigError, match=r"train.epochs was 300, now 400"):
@@ -153,7 +156,7 @@ def test_real_nan_stops_run_with_exit_3(tmp_path, env):
 POISONED = """
 import dataclasses, sys
 import numpy as np
-import ojrs_jax.experiments.train_run as t
+import ojrs_jax.run.train as t
 import ojrs_jax.cli.train as cli
 
 real_build = t.build

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ojrs_jax import replay, ring
+from ojrs_jax.agent import replay
+from ojrs_jax.core import ring
 
 
 def _stored(r: ring.Ring) -> tuple[np.ndarray, np.ndarray]:

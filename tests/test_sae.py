@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 import reference_sae as ref
 
-from ojrs_jax import incremental, sae
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, path_gain, sample_channels
+from ojrs_jax.sae import channel_map, incremental
+from ojrs_jax.sae import model as sae
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.system.scenario import (
+    ConfigError,
+    SystemConfig,
+    make_scenario,
+    path_gain,
+    sample_channels,
+)
 
 
 def _scn(m: int, n: int = 30):
@@ -41,10 +49,18 @@ def _perturbed_params(cfg, n_in, seed=1):
 
 def _ref_loss(params_np, x, g, cfg):
     return ref.loss(
-        params_np, x, g, kind=cfg.preprocess, variant=cfg.variant, activation=cfg.activation,
-        gamma1=cfg.gamma1, gamma2=cfg.gamma2, l2=cfg.l2, l2_mean=cfg.l2_mean,
+        params_np,
+        x,
+        g,
+        kind=cfg.preprocess,
+        variant=cfg.variant,
+        activation=cfg.activation,
+        gamma1=cfg.gamma1,
+        gamma2=cfg.gamma2,
+        l2=cfg.l2,
+        l2_mean=cfg.l2_mean,
         latent_act=cfg.latent_activation,
-    )  # fmt: skip
+    )
 
 
 CASES = [
@@ -60,8 +76,8 @@ CASES = [
 def test_loss_matches_reference(kw):
     cfg = sae.SAEConfig(**kw)
     scn, h, g = _data(2, 16)
-    stats = sae.channel_stats(scn, cfg.preprocess)
-    x = sae.preprocess(h, stats)
+    stats = channel_map.channel_stats(scn, cfg.preprocess)
+    x = channel_map.preprocess(h, stats)
     # float32 log of h ~ 1e-6: absolute error ~ eps * |ln h| ~ 1e-6 on values of order 1
     np.testing.assert_allclose(
         np.asarray(x),
@@ -78,17 +94,20 @@ def test_loss_matches_reference(kw):
 def test_loss_terms_all_matter():
     """The relative and L2 terms change the 2r loss; the MSE variants ignore them."""
     scn, h, _ = _data(2, 8)
-    stats = sae.channel_stats(scn)
-    x = sae.preprocess(h, stats)
+    stats = channel_map.channel_stats(scn)
+    x = channel_map.preprocess(h, stats)
     base = sae.SAEConfig()
     params = _perturbed_params(base, 60)
     values = {
         name: float(sae.sae_loss(params, dataclasses.replace(base, **kw), x, stats))
         for name, kw in {
-            "2r": {}, "no_rel": {"gamma1": 0.0}, "no_l2": {"gamma2": 0.0},
-            "sae": {"variant": "sae"}, "sae_g": {"variant": "sae", "gamma1": 9.0},
+            "2r": {},
+            "no_rel": {"gamma1": 0.0},
+            "no_l2": {"gamma2": 0.0},
+            "sae": {"variant": "sae"},
+            "sae_g": {"variant": "sae", "gamma1": 9.0},
         }.items()
-    }  # fmt: skip
+    }
     assert values["2r"] > values["no_rel"] > values["sae"]
     assert values["2r"] > values["no_l2"] > values["sae"]
     assert values["sae"] == values["sae_g"]
@@ -105,8 +124,8 @@ def test_loss_gradient_finite_differences(kind):
         f64 = functools.partial(jnp.asarray, dtype=jnp.float64)
         loc = np.log(g) - ref.GAMMA_E if kind == "log" else np.zeros_like(g)
         scale = np.full_like(g, np.pi / np.sqrt(6) if kind == "log" else g.mean())
-        stats = sae.ChannelStats(gain=f64(g), loc=f64(loc), scale=f64(scale), kind=kind)
-        x = sae.preprocess(f64(h), stats)
+        stats = channel_map.ChannelStats(gain=f64(g), loc=f64(loc), scale=f64(scale), kind=kind)
+        x = channel_map.preprocess(f64(h), stats)
         params = jax.tree.map(f64, params32)
         grad = jax.jit(jax.grad(sae.sae_loss), static_argnums=1)
         grads = ref.to_np(grad(params, cfg, x, stats))
@@ -135,7 +154,7 @@ def test_shapes_every_m(m):
     """Shapes by abstract evaluation (nothing is compiled): any batch shape, every M."""
     cfg = sae.SAEConfig()
     n_in = 30 * m
-    stats = sae.channel_stats(_scn(m))
+    stats = channel_map.channel_stats(_scn(m))
     key = jax.random.key(0)
     params = jax.eval_shape(lambda k: sae.init_sae(k, cfg, n_in), key)
 
@@ -145,8 +164,8 @@ def test_shapes_every_m(m):
     for batch in [(), (6,), (2, 3)]:
         h = jax.ShapeDtypeStruct((*batch, 30, m), jnp.float32)
         x = jax.ShapeDtypeStruct((*batch, n_in), jnp.float32)
-        assert shape(lambda h: sae.preprocess(h, stats), h) == (*batch, n_in)
-        assert shape(lambda x: sae.postprocess(x, stats), x) == (*batch, 30, m)
+        assert shape(lambda h: channel_map.preprocess(h, stats), h) == (*batch, n_in)
+        assert shape(lambda x: channel_map.postprocess(x, stats), x) == (*batch, 30, m)
         assert shape(lambda p, x: sae.encode(p, cfg, x), params, x) == (*batch, 30)
         assert shape(lambda p, x: sae.reconstruct(p, cfg, x), params, x) == (*batch, n_in)
         z = jax.ShapeDtypeStruct((*batch, 30), jnp.float32)
@@ -167,9 +186,11 @@ def test_paper_widths():
 @pytest.mark.parametrize("kind", ["linear", "log"])
 def test_preprocess_inverse_and_scale(kind):
     scn, h, _ = _data(2, 4000)
-    stats = sae.channel_stats(scn, kind)
-    x = sae.preprocess(h, stats)
-    np.testing.assert_allclose(np.asarray(sae.postprocess(x, stats)), np.asarray(h), rtol=1e-4)
+    stats = channel_map.channel_stats(scn, kind)
+    x = channel_map.preprocess(h, stats)
+    np.testing.assert_allclose(
+        np.asarray(channel_map.postprocess(x, stats)), np.asarray(h), rtol=1e-4
+    )
     xs = np.asarray(x, np.float64)
     if kind == "log":  # exact standardisation of ln Exp(1): every entry mean 0, std 1
         assert np.abs(xs.mean(0)).max() < 0.12 and np.abs(xs.std(0) - 1).max() < 0.12
@@ -183,16 +204,20 @@ def test_metrics_match_reference():
     hh = h_np * np.exp(np.random.default_rng(0).normal(0, 0.3, h_np.shape))
     hj, hhj = jnp.asarray(h_np, jnp.float32), jnp.asarray(hh, jnp.float32)
     np.testing.assert_allclose(
-        float(sae.reconstruction_accuracy(hj, hhj)), ref.accuracy(h_np, hh), rtol=1e-5
+        float(channel_map.reconstruction_accuracy(hj, hhj)), ref.accuracy(h_np, hh), rtol=1e-5
     )
     np.testing.assert_allclose(
-        float(sae.per_ue_accuracy(hj, hhj)), ref.per_ue_accuracy(h_np, hh), rtol=1e-5
+        float(channel_map.per_ue_accuracy(hj, hhj)), ref.per_ue_accuracy(h_np, hh), rtol=1e-5
     )
     np.testing.assert_allclose(
-        float(sae.per_ue_relative_error(hj, hhj)), ref.per_ue_relative_error(h_np, hh), rtol=1e-5
+        float(channel_map.per_ue_relative_error(hj, hhj)),
+        ref.per_ue_relative_error(h_np, hh),
+        rtol=1e-5,
     )
-    assert float(sae.reconstruction_accuracy(hj, hj)) == 1.0
-    assert float(sae.per_ue_relative_error(hj, 3.0 * hj)) < 1e-6  # per-UE scale does not count
+    assert float(channel_map.reconstruction_accuracy(hj, hj)) == 1.0
+    assert (
+        float(channel_map.per_ue_relative_error(hj, 3.0 * hj)) < 1e-6
+    )  # per-UE scale does not count
 
 
 def _fifo_order(mem: incremental.Memory) -> np.ndarray:
@@ -228,14 +253,14 @@ def test_memory_fifo_threshold_matches_reference():
 def test_train_sae_learns_and_stacks_metrics():
     cfg = sae.SAEConfig(variant="sae", steps=60, batch_size=64)
     scn, h, _ = _data(2, 600)
-    stats = sae.channel_stats(scn)
-    x = sae.preprocess(h, stats)
+    stats = channel_map.channel_stats(scn)
+    x = channel_map.preprocess(h, stats)
     p0 = sae.init_sae(jax.random.key(0), cfg, 60)
     with jax.debug_key_reuse(True):
-        p1, m = sae.train_sae(jax.random.key(1), cfg, p0, x[:500], stats, x[500:])
-        traces = sae.train_sae._cache_size()
-        sae.train_sae(jax.random.key(2), cfg, p1, x[100:], stats, x[:100])  # new values only
-    assert sae.train_sae._cache_size() == traces  # no recompilation
+        p1, m = sae_train.train_sae(jax.random.key(1), cfg, p0, x[:500], stats, x[500:])
+        traces = sae_train.train_sae._cache_size()
+        sae_train.train_sae(jax.random.key(2), cfg, p1, x[100:], stats, x[:100])  # new values only
+    assert sae_train.train_sae._cache_size() == traces  # no recompilation
     for k in ("loss", "mse", "rel", "l2", "test_loss", "test_acc"):
         assert m[k].shape == (60,), k
     before = float(sae.evaluate(p0, cfg, x[500:], stats)["mse"])
@@ -249,12 +274,16 @@ def test_incremental_learning_in_scan():
     """Error check gates the memory; retraining moves theta; the online copy follows every
     sync_period steps and stays frozen in between."""
     cfg = sae.SAEConfig(
-        variant="sae", batch_size=16, memory_size=8, error_threshold=0.9, sync_period=4,
+        variant="sae",
+        batch_size=16,
+        memory_size=8,
+        error_threshold=0.9,
+        sync_period=4,
         retrain_steps=2,
-    )  # fmt: skip
+    )
     scn, h, _ = _data(2, 30)
-    stats = sae.channel_stats(scn)
-    x = sae.preprocess(h, stats)
+    stats = channel_map.channel_stats(scn)
+    x = channel_map.preprocess(h, stats)
     state0 = incremental.incremental_init(cfg, sae.init_sae(jax.random.key(0), cfg, 60), 60)
 
     @jax.jit
@@ -296,8 +325,12 @@ def test_comparison_configs_share_settings():
     main = sae.SAEConfig(steps=7, learning_rate=0.5, activation="tanh", gamma1=0.3)
     ae = variant_config(main, "ae")
     assert (ae.variant, ae.layers, ae.steps, ae.learning_rate, ae.activation) == (
-        "ae", 2, 7, 0.5, "tanh",
-    )  # fmt: skip
+        "ae",
+        2,
+        7,
+        0.5,
+        "tanh",
+    )
     assert variant_config(main, "2r_sae").gamma1 == 0.5  # the loss weights come from the preset
     with pytest.raises(ConfigError, match="nope"):
         variant_config(main, "nope")
@@ -326,13 +359,29 @@ def test_config_validation():
 
 def test_cli_smoke(tmp_path):
     cmd = [sys.executable, "-m", "ojrs_jax.cli.sae", f"hydra.run.dir={tmp_path}", "scale=tiny"]
-    fast = ["sae.steps=20", "train_draws=200", "test_draws=100", "compare=[]",
-            "model_seeds=2", "table_mecs=[2]", "incremental.epochs=5", "deployment_seeds=[0, 1]",
-            "fidelity_draws=3", "sae.max_steps=40"]  # fmt: skip
+    fast = [
+        "sae.steps=20",
+        "train_draws=200",
+        "test_draws=100",
+        "compare=[]",
+        "model_seeds=2",
+        "table_mecs=[2]",
+        "incremental.epochs=5",
+        "deployment_seeds=[0, 1]",
+        "fidelity_draws=3",
+        "sae.max_steps=40",
+    ]
     out = subprocess.run([*cmd, *fast], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    for f in ("metrics.json", "loss_curves.csv", "table3.csv", "errors.npz",
-              "fig3_accuracy.png", "fig4_loss.png", "fig5_errors_2r_sae.png"):  # fmt: skip
+    for f in (
+        "metrics.json",
+        "loss_curves.csv",
+        "table3.csv",
+        "errors.npz",
+        "fig3_accuracy.png",
+        "fig4_loss.png",
+        "fig5_errors_2r_sae.png",
+    ):
         assert (tmp_path / f).stat().st_size > 0, f
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["models"]) == {"2r_sae"} and metrics["main"] == "2r_sae"

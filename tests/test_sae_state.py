@@ -1,5 +1,5 @@
 """SAE codes as the DRL state: minmax preprocessing, the per-UE shared encoder, the plateau
-rule, the per-UE-code policy and the accuracy figures (ojrs_jax.sae, sae_metrics, policy),
+rule, the per-UE-code policy and the accuracy figures (ojrs_jax.sae.model, sae_metrics, policy),
 against the NumPy float64 references of reference_sae.py."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 import reference_sae as ref
 
-from ojrs_jax import sae, sae_metrics
-from ojrs_jax.exact import exact_miqp
-from ojrs_jax.policy import PerUEPolicy, inference_flops, inference_fn, init_policy
-from ojrs_jax.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
-from ojrs_jax.train import TrainConfig, make_trainer
+from ojrs_jax.agent.policy import PerUEPolicy, inference_flops, inference_fn, init_policy
+from ojrs_jax.agent.trainer import TrainConfig, make_trainer
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import metrics as sae_metrics
+from ojrs_jax.sae import model as sae
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.system.exact import exact_miqp
+from ojrs_jax.system.scenario import ConfigError, SystemConfig, make_scenario, sample_channels
 
 
 def _scn(m=2, n=30):
@@ -26,16 +29,16 @@ def test_minmax_matches_reference_and_inverts():
     scn = _scn()
     h_tr = sample_channels(jax.random.key(0), scn, 500)
     h = sample_channels(jax.random.key(1), scn, 50)
-    st = sae.channel_stats(scn, "minmax", h_tr)
-    x = sae.preprocess(h, st)
+    st = channel_map.channel_stats(scn, "minmax", h_tr)
+    x = channel_map.preprocess(h, st)
     want = ref.minmax_preprocess(np.asarray(h, np.float64), np.asarray(h_tr, np.float64))
     np.testing.assert_allclose(np.asarray(x), want, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(sae.postprocess(x, st)), np.asarray(h), rtol=1e-4)
-    x_tr = np.asarray(sae.preprocess(h_tr, st)).reshape(500, 30, 2)
+    np.testing.assert_allclose(np.asarray(channel_map.postprocess(x, st)), np.asarray(h), rtol=1e-4)
+    x_tr = np.asarray(channel_map.preprocess(h_tr, st)).reshape(500, 30, 2)
     np.testing.assert_allclose(x_tr.min(0), 0.0, atol=1e-6)  # per link: 0 at the min
     np.testing.assert_allclose(x_tr.max(0), 1.0, rtol=1e-5)  # and 1 at the max
     # the default bounds come from a fixed sample: the same on every call (decide time)
-    a, b = sae.channel_stats(scn, "minmax"), sae.channel_stats(scn, "minmax")
+    a, b = channel_map.channel_stats(scn, "minmax"), channel_map.channel_stats(scn, "minmax")
     np.testing.assert_array_equal(np.asarray(a.loc), np.asarray(b.loc))
     assert np.all(np.asarray(a.scale) > 0)
 
@@ -48,22 +51,23 @@ def test_per_ue_structure_matches_row_by_row_reference(kind):
     )
     scn = _scn(m=3, n=6)
     h = sample_channels(jax.random.key(3), scn, 7)
-    st = sae.channel_stats(scn, kind)
-    x = sae.preprocess(h, st)
+    st = channel_map.channel_stats(scn, kind)
+    x = channel_map.preprocess(h, st)
     params = sae.init_sae(jax.random.key(4), cfg, 18, 3)
     assert params["enc_0"]["kernel"].shape == (3, 5) and cfg.state_width(6) == 12
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(5), len(leaves))
-    params = jax.tree.unflatten(tree, [v + 0.1 * jax.random.normal(k, v.shape)
-                                       for v, k in zip(leaves, keys, strict=True)])  # fmt: skip
+    params = jax.tree.unflatten(
+        tree, [v + 0.1 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys, strict=True)]
+    )
     z_ref, xh_ref = ref.forward_per_ue(ref.to_np(params), np.asarray(x, np.float64), 3, "elu")
     z = sae.encode(params, cfg, x)
     assert z.shape == (7, 12)
     np.testing.assert_allclose(np.asarray(z), z_ref, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(sae.reconstruct(params, cfg, x)), xh_ref, rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(np.asarray(sae.decode(params, cfg, z)), xh_ref, rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(sae.reconstruct(params, cfg, x)), xh_ref, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(np.asarray(sae.decode(params, cfg, z)), xh_ref, rtol=1e-4, atol=1e-5)
     # the loss is eq. 23 on the per-UE reconstruction (same terms as the flat model)
     g = np.asarray(st.gain, np.float64)
     terms = sae.loss_terms(params, cfg, x, st)
@@ -73,10 +77,10 @@ def test_per_ue_structure_matches_row_by_row_reference(kind):
 
 
 def test_plateau_rule_and_budget():
-    assert not sae.plateau_reached([1.0], 0.01)
-    assert not sae.plateau_reached([1.0, 0.98], 0.01)  # 2% better: keep going
-    assert sae.plateau_reached([1.0, 0.995], 0.01)
-    assert sae.plateau_reached([1.0, 1.2], 0.01)  # worse: stop
+    assert not sae_train.plateau_reached([1.0], 0.01)
+    assert not sae_train.plateau_reached([1.0, 0.98], 0.01)  # 2% better: keep going
+    assert sae_train.plateau_reached([1.0, 0.995], 0.01)
+    assert sae_train.plateau_reached([1.0, 1.2], 0.01)  # worse: stop
     cfg = sae.SAEConfig(steps=10, max_steps=45, plateau_tol=0.0)
     calls = []
 
@@ -84,13 +88,13 @@ def test_plateau_rule_and_budget():
         calls.append(carry)
         return carry + 1, {"test_loss": np.full((2, 10), 10.0 - carry)}
 
-    carry, curves, steps = sae.run_to_plateau(jax.random.key(0), cfg, chunk, 0)
+    carry, curves, steps = sae_train.run_to_plateau(jax.random.key(0), cfg, chunk, 0)
     assert (carry, steps, curves["test_loss"].shape) == (5, 50, (2, 50))
 
     def flat(key, carry):  # a flat loss: stops after the second chunk
         return carry + 1, {"test_loss": np.ones((10,))}
 
-    assert sae.run_to_plateau(jax.random.key(0), cfg, flat, 0)[2] == 20
+    assert sae_train.run_to_plateau(jax.random.key(0), cfg, flat, 0)[2] == 20
     cuts = []
 
     def decay(carry, factor):
@@ -98,15 +102,15 @@ def test_plateau_rule_and_budget():
         return carry
 
     # each plateau cuts the step size (plateau_decays = 2 by default), the third one stops
-    assert sae.run_to_plateau(jax.random.key(0), cfg, flat, 0, decay)[2] == 40
+    assert sae_train.run_to_plateau(jax.random.key(0), cfg, flat, 0, decay)[2] == 40
     assert cuts == [0.2, 0.2]
     # the cut reaches Adam: the first update shrinks by the factor
-    opt = sae.optimizer(cfg)
+    opt = sae_train.optimizer(cfg)
     p = {"w": np.ones(3, np.float32)}
     st = opt.init(p)
     g = {"w": np.array([1.0, -2.0, 3.0], np.float32)}
     u0 = opt.update(g, st, p)[0]["w"]
-    u1 = opt.update(g, sae.scale_learning_rate(st, 0.2), p)[0]["w"]
+    u1 = opt.update(g, sae_train.scale_learning_rate(st, 0.2), p)[0]["w"]
     np.testing.assert_allclose(np.asarray(u1), 0.2 * np.asarray(u0), rtol=1e-5)
     with pytest.raises(ConfigError, match="max_steps"):
         sae.SAEConfig(max_steps=-1)
@@ -117,12 +121,12 @@ def test_plateau_rule_and_budget():
 def test_converged_training_beats_fixed_budget():
     scn = _scn(m=1, n=6)
     h = sample_channels(jax.random.key(0), scn, 600)
-    st = sae.channel_stats(scn, "linear")
-    x, xv = sae.preprocess(h[:500], st), sae.preprocess(h[500:], st)
+    st = channel_map.channel_stats(scn, "linear")
+    x, xv = channel_map.preprocess(h[:500], st), channel_map.preprocess(h[500:], st)
     cfg = sae.SAEConfig(variant="sae", hidden=[6], latent=6, steps=100, max_steps=1500)
     p0 = sae.init_sae(jax.random.key(1), cfg, 6, 1)
-    p_fix, _ = sae.train_sae(jax.random.key(2), cfg, p0, x, st)
-    p_conv, curves, steps = sae.train_sae_converged(jax.random.key(2), cfg, p0, x, st, xv)
+    p_fix, _ = sae_train.train_sae(jax.random.key(2), cfg, p0, x, st)
+    p_conv, curves, steps = sae_train.train_sae_converged(jax.random.key(2), cfg, p0, x, st, xv)
     assert 200 <= steps <= 1500 and curves["test_loss"].shape == (steps,)
     acc = [float(sae.evaluate(p, cfg, xv, st)["acc"]) for p in (p_fix, p_conv)]
     assert acc[1] > acc[0]
@@ -131,20 +135,24 @@ def test_converged_training_beats_fixed_budget():
 def test_train_best_of_keeps_the_initialisation_with_the_lowest_held_out_loss():
     scn = _scn(m=1, n=6)
     h = sample_channels(jax.random.key(0), scn, 600)
-    st = sae.channel_stats(scn, "linear")
-    x, xv = sae.preprocess(h[:500], st), sae.preprocess(h[500:], st)
+    st = channel_map.channel_stats(scn, "linear")
+    x, xv = channel_map.preprocess(h[:500], st), channel_map.preprocess(h[500:], st)
     cfg = sae.SAEConfig(
         variant="sae", hidden=[6], latent=6, steps=50, max_steps=100, restarts=2, plateau_tol=0.0
-    )  # fmt: skip  (a falling loss: both run the 100 steps)
+    )  # a falling loss: both run the 100 steps
     good = sae.init_sae(jax.random.key(1), cfg, 6, 1)
     dead = jax.tree.map(lambda a: a * 0.0 - 5.0, good)  # ELU saturated at -1 everywhere
     for order, want in (((good, dead), 0), ((dead, good), 1)):
         stacked = jax.tree.map(lambda *a: np.stack(a), *order)
-        p, curves, steps, scores = sae.train_best_of(jax.random.key(2), cfg, stacked, x, st, xv)
+        p, curves, steps, scores = sae_train.train_best_of(
+            jax.random.key(2), cfg, stacked, x, st, xv
+        )
         assert scores.shape == (2,) and int(np.argmin(scores)) == want
         assert scores[want] < scores[1 - want] and curves["test_loss"].shape == (steps,)
         # the kept parameters are that initialisation's own training on the same minibatches
-        alone, _, steps1 = sae.train_sae_converged(jax.random.key(2), cfg, order[want], x, st, xv)
+        alone, _, steps1 = sae_train.train_sae_converged(
+            jax.random.key(2), cfg, order[want], x, st, xv
+        )
         assert steps1 == steps == 100
         for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(alone), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
@@ -172,7 +180,7 @@ def test_decision_fidelity_against_brute_force():
     h = np.asarray(sample_channels(jax.random.key(7), scn, 4), np.float64)
     hh = h * np.random.default_rng(1).uniform(0.2, 5.0, size=h.shape)
     got = sae_metrics.decision_fidelity(scn, h, hh)
-    from ojrs_jax.exact import latency_np
+    from ojrs_jax.system.exact import latency_np
 
     decisions = np.array(list(itertools.product(range(3), repeat=5)))
 
@@ -198,14 +206,16 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
     s = jax.random.normal(jax.random.key(1), (4, 10))
     out = net.apply(params, s)
     assert out.shape == (4, 5, 4)
-    np.testing.assert_allclose(np.asarray(inference_fn(net, params)(s)), np.asarray(out),
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(inference_fn(net, params)(s)), np.asarray(out), rtol=1e-5, atol=1e-5
+    )
     perm = np.array([2, 0, 4, 1, 3])
     p = params["params"]
-    out_perm = net.apply({"params": {**p, "ue_embedding": p["ue_embedding"][perm]}},
-                         s.reshape(4, 5, 2)[:, perm].reshape(4, 10))  # fmt: skip
-    np.testing.assert_allclose(np.asarray(out_perm), np.asarray(out)[:, perm], rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    out_perm = net.apply(
+        {"params": {**p, "ue_embedding": p["ue_embedding"][perm]}},
+        s.reshape(4, 5, 2)[:, perm].reshape(4, 10),
+    )
+    np.testing.assert_allclose(np.asarray(out_perm), np.asarray(out)[:, perm], rtol=1e-5, atol=1e-6)
     assert inference_flops(net, params) < inference_flops(
         PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4),
         init_policy(jax.random.key(0), PerUEPolicy(n_ue=5, n_mec=3, hidden=(8, 8), embed=4), 15),
@@ -214,16 +224,17 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
         TrainConfig(arch="per_ue_code", state="channel")
     with pytest.raises(ConfigError, match="structure=per_ue"):
         make_trainer(TrainConfig(arch="per_ue_code"), sae.SAEConfig(), 5, 3)
-    tr = make_trainer(TrainConfig(arch="per_ue_code"),
-                      sae.SAEConfig(structure="per_ue", per_ue_code=2), 5, 3)  # fmt: skip
+    tr = make_trainer(
+        TrainConfig(arch="per_ue_code"), sae.SAEConfig(structure="per_ue", per_ue_code=2), 5, 3
+    )
     assert tr.net.code_width == 2
 
 
 def test_sae_state_preset_composes_and_paper_is_unchanged():
     from hydra import compose, initialize_config_module
 
-    from ojrs_jax.config import to_container
-    from ojrs_jax.pipeline import build
+    from ojrs_jax.core.settings import to_container
+    from ojrs_jax.run.build import build
 
     with initialize_config_module("ojrs_jax.conf", version_base=None):
         cfg = to_container(compose("train", overrides=["train=sae_state"]))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from reference_model import RefModel
 
-from ojrs_jax.scenario import (
+from ojrs_jax.system.scenario import (
     PAPER_LAYOUTS,
     ConfigError,
     SystemConfig,

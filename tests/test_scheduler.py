@@ -8,12 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ojrs_jax.p2 import solve_p2_closed_form
-from ojrs_jax.policy import PerUEPolicy, PolicyNet, inference_flops, inference_fn, init_policy
-from ojrs_jax.sae import SAEConfig, init_sae
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
-from ojrs_jax.scheduler import make_scheduler
-from ojrs_jax.train import TrainConfig, make_env, make_trainer
+from ojrs_jax.agent.policy import (
+    PerUEPolicy,
+    PolicyNet,
+    inference_flops,
+    inference_fn,
+    init_policy,
+)
+from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer
+from ojrs_jax.run.scheduler import make_scheduler
+from ojrs_jax.sae.model import SAEConfig, init_sae
+from ojrs_jax.system.p2 import solve_p2_closed_form
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 
 @pytest.mark.parametrize(
@@ -58,7 +64,7 @@ def _dot_flops(fn, x) -> int:
 def test_inference_flops_counts_the_traced_products(net, monkeypatch):
     # the narrow first-layer products run as fused multiply-adds (`policy._narrow`); counted
     # here as the matrix products they compute
-    import ojrs_jax.policy as policy_mod
+    import ojrs_jax.agent.policy as policy_mod
 
     dim = net.n_ue * net.n_mec
     params = init_policy(jax.random.key(0), net, dim)
@@ -69,7 +75,7 @@ def test_inference_flops_counts_the_traced_products(net, monkeypatch):
 
 @pytest.mark.parametrize("k", [1, 4, 8, 9])
 def test_narrow_product_equals_matmul(k):
-    from ojrs_jax.policy import _narrow
+    from ojrs_jax.agent.policy import _narrow
 
     x = jax.random.normal(jax.random.key(k), (3, 5, k))
     w = jax.random.normal(jax.random.key(k + 1), (k, 7))
@@ -130,15 +136,16 @@ def test_batch_split_over_devices_gives_the_same_decisions(tiny_run_dir, tmp_pat
     import sys
 
     import ojrs_jax
-    from ojrs_jax.scenario import sample_channels
+    from ojrs_jax.system.scenario import sample_channels
 
     sched = ojrs_jax.load_run(tiny_run_dir)
     h = np.asarray(sample_channels(jax.random.key(3), sched.scn, 5))
     np.savez(tmp_path / "h.npz", h=h)
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
     args = [str(tiny_run_dir), str(tmp_path / "h.npz"), str(tmp_path / "out.npz")]
-    p = subprocess.run([sys.executable, "-c", SPLIT, *args], env=env, capture_output=True,
-                       text=True)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-c", SPLIT, *args], env=env, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     one = sched.allocate(h)
     with np.load(tmp_path / "out.npz") as two:
@@ -153,11 +160,19 @@ def test_cpu_fusions_give_the_default_compilations_decisions(monkeypatch):
     takes them: a per-UE network of the main job's shape (N = 30, M = 2, 64 x 64) decides the
     same 600 channels as under XLA's default compilation, allocations to float32 rounding;
     OJRS_CPU_FUSIONS=off compiles with the defaults."""
-    from ojrs_jax import scheduler as sched_mod
+    from ojrs_jax.run import scheduler as sched_mod
 
     scn = make_scenario(SystemConfig(n_ue=30, n_mec=2, seed=5))
-    cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, state="channel", arch="per_ue",
-                      ue_hidden=(64, 64), ue_embed=32)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=10,
+        phi=5,
+        batch=8,
+        buffer=16,
+        state="channel",
+        arch="per_ue",
+        ue_hidden=(64, 64),
+        ue_embed=32,
+    )
     sae_cfg = SAEConfig.from_mapping({"latent": 8, "preprocess": "linear"})
     net = cfg.policy_net(scn.n_ue, scn.n_mec, sae_cfg)
     policy = jax.tree.map(lambda x: 3.0 * x, init_policy(jax.random.key(1), net, 60))
@@ -182,11 +197,19 @@ def test_cpu_fusions_give_the_default_compilations_decisions(monkeypatch):
 def test_allocate_refuses_non_finite_channels():
     """`Scheduler.allocate` refuses a NaN or infinite gain with a ConfigError naming it (its
     compilation takes max without NaN propagation, so a NaN must not reach the network)."""
-    from ojrs_jax.config import ConfigError
+    from ojrs_jax.core.settings import ConfigError
 
     scn = make_scenario(SystemConfig(n_ue=6, n_mec=2, seed=3))
-    cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, state="channel", arch="per_ue",
-                      ue_hidden=(16, 16), ue_embed=8)  # fmt: skip
+    cfg = TrainConfig(
+        epochs=10,
+        phi=5,
+        batch=8,
+        buffer=16,
+        state="channel",
+        arch="per_ue",
+        ue_hidden=(16, 16),
+        ue_embed=8,
+    )
     sae_cfg = SAEConfig.from_mapping({"latent": 8, "preprocess": "linear"})
     net = cfg.policy_net(scn.n_ue, scn.n_mec, sae_cfg)
     sched = make_scheduler(scn, cfg, sae_cfg, init_policy(jax.random.key(1), net, 12), None)

@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ojrs_jax.checkpoint import load_state, save_state
-from ojrs_jax.evaluation import epochs_to_stable
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.pipeline import build, pretrain_sae
-from ojrs_jax.policy import PolicyNet, act, init_policy, policy_loss
-from ojrs_jax.sae import init_sae
-from ojrs_jax.scenario import ConfigError, sample_channels
-from ojrs_jax.train import TrainConfig
+from ojrs_jax.agent.policy import PolicyNet, act, init_policy, policy_loss
+from ojrs_jax.agent.trainer import TrainConfig
+from ojrs_jax.run.build import build, pretrain_sae
+from ojrs_jax.run.checkpoint import load_state, save_state
+from ojrs_jax.run.evaluation import epochs_to_stable
+from ojrs_jax.sae.model import init_sae
+from ojrs_jax.system.p2 import batched_latency
+from ojrs_jax.system.scenario import ConfigError, sample_channels
 
 TINY = {
     "scale": {"n_ue": 6, "n_mec": 2, "area": 50.0, "layout": "paper", "seed": 2},
@@ -161,7 +161,7 @@ def test_weight_change_applies_after_change_epoch():
     w = np.asarray(env.weights_after)
     assert w.shape == (6,) and np.all((w >= 0.5) & (w <= 1.5))
     assert not np.allclose(w, np.asarray(spec.scn.weights))
-    from ojrs_jax.env import scenario_at
+    from ojrs_jax.env.fixed import scenario_at
 
     np.testing.assert_array_equal(scenario_at(env, jnp.int32(199)).weights, spec.scn.weights)
     np.testing.assert_array_equal(scenario_at(env, jnp.int32(200)).weights, w)
@@ -169,7 +169,7 @@ def test_weight_change_applies_after_change_epoch():
 
 def test_per_ue_policy_is_permutation_equivariant():
     """Permuting the UEs of the state and of the UE embedding permutes the logits."""
-    from ojrs_jax.policy import PerUEPolicy
+    from ojrs_jax.agent.policy import PerUEPolicy
 
     net = PerUEPolicy(n_ue=7, n_mec=3)
     params = init_policy(jax.random.key(0), net, 21)
@@ -204,7 +204,7 @@ def test_per_ue_policy_trains_and_needs_channel_state():
 def test_local_bias_only_moves_the_local_logit(arch):
     """train.local_bias adds b to the initial output bias of option 0 of every UE, nothing else;
     with a large b the untrained policy decides "all local"."""
-    from ojrs_jax.policy import PerUEPolicy
+    from ojrs_jax.agent.policy import PerUEPolicy
 
     n, m = 5, 3
     net = PolicyNet(n, m, (8,)) if arch == "mlp" else PerUEPolicy(n, m, hidden=(8,), embed=4)
@@ -241,7 +241,8 @@ def test_large_preset_composes_strictly_and_runs():
     passes the strict settings check, starts all local and runs a chunk of Algorithm 3."""
     from hydra import compose, initialize_config_module
 
-    from ojrs_jax.config import check_settings, to_container
+    from ojrs_jax.app.hydra import check_settings
+    from ojrs_jax.core.settings import to_container
 
     over = ["scale=tiny", "train=large"]
     with initialize_config_module("ojrs_jax.conf", version_base=None):

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import ojrs_jax  # noqa: F401  (sets XLA_FLAGS before the backend starts)
-from ojrs_jax.baselines import exhaustive
-from ojrs_jax.scenario import SystemConfig, make_scenario, sample_channels
+from ojrs_jax.search.baselines import exhaustive
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
 
 def test_flag_is_set():

@@ -82,9 +82,9 @@ def _warn_if_backend_started() -> None:
 
 _warn_if_backend_started()
 
-from ojrs_jax.config import ConfigError  # noqa: E402
-from ojrs_jax.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402
-from ojrs_jax.scenario import (  # noqa: E402
+from ojrs_jax.core.settings import ConfigError  # noqa: E402
+from ojrs_jax.system.p2 import Allocation, batched_latency, latency, solve_p2  # noqa: E402
+from ojrs_jax.system.scenario import (  # noqa: E402
     Scenario,
     SystemConfig,
     load_scenario,
@@ -96,16 +96,16 @@ from ojrs_jax.scenario import (  # noqa: E402
 
 # Heavier entry points load on first use, so `import ojrs_jax` stays light (ojrs-decide's start).
 _LAZY = {
-    "load_run": "ojrs_jax.scheduler",
-    "Scheduler": "ojrs_jax.scheduler",
-    "TrainConfig": "ojrs_jax.train",
-    "make_trainer": "ojrs_jax.train",
-    "SAEConfig": "ojrs_jax.sae",
-    "ASAConfig": "ojrs_jax.asa",
-    "ASAParams": "ojrs_jax.asa",
-    "build": "ojrs_jax.pipeline",
-    "train_from_config": "ojrs_jax.experiments.train_run",
-    "compose_config": "ojrs_jax.experiments.train_run",
+    "load_run": "ojrs_jax.run.scheduler",
+    "Scheduler": "ojrs_jax.run.scheduler",
+    "TrainConfig": "ojrs_jax.agent.trainer",
+    "make_trainer": "ojrs_jax.agent.trainer",
+    "SAEConfig": "ojrs_jax.sae.model",
+    "ASAConfig": "ojrs_jax.search.asa",
+    "ASAParams": "ojrs_jax.search.asa",
+    "build": "ojrs_jax.run.build",
+    "train_from_config": "ojrs_jax.run.train",
+    "compose_config": "ojrs_jax.run.train",
 }
 
 

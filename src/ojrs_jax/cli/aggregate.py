@@ -13,16 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ojrs_jax.config import cli_guard
-from ojrs_jax.results import aggregate
+from ojrs_jax.app.hydra import cli_guard
+from ojrs_jax.experiments.results import aggregate
 
 
 @cli_guard
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="ojrs-aggregate", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="sweep or job directories")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output folder (default: <first dir>/results)")  # fmt: skip
+    ap.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <first dir>/results)"
+    )
     a = ap.parse_args(argv)
     out = a.out if a.out is not None else a.dirs[0] / "results"
     report = aggregate(a.dirs, out)

@@ -15,9 +15,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli, to_container
+from ojrs_jax.app.hydra import hydra_cli
+from ojrs_jax.core.settings import to_container
 from ojrs_jax.experiments.baselines import (
-    EXACT,  # fmt: skip
+    EXACT,
     BaselinesConfig,
     run_baselines,
     summarise,

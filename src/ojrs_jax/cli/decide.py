@@ -6,7 +6,7 @@ IN.npz holds `h` of shape (B, N, M): linear channel power gains. OUT.npz gets `a
 (0 = local, j = MEC j), `latency` (B,) weighted latency in s, `f` (B, N) CPU speed in Hz and `p`
 (B, N) power in W (transmit power if offloaded, local CPU power kappa f^3 if local). Weights are
 those in force at the end of training (the run's scenario.json). Bad input: one line, exit 2,
-no output file. RUN_DIR is checked whole (`ojrs_jax.rundir`) and refused while another process
+no output file. RUN_DIR is checked whole (`ojrs_jax.run.rundir`) and refused while another process
 writes it; --out must be a new name or a regular file (a link, device or directory is refused).
 
 With `--deployment DEP.json|npz` the run is an `ojrs-train-any` model and DEP gives the
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ojrs_jax.cache import enable_compilation_cache
-from ojrs_jax.config import ConfigError, error_line
-from ojrs_jax.io import check_output, write_npz
-from ojrs_jax.scheduler import load_channels, load_run
+from ojrs_jax.app.hydra import error_line
+from ojrs_jax.core.cache import enable_compilation_cache
+from ojrs_jax.core.io import check_output, write_npz
+from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.run.scheduler import load_channels, load_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.deployment is not None:  # a model for any deployment (cli/decide_any.py)
             from ojrs_jax.cli.decide_any import decide_any
 
-            out = decide_any(args.run, args.deployment, args.channels, args.out, args.refine,
-                             args.polish)  # fmt: skip
+            out = decide_any(
+                args.run, args.deployment, args.channels, args.out, args.refine, args.polish
+            )
         else:
             sched = load_run(args.run)  # validated, under the run directory's read lock
             out = sched.allocate(load_channels(args.channels, sched.n_ue, sched.n_mec))
@@ -60,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {line}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: {out['a'].size // out['a'].shape[-1]} decisions, "
-          f"mean latency {out['latency'].mean():.4f} s")  # fmt: skip
+    print(
+        f"wrote {args.out}: {out['a'].size // out['a'].shape[-1]} decisions, "
+        f"mean latency {out['latency'].mean():.4f} s"
+    )
     return 0
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ojrs_jax.any_scheduler import POLISH, load_any_run
-from ojrs_jax.io import write_npz
-from ojrs_jax.scenario import ConfigError
+from ojrs_jax.core.io import write_npz
+from ojrs_jax.run.any_scheduler import POLISH, load_any_run
+from ojrs_jax.system.scenario import ConfigError
 
 FIELDS = ("ue_pos", "mec_pos", "gain", "data_bits", "cycles", "weights", "f_mec")
 
@@ -60,8 +60,14 @@ def load_h(path: Path) -> np.ndarray:
         raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
 
 
-def decide_any(run: Path, deployment: Path, channels: Path, out: Path, refine: int = 0,
-               polish: int | None = None) -> dict:  # fmt: skip
+def decide_any(
+    run: Path,
+    deployment: Path,
+    channels: Path,
+    out: Path,
+    refine: int = 0,
+    polish: int | None = None,
+) -> dict:
     """Load, check, decide (`refine` ASA iterations after the policy, then `polish`
     best-response passes, None: `any_scheduler.POLISH`), write; raises `ConfigError` with one
     line on bad input."""

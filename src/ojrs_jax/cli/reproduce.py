@@ -16,9 +16,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from ojrs_jax.config import hydra_cli
+from ojrs_jax.app.hydra import hydra_cli
 from ojrs_jax.experiments.reproduce import run_experiment
-from ojrs_jax.results import job_summary
+from ojrs_jax.experiments.results import job_summary
 
 
 def _label_preset(cfg: DictConfig) -> None:

@@ -2,7 +2,7 @@
 
 Trains the `sae` model and the `compare` variants on the same channels and reports held-out
 reconstruction accuracy, CR, the best linear code and the three accuracy figures of
-`ojrs_jax.sae_metrics` (WAPE over `deployment_seeds`, paper-style Acc beside the mean predictor,
+`ojrs_jax.sae.metrics` (WAPE over `deployment_seeds`, paper-style Acc beside the mean predictor,
 decision fidelity on `fidelity_draws` certified draws); with `sae.max_steps` > 0 every model
 trains to its plateau (`ojrs_jax.experiments.sae_study`). Writes
 to the Hydra run directory: metrics.json, loss_curves.csv, table3.csv, errors.npz and
@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli
+from ojrs_jax.app.hydra import hydra_cli
 from ojrs_jax.experiments.sae_outputs import figures, write_outputs
 from ojrs_jax.experiments.sae_study import LABELS, parse, run_sae
 
@@ -40,9 +40,12 @@ def format_summary(r: dict) -> str:
         f"{'PCA':<8}{b['acc']:>12.4f}{'':>10}{b['per_ue_acc']:>12.4f}   (best linear code)"
     )
     if r["figures"]:
-        lines += ["", "the three accuracy figures (seed-0 model; README, \"2r-SAE\")",
-                  f"{'model':<13}{'WAPE Acc':>9}{'paper Acc':>10}{'mean pred':>10}{'skill':>7}"
-                  f"{'fidelity NRR':>13}{'same option':>12}{'steps':>7}"]  # fmt: skip
+        lines += [
+            "",
+            'the three accuracy figures (seed-0 model; README, "2r-SAE")',
+            f"{'model':<13}{'WAPE Acc':>9}{'paper Acc':>10}{'mean pred':>10}{'skill':>7}"
+            f"{'fidelity NRR':>13}{'same option':>12}{'steps':>7}",
+        ]
         for n, f in r["figures"].items():
             fid, nan = f.get("fidelity", {}), float("nan")
             steps = r["models"][n]["steps"] if n in r["models"] else ""

@@ -21,8 +21,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli
-from ojrs_jax.experiments.train_run import parse, train_run
+from ojrs_jax.app.hydra import hydra_cli
+from ojrs_jax.run.train import parse, train_run
 
 
 def format_summary(s: dict) -> str:

@@ -4,7 +4,7 @@
     ojrs-train-any deployment=mobile general.epochs=2000
 
 Writes config.yaml, any_model.msgpack (for `ojrs-decide --deployment` and
-`ojrs_jax.any_scheduler.load_any_run`), metrics.csv and summary.json to the Hydra run directory.
+`ojrs_jax.run.any_scheduler.load_any_run`), metrics.csv and summary.json to the Hydra run directory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.config import hydra_cli, to_container
+from ojrs_jax.app.hydra import hydra_cli
+from ojrs_jax.core.settings import to_container
 from ojrs_jax.experiments.train_any import train_any_run
 
 

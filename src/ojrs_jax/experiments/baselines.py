@@ -17,23 +17,22 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ojrs_jax import env as env_mod
-from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import (
-    ConfigError,  # fmt: skip
+from ojrs_jax.core.io import write_csv
+from ojrs_jax.core.progress import bar, log_summary
+from ojrs_jax.core.settings import (
+    ConfigError,
     positive_int,
     positive_number,
     rename_settings,
     seed_value,
-    system_config,
 )
-from ojrs_jax.exact import TIME_LIMIT, exact_miqp
-from ojrs_jax.io import write_csv
-from ojrs_jax.p2 import P2_METHODS, solve_p2
-from ojrs_jax.progress import bar, log_summary
-from ojrs_jax.pso import PSOConfig, PSOParams, pso, pso_from_mapping
-from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
+from ojrs_jax.env import fixed as env_mod
+from ojrs_jax.search.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.search.pso import PSOConfig, PSOParams, pso, pso_from_mapping
+from ojrs_jax.system.exact import TIME_LIMIT, exact_miqp
+from ojrs_jax.system.p2 import P2_METHODS, solve_p2
+from ojrs_jax.system.scenario import Scenario, SystemConfig, make_scenario, system_config
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +161,13 @@ def run_baselines(
     `extra` adds deciders by name (the reproduction adds the trained OJRS pipeline), timed the
     same way as the built-in rules: one jitted call of decision + P2 per draw."""
     methods, draws, p2_method, time_limit = cfg.methods, cfg.draws, cfg.p2_method, cfg.time_limit
-    log.info("baselines: %s on %d draws (N = %d, M = %d)", ", ".join(methods), draws,
-             cfg.system.n_ue, cfg.system.n_mec)  # fmt: skip
+    log.info(
+        "baselines: %s on %d draws (N = %d, M = %d)",
+        ", ".join(methods),
+        draws,
+        cfg.system.n_ue,
+        cfg.system.n_mec,
+    )
     known = (*available_methods(), *(extra or {}))
     for m in methods:
         if m not in known:

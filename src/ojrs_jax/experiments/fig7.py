@@ -18,16 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
-from ojrs_jax import env as env_mod
-from ojrs_jax.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
-from ojrs_jax.baselines import greedy, random_decision
-from ojrs_jax.config import ConfigError, positive_int, seed_value, system_config
-from ojrs_jax.exact import TIME_LIMIT, exact_miqp, latency_np
-from ojrs_jax.io import write_csv
-from ojrs_jax.p2 import batched_latency
-from ojrs_jax.plots import save_figure
-from ojrs_jax.progress import bar, log_summary, phase
-from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario
+from ojrs_jax.core.io import write_csv
+from ojrs_jax.core.progress import bar, log_summary, phase
+from ojrs_jax.core.settings import ConfigError, positive_int, seed_value
+from ojrs_jax.env import fixed as env_mod
+from ojrs_jax.run.plots import save_figure
+from ojrs_jax.search.asa import ASAConfig, ASAParams, asa_from_mapping, asa_search, plain_sa
+from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.exact import TIME_LIMIT, exact_miqp, latency_np
+from ojrs_jax.system.p2 import batched_latency
+from ojrs_jax.system.scenario import Scenario, SystemConfig, make_scenario, system_config
 
 STARTS = ("random", "greedy")
 log = logging.getLogger(__name__)

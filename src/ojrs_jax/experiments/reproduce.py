@@ -1,15 +1,15 @@
 """The paper's experiments (Sec. V: Tables II-III, Figs. 3-10, NRR) as jobs of `ojrs-reproduce`.
 
 One job runs one experiment (`reproduce.kind`) and writes `result.json` plus its raw metrics and
-figures to its Hydra job directory; `ojrs_jax.results.aggregate` turns any set of such directories
-(a Hydra multirun sweep, or several) into one results folder of Markdown and CSV tables and PNG
-figures. Several training seeds run as one vmapped computation whose seed axis is sharded over a
-`jax.sharding.Mesh` of the available devices, so one GPU/TPU host keeps every device busy.
+figures to its Hydra job directory; `ojrs_jax.experiments.results.aggregate` turns any set of such
+directories (a Hydra multirun sweep, or several) into one results folder of Markdown and CSV tables
+and PNG figures. Several training seeds run as one vmapped computation whose seed axis is sharded
+over a `jax.sharding.Mesh` of the available devices, so one GPU/TPU host keeps every device busy.
 
 Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
 - NRR of a policy at an evaluation point = mean over a fixed held-out set of channel draws of
   L(reference) / L(policy decision) in float64, with the task weights in force at that point
-  (after t epochs, those of epoch t: `ojrs_jax.evaluation.weights_changed`); the reference
+  (after t epochs, those of epoch t: `ojrs_jax.run.evaluation.weights_changed`); the reference
   is the certified SCIP optimum (`vs exact`) or PSO (`vs PSO`, the paper's reference).
 - The policy is evaluated every `reproduce.eval_every` epochs. F-Best and F-Avg are the maximum
   and the mean of a seed's NRR over the evaluation points before the weight change (epoch 5000);
@@ -29,29 +29,28 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.asa import asa_from_mapping
-from ojrs_jax.config import (
+from ojrs_jax.agent.trainer import Env
+from ojrs_jax.core.io import atomic_write_text, write_csv, write_npz
+from ojrs_jax.core.progress import phase
+from ojrs_jax.core.settings import (
     ConfigError,
     integer,
     positive_int,
     positive_number,
     rename_settings,
     split_settings,
-    system_config,
-    to_container,  # fmt: skip
+    to_container,
 )
-from ojrs_jax.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
-from ojrs_jax.exact import TIME_LIMIT
-from ojrs_jax.io import atomic_write_text, write_csv, write_npz
-from ojrs_jax.loop import SeedRun, train_seeds
-from ojrs_jax.pipeline import RunSpec, build, pretrain_sae
-from ojrs_jax.progress import phase
-from ojrs_jax.pso import pso_from_mapping
-from ojrs_jax.results import job_summary
-from ojrs_jax.sae import SAEConfig
-from ojrs_jax.scenario import sample_channels
-from ojrs_jax.tracking import open_writer, tensorboard_setting
-from ojrs_jax.train import Env
+from ojrs_jax.experiments.results import job_summary
+from ojrs_jax.run.build import RunSpec, build, pretrain_sae
+from ojrs_jax.run.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
+from ojrs_jax.run.loop import SeedRun, train_seeds
+from ojrs_jax.run.tracking import open_writer, tensorboard_setting
+from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.search.asa import asa_from_mapping
+from ojrs_jax.search.pso import pso_from_mapping
+from ojrs_jax.system.exact import TIME_LIMIT
+from ojrs_jax.system.scenario import sample_channels, system_config
 
 KINDS = ("table2", "table3", "drl", "sae", "fig7")
 log = logging.getLogger(__name__)
@@ -318,8 +317,9 @@ def run_fig7_study(c: dict, out: Path) -> dict[str, Any]:
 
     asa_cfg, asa_par = asa_from_mapping(c.get("asa", {}) or {})
     (own,) = split_settings(dict(c.get("fig7", {}) or {}), "fig7", Fig7Config)
-    fcfg = Fig7Config(system=system_config(c), asa=asa_cfg, asa_params=asa_par,
-                      seed=integer(c, "seed", ""), **own)  # fmt: skip
+    fcfg = Fig7Config(
+        system=system_config(c), asa=asa_cfg, asa_params=asa_par, seed=integer(c, "seed", ""), **own
+    )
     s = run_fig7(fcfg, out)
     return {"kind": "fig7", **s}
 
@@ -371,7 +371,7 @@ def _scenario_info(spec: RunSpec) -> dict[str, Any]:
             "lam": t.lam,
             "updates": t.updates,
             "buffer": t.buffer,
-        },  # fmt: skip
+        },
     }
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ojrs_jax.core.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.experiments.sae_study import COLORS, LABELS
-from ojrs_jax.io import atomic_write_text, write_csv, write_npz
-from ojrs_jax.plots import save_figure
+from ojrs_jax.run.plots import save_figure
 
 
 def summary_json(r: dict) -> dict:
@@ -56,8 +56,11 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
         acc = m["curves"]["test_acc"]
         ax.plot(np.arange(1, len(acc) + 1), 100 * acc, color=COLORS.get(n), label=LABELS.get(n, n))
     ax.axhline(100 * r["pca_bound"]["acc"], color="gray", ls="--", label="best linear code (PCA)")
-    ax.set(xlabel="training step", ylabel="held-out accuracy Acc (%)",
-           title=f"Fig. 3: reconstruction accuracy, {scen}")  # fmt: skip
+    ax.set(
+        xlabel="training step",
+        ylabel="held-out accuracy Acc (%)",
+        title=f"Fig. 3: reconstruction accuracy, {scen}",
+    )
     lo = min(
         100 * m["curves"]["test_acc"][len(m["curves"]["test_acc"]) // 10] for m in models.values()
     )
@@ -78,8 +81,11 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
         ax.plot(steps, c["loss"], color=col, alpha=0.4, label=f"{lab} train (minibatch)")
         ax.plot(steps, c["test_loss"], color=col, lw=2, label=f"{lab} test")
     ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel="MSE loss (x = h / mean path gain)",
-           title=f"Fig. 4: training and test loss, {scen}")  # fmt: skip
+    ax.set(
+        xlabel="training step",
+        ylabel="MSE loss (x = h / mean path gain)",
+        title=f"Fig. 4: training and test loss, {scen}",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     save_figure(fig, out / "fig4_loss.png")
@@ -97,8 +103,13 @@ def figures(r: dict, out: Path, bins: int) -> list[Path]:
         for off, split in ((0.0, "train"), (0.5, "test")):
             e = np.minimum(errs[name][split], edges[-1] - 1e-12)  # last bin holds the tail
             frac = np.histogram(e, edges)[0] / e.size
-            ax.bar(edges[:-1] + off * width, frac, width=width / 2, align="edge",
-                   label=f"{split} (mean {errs[name][split].mean():.3f})")  # fmt: skip
+            ax.bar(
+                edges[:-1] + off * width,
+                frac,
+                width=width / 2,
+                align="edge",
+                label=f"{split} (mean {errs[name][split].mean():.3f})",
+            )
         ax.set(
             xlabel=f"per-entry |h - hhat| / mean path gain (last bar: >= {edges[-2]:.2f})",
             ylabel="fraction of entries",
@@ -120,17 +131,48 @@ def write_outputs(r: dict, out: Path) -> list[Path]:
     for n, m in r["models"].items():
         c = m["curves"]
         for t in range(len(c["loss"])):
-            rows.append((t + 1, n, float(c["loss"][t]), float(c["mse"][t]), float(c["rel"][t]),
-                         float(c["test_loss"][t]), float(c["test_acc"][t])))  # fmt: skip
-    paths.append(write_csv(out / "loss_curves.csv",
-                           ["step", "model", "train_loss", "train_mse", "train_rel", "test_loss",
-                            "test_acc"], rows))  # fmt: skip
-    cols = ["n_mec", "acc", "acc_std", "cr", "per_ue_acc", "rel_err", "nmse_db", "pca_acc",
-            "paper_style_acc", "paper_style_mean_acc", "paper_style_skill", "fidelity_nrr",
-            "fidelity_same_option", "steps", "paper_acc"]  # fmt: skip
-    paths.append(write_csv(out / "table3.csv", cols,
-                           [[row[c] for c in cols] for row in r["table3"]]))  # fmt: skip
-    paths.append(write_npz(out / "errors.npz", **{
-        f"{n}_{s}": e[s] for n, e in r["errors"].items() for s in ("train", "test")
-    }))  # fmt: skip
+            rows.append(
+                (
+                    t + 1,
+                    n,
+                    float(c["loss"][t]),
+                    float(c["mse"][t]),
+                    float(c["rel"][t]),
+                    float(c["test_loss"][t]),
+                    float(c["test_acc"][t]),
+                )
+            )
+    paths.append(
+        write_csv(
+            out / "loss_curves.csv",
+            ["step", "model", "train_loss", "train_mse", "train_rel", "test_loss", "test_acc"],
+            rows,
+        )
+    )
+    cols = [
+        "n_mec",
+        "acc",
+        "acc_std",
+        "cr",
+        "per_ue_acc",
+        "rel_err",
+        "nmse_db",
+        "pca_acc",
+        "paper_style_acc",
+        "paper_style_mean_acc",
+        "paper_style_skill",
+        "fidelity_nrr",
+        "fidelity_same_option",
+        "steps",
+        "paper_acc",
+    ]
+    paths.append(
+        write_csv(out / "table3.csv", cols, [[row[c] for c in cols] for row in r["table3"]])
+    )
+    paths.append(
+        write_npz(
+            out / "errors.npz",
+            **{f"{n}_{s}": e[s] for n, e in r["errors"].items() for s in ("train", "test")},
+        )
+    )
     return paths

@@ -3,8 +3,8 @@
 Draws `train_draws` and `test_draws` independent channel epochs of the configured scenario,
 trains the `sae` model and the `compare` variants (same settings; variant, depth and loss from
 conf/sae/<name>.yaml) with T_SAE Adam steps each, and reports on the held-out channels the
-reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae`), the per-UE accuracy and relative
-error, and CR; the three accuracy figures of `ojrs_jax.sae_metrics` (WAPE over
+reconstruction accuracy Acc (1 - WAPE, see `ojrs_jax.sae.model`), the per-UE accuracy and relative
+error, and CR; the three accuracy figures of `ojrs_jax.sae.metrics` (WAPE over
 `deployment_seeds`, paper-style Acc beside the mean predictor, decision fidelity on
 `fidelity_draws` certified draws). As a yardstick it also reports the best *linear* code of the
 same width (PCA of h / gbar). With `sae.max_steps` > 0 every model trains to its plateau.
@@ -29,17 +29,26 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ojrs_jax import incremental, ring, sae, sae_metrics
-from ojrs_jax.config import (
-    ConfigError,  # fmt: skip
+from ojrs_jax.core import ring
+from ojrs_jax.core.progress import bar, log_summary
+from ojrs_jax.core.settings import (
+    ConfigError,
     positive_int,
     rename_settings,
     seed_value,
-    system_config,
     to_container,
 )
-from ojrs_jax.progress import bar, log_summary
-from ojrs_jax.scenario import Scenario, SystemConfig, make_scenario, sample_channels
+from ojrs_jax.sae import channel_map, incremental
+from ojrs_jax.sae import metrics as sae_metrics
+from ojrs_jax.sae import model as sae
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.system.scenario import (
+    Scenario,
+    SystemConfig,
+    make_scenario,
+    sample_channels,
+    system_config,
+)
 
 PRESET_FIELDS = ("variant", "layers", "hidden", "gamma1", "gamma2")  # what a comparison changes
 LABELS = {"ae": "AE", "sae": "SAE", "2r_sae": "2r-SAE"}
@@ -168,8 +177,8 @@ def fit(
     Returns the parameters of seed 0, per-step curves averaged over seeds, and held-out and
     training metrics as the mean over seeds with their standard deviation (`*_std`).
     """
-    stats = sae.channel_stats(scn, model.preprocess)
-    x_tr, x_te = sae.preprocess(h_tr, stats), sae.preprocess(h_te, stats)
+    stats = channel_map.channel_stats(scn, model.preprocess)
+    x_tr, x_te = channel_map.preprocess(h_tr, stats), channel_map.preprocess(h_te, stats)
     n_in = x_tr.shape[-1]
     x_tr_eval = x_tr[: x_te.shape[0]]  # training-set metrics on as many channels as the test set
 
@@ -177,7 +186,7 @@ def fit(
     @functools.partial(jax.vmap, in_axes=(0, None, None, None, None))
     def one(k, x_tr, x_te, x_tr_eval, stats):
         k_init, k_train = jax.random.split(k)
-        params, curves = sae.train_sae(
+        params, curves = sae_train.train_sae(
             k_train, model, sae.init_sae(k_init, model, n_in, scn.n_mec), x_tr, stats, x_te
         )
         test = sae.evaluate(params, model, x_te, stats)
@@ -185,7 +194,7 @@ def fit(
 
     @functools.partial(jax.vmap, in_axes=(0, 0, 0, None, None, None))
     def chunk(k, params, opt_state, x_tr, x_te, stats):
-        return sae.train_chunk(k, model, params, opt_state, x_tr, stats, x_te)
+        return sae_train.train_chunk(k, model, params, opt_state, x_tr, stats, x_te)
 
     @functools.partial(jax.vmap, in_axes=(0, None, None, None))
     def final(params, x_te, x_tr_eval, stats):
@@ -197,15 +206,15 @@ def fit(
     if model.max_steps:  # chunks of T_SAE steps until the seeds' mean held-out loss plateaus
         keys = jax.random.split(key, n_seeds)
         p0 = jax.vmap(lambda k: sae.init_sae(jax.random.split(k)[0], model, n_in, scn.n_mec))(keys)
-        o0 = jax.vmap(sae.optimizer(model).init)(p0)
+        o0 = jax.vmap(sae_train.optimizer(model).init)(p0)
         step = jax.jit(chunk)
 
         def run(k, carry):
             p, o, m = step(jax.random.split(k, n_seeds), *carry, x_tr, x_te, stats)
             return (p, o), m
 
-        (params, _), curves, steps = sae.run_to_plateau(
-            jax.random.fold_in(key, 1), model, run, (p0, o0), sae.decay_carry
+        (params, _), curves, steps = sae_train.run_to_plateau(
+            jax.random.fold_in(key, 1), model, run, (p0, o0), sae_train.decay_carry
         )
         test, train = jax.block_until_ready(jax.jit(final)(params, x_te, x_tr_eval, stats))
     else:
@@ -222,8 +231,11 @@ def fit(
         }
 
     acc = float(np.mean(np.asarray(test["acc"])))
-    log_summary(log, f"fit {model.variant} (N = {scn.n_ue}, M = {scn.n_mec}, {n_seeds} seeds)",
-                {"steps": steps, "held-out Acc": acc, "seconds": seconds})  # fmt: skip
+    log_summary(
+        log,
+        f"fit {model.variant} (N = {scn.n_ue}, M = {scn.n_mec}, {n_seeds} seeds)",
+        {"steps": steps, "held-out Acc": acc, "seconds": seconds},
+    )
     return {
         "config": model,
         "stats": stats,
@@ -238,9 +250,11 @@ def fit(
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _entry_errors(params, model: sae.SAEConfig, h: jax.Array, st: sae.ChannelStats) -> jax.Array:
-    hh = sae.postprocess(sae.reconstruct(params, model, sae.preprocess(h, st)), st)
-    return sae.normalised_errors(h, hh, st)
+def _entry_errors(
+    params, model: sae.SAEConfig, h: jax.Array, st: channel_map.ChannelStats
+) -> jax.Array:
+    hh = channel_map.postprocess(sae.reconstruct(params, model, channel_map.preprocess(h, st)), st)
+    return channel_map.normalised_errors(h, hh, st)
 
 
 def entry_errors(res: dict, h: jax.Array, n: int) -> np.ndarray:
@@ -251,12 +265,12 @@ def entry_errors(res: dict, h: jax.Array, n: int) -> np.ndarray:
 def reconstruction(res: dict, h: jax.Array) -> np.ndarray:
     """hhat (E, N, M) of the seed-0 model of a `fit` result, in physical units."""
     model, st = res["config"], res["stats"]
-    x = sae.preprocess(h, st)
-    return np.asarray(sae.postprocess(sae.reconstruct(res["params"], model, x), st))
+    x = channel_map.preprocess(h, st)
+    return np.asarray(channel_map.postprocess(sae.reconstruct(res["params"], model, x), st))
 
 
 def figures_of(res: dict, scn: Scenario, h_tr, h_te, draws: int, a_opt=None) -> dict:
-    """The three accuracy figures (`ojrs_jax.sae_metrics`) of a `fit` result's seed-0 model."""
+    """The three accuracy figures (`ojrs_jax.sae.metrics`) of a `fit` result's seed-0 model."""
     return sae_metrics.three_figures(scn, h_tr, h_te, reconstruction(res, h_te), draws, a_opt)
 
 
@@ -286,7 +300,7 @@ def incremental_run(
 ) -> dict[str, float]:
     """Stream channels through incremental learning from the trained model (Algorithm 1)."""
     model, st = res["config"], res["stats"]
-    xs, x_te = sae.preprocess(h_stream, st), sae.preprocess(h_te, st)
+    xs, x_te = channel_map.preprocess(h_stream, st), channel_map.preprocess(h_te, st)
     state = incremental.incremental_init(model, res["params"], xs.shape[-1])
 
     @jax.jit
@@ -358,19 +372,24 @@ def run_sae(sys_cfg: SystemConfig, model: sae.SAEConfig, run: RunSettings) -> di
         g_m = float(jnp.mean(res["stats"].gain))
         f_m = figures_of(res, scn_m, ht, he, run.fidelity_draws)
         f_m.get("fidelity", {}).pop("a_opt", None)
-        table.append({
-            "n_mec": m,
-            "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.state_width(sys_cfg.n_ue)),
-            **{k: res["test"][k] for k in ("acc", "acc_std", "per_ue_acc", "rel_err", "nmse_db")},
-            "pca_acc": pca_bound(ht, he, model.state_width(sys_cfg.n_ue), g_m)["acc"],
-            "paper_style_acc": f_m["paper"]["acc"],
-            "paper_style_mean_acc": f_m["paper"]["mean_acc"],
-            "paper_style_skill": f_m["paper"]["skill"],
-            "fidelity_nrr": f_m.get("fidelity", {}).get("nrr"),
-            "fidelity_same_option": f_m.get("fidelity", {}).get("same_option"),
-            "steps": res["steps"],
-            "paper_acc": PAPER_ACC.get(m),
-        })  # fmt: skip
+        table.append(
+            {
+                "n_mec": m,
+                "cr": sae.compression_ratio(sys_cfg.n_ue, m, model.state_width(sys_cfg.n_ue)),
+                **{
+                    k: res["test"][k]
+                    for k in ("acc", "acc_std", "per_ue_acc", "rel_err", "nmse_db")
+                },
+                "pca_acc": pca_bound(ht, he, model.state_width(sys_cfg.n_ue), g_m)["acc"],
+                "paper_style_acc": f_m["paper"]["acc"],
+                "paper_style_mean_acc": f_m["paper"]["mean_acc"],
+                "paper_style_skill": f_m["paper"]["skill"],
+                "fidelity_nrr": f_m.get("fidelity", {}).get("nrr"),
+                "fidelity_same_option": f_m.get("fidelity", {}).get("same_option"),
+                "steps": res["steps"],
+                "paper_acc": PAPER_ACC.get(m),
+            }
+        )
     pbar.close()
     inc = None
     if run.incremental_epochs:

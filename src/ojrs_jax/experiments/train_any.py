@@ -1,9 +1,9 @@
 """One run of `ojrs-train-any`: a feature policy trained over a deployment distribution (Alg. 3).
 
 Writes to `run_dir`: any_model.msgpack after every chunk (a run stopped early leaves a usable
-scheduler for `ojrs-decide --deployment` and `ojrs_jax.any_scheduler.load_any_run`),
+scheduler for `ojrs-decide --deployment` and `ojrs_jax.run.any_scheduler.load_any_run`),
 metrics.csv (one row per epoch), summary.json, and with `tensorboard=true` the per-epoch
-metrics for TensorBoard (`ojrs_jax.tracking`).
+metrics for TensorBoard (`ojrs_jax.run.tracking`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ojrs_jax.any_scheduler import save_any_run
-from ojrs_jax.config import seed_value, system_config
-from ojrs_jax.deployment import DeploymentConfig, make_sampler
-from ojrs_jax.general import AnyTrainConfig, make_any_trainer
-from ojrs_jax.io import atomic_write_text, write_csv
-from ojrs_jax.progress import bar, log_summary
-from ojrs_jax.rundir import writing
-from ojrs_jax.tracking import open_writer, tensorboard_setting
+from ojrs_jax.agent.general import AnyTrainConfig, make_any_trainer
+from ojrs_jax.core.io import atomic_write_text, write_csv
+from ojrs_jax.core.progress import bar, log_summary
+from ojrs_jax.core.settings import seed_value
+from ojrs_jax.run.any_scheduler import save_any_run
+from ojrs_jax.run.rundir import writing
+from ojrs_jax.run.tracking import open_writer, tensorboard_setting
+from ojrs_jax.system.deployment import DeploymentConfig, make_sampler
+from ojrs_jax.system.scenario import system_config
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,13 @@ def _train_any(c, run_dir, progress, sys_cfg, dcfg, gcfg, seed, tensorboard) -> 
                 # the model after every chunk: a run stopped early leaves a usable scheduler
                 save_any_run(run_dir, c, state.policy)
                 ratio = float(np.mean(m["ratio"][-100:]))
-                log.info("epoch %d/%d: %.0f s, policy/ASA ratio %.4f", int(state.epoch), total,
-                         time.perf_counter() - t0, ratio)  # fmt: skip
+                log.info(
+                    "epoch %d/%d: %.0f s, policy/ASA ratio %.4f",
+                    int(state.epoch),
+                    total,
+                    time.perf_counter() - t0,
+                    ratio,
+                )
                 pbar.update(chunk)
                 pbar.set_postfix(ratio=f"{ratio:.4f}")
     finally:
@@ -75,8 +81,11 @@ def _train_any(c, run_dir, progress, sys_cfg, dcfg, gcfg, seed, tensorboard) -> 
     flat = {k: np.concatenate(v) for k, v in metrics.items()}
     save_any_run(run_dir, c, state.policy)
     cols = list(flat)
-    write_csv(run_dir / "metrics.csv", ["epoch", *cols],
-              ([e, *(flat[k][e].item() for k in cols)] for e in range(total)))  # fmt: skip
+    write_csv(
+        run_dir / "metrics.csv",
+        ["epoch", *cols],
+        ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
+    )
     last = slice(max(0, total - 500), total)
     summary = {
         "epochs": total,

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.any_scheduler import (
+from ojrs_jax.run.any_scheduler import (
     AnyScheduler,
     cell_config,
     cell_decisions,
@@ -24,15 +24,16 @@ from ojrs_jax.any_scheduler import (
     cell_key,
     score_draws,
 )
-from ojrs_jax.deployment import Deployment, DeploymentConfig, rayleigh
-from ojrs_jax.experiments.train_run import compose_config
-from ojrs_jax.loop import run_chunks
-from ojrs_jax.pipeline import build, initial_sae
-from ojrs_jax.scheduler import make_scheduler
+from ojrs_jax.run.build import build, initial_sae
+from ojrs_jax.run.loop import run_chunks
+from ojrs_jax.run.scheduler import make_scheduler
+from ojrs_jax.run.train import compose_config
+from ojrs_jax.system.deployment import Deployment, DeploymentConfig, rayleigh
 
 
-def cell_deployment(sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int,
-                    d: int) -> Deployment:  # fmt: skip
+def cell_deployment(
+    sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int, d: int
+) -> Deployment:
     """Draw d of cell (n, m): the deployment `eval_cell(..., seed)` scores as its draw d."""
     return cell_draw(cell_key(seed, n, m, d), cell_config(dcfg, n, m), sched.sys)[0]
 
@@ -62,10 +63,19 @@ def train_on(
 
 
 def tuned_beside(
-    sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int, d: int,
-    channels: int, overrides: list[str] | None = None, exact: bool = True,
-    time_limit: float = 60.0, asa_iter: int = 100, moves: float = 5.0,
-) -> dict:  # fmt: skip
+    sched: AnyScheduler,
+    dcfg: DeploymentConfig,
+    n: int,
+    m: int,
+    seed: int,
+    d: int,
+    channels: int,
+    overrides: list[str] | None = None,
+    exact: bool = True,
+    time_limit: float = 60.0,
+    asa_iter: int = 100,
+    moves: float = 5.0,
+) -> dict:
     """Draw d of cell (n, m): its own `train=main` scheduler and the any-deployment policy on
     `channels` held-out Rayleigh draws of it, with Greedy and ASA from Greedy (`asa_iter`
     iterations, K = 128, about `moves` UEs changed per neighbour)."""
@@ -82,8 +92,10 @@ def tuned_beside(
 
         return jax.lax.map(lambda x: one(*x), (jax.random.split(k_a, H.shape[0]), H))
 
-    acts = {("any_policy" if k == "policy" else k): v
-            for k, v in jax.block_until_ready(searched(H)).items()}  # fmt: skip
+    acts = {
+        ("any_policy" if k == "policy" else k): v
+        for k, v in jax.block_until_ready(searched(H)).items()
+    }
     acts["tuned_policy"] = np.asarray(tuned.pipeline(H)[0])
     out: dict[str, Any] = {"n_ue": n, "n_mec": m, "deployment": d, "channels": channels, **info}
     scn = jax.tree.map(np.asarray, dep.scn)  # on the host once for every draw's scoring

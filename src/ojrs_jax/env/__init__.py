@@ -1,0 +1,1 @@
+"""The offloading task as gymnax environments (paper Sec. III and the MDP of Sec. IV.C)."""

@@ -1,0 +1,106 @@
+"""Offline study of the SAE code as the DRL state (paper Sec. IV.B-C, eqs. 19-25).
+
+Separates what the code can carry from what DRL makes of it:
+- `fit_autoencoder`: the SAE trained by its own loss (eq. 23, or MSE) to the plateau rule of
+  `sae.run_to_plateau`, returning the reconstruction of held-out channels;
+- `asa_labels`: the searched actions a* = ASA(Greedy, h) (Algorithm 2) for training channels;
+- `train_offline`: the policy of eq. 24 fitted to those labels by eq. 25 (cross-entropy plus
+  lambda/2 ||theta||^2) on the code, the ceiling of what DRL with the same labels can learn;
+- `certified_nrr`: mean over draws of L(exact optimum) / L(decision), both in float64.
+The code's decision fidelity (the optimum on the reconstruction) is in `ojrs_jax.sae.metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ojrs_jax.agent.policy import cross_entropy, params_norm_sq
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae_mod
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.search.asa import ASAParams, asa_search
+from ojrs_jax.search.baselines import greedy
+from ojrs_jax.system.exact import latency_np
+from ojrs_jax.system.scenario import Scenario
+
+
+def fit_autoencoder(
+    key: jax.Array,
+    cfg: sae_mod.SAEConfig,
+    scn: Scenario,
+    h_train: jax.Array,
+    h_val: jax.Array,
+) -> dict[str, Any]:
+    """Train one SAE on h_train (E, N, M) to the plateau of its loss on h_val; returns params,
+    stats, curves, steps taken, and the reconstruction `h_hat` of h_val (in physical units)."""
+    stats = channel_map.channel_stats(scn, cfg.preprocess)
+    x, x_val = channel_map.preprocess(h_train, stats), channel_map.preprocess(h_val, stats)
+    k_init, k_fit = jax.random.split(key)
+    params = sae_mod.init_sae(k_init, cfg, x.shape[-1], scn.n_mec)
+    params, curves, steps = sae_train.train_sae_converged(k_fit, cfg, params, x, stats, x_val)
+    h_hat = channel_map.postprocess(sae_mod.reconstruct(params, cfg, x_val), stats)
+    return {"params": params, "stats": stats, "curves": curves, "steps": steps, "h_hat": h_hat}
+
+
+def asa_labels(
+    key: jax.Array, scn: Scenario, h: jax.Array, t_sa: int = 50, k: int = 128
+) -> jax.Array:
+    """a* (E, N) = ASA started at Greedy, `t_sa` iterations of K neighbours, per channel."""
+    a0 = greedy(scn)
+    params = ASAParams()
+
+    @jax.jit
+    def run(keys, h):
+        def one(kk, hh):
+            return asa_search(kk, scn, hh, a0, jnp.asarray(t_sa), params, k=k, max_iter=t_sa)[0]
+
+        return jax.lax.map(lambda args: one(*args), (keys, h), batch_size=64)
+
+    return run(jax.random.split(key, h.shape[0]), h)
+
+
+def train_offline(
+    key: jax.Array,
+    net: Any,
+    states: jax.Array,
+    labels: jax.Array,
+    steps: int = 3000,
+    batch: int = 256,
+    learning_rate: float = 1e-3,
+    lam: float = 1e-4,
+) -> Any:
+    """Fit the policy `net` to (states (E, D), labels (E, N)) by Adam on eq. 25."""
+    k_init, k_fit = jax.random.split(key)
+    params = net.init(k_init, states[0])
+    opt = optax.adam(learning_rate)
+
+    def loss(p, s, a):
+        return cross_entropy(net, p, s, a) + 0.5 * lam * params_norm_sq(p)
+
+    @jax.jit
+    def fit(params, k_fit):
+        def body(carry, k):
+            p, o = carry
+            idx = jax.random.randint(k, (batch,), 0, states.shape[0])
+            g = jax.grad(loss)(p, states[idx], labels[idx])
+            u, o = opt.update(g, o, p)
+            return (optax.apply_updates(p, u), o), None
+
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(k_fit, steps))
+        return p
+
+    return fit(params, k_fit)
+
+
+def certified_nrr(scn: Scenario, h: Any, a: Any, a_opt: Any) -> dict[str, float]:
+    """NRR = mean L(a_opt) / L(a) over draws h (E, N, M), decisions a and optima a_opt (E, N)."""
+    h, a, a_opt = np.asarray(h, np.float64), np.asarray(a), np.asarray(a_opt)
+    lo = np.array([latency_np(scn, h[e], a_opt[e]) for e in range(h.shape[0])])
+    la = np.array([latency_np(scn, h[e], a[e]) for e in range(h.shape[0])])
+    r = lo / la
+    return {"nrr": float(r.mean()), "nrr_p10": float(np.percentile(r, 10))}

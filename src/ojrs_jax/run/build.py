@@ -1,0 +1,145 @@
+"""A run from its config: typed settings, scenario and trainer, and the 2r-SAE pretraining.
+
+Used by `ojrs-train`, the notebooks and the reproduction jobs, so that each
+of them builds a run the same way from one plain config dict (the resolved Hydra config):
+
+    spec = build(cfg)                          # typed configs + scenario + trainer
+    sae_params, sae_metrics = pretrain_sae(key, spec)
+    env = spec.env(key_env)
+    state, metrics = spec.trainer.train(key, env, sae_params)
+    report = evaluate_run(spec.trainer, state, env, key_eval)  # ojrs_jax.run.evaluation
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ojrs_jax.agent.trainer import Env, TrainConfig, Trainer, make_env, make_trainer
+from ojrs_jax.core.progress import log_summary
+from ojrs_jax.core.settings import positive_int, seed_value, to_container
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae_mod
+from ojrs_jax.sae import train as sae_train
+from ojrs_jax.system.scenario import Scenario, make_scenario, sample_channels, system_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything static about a run, derived once from the config."""
+
+    cfg: dict  # the resolved config as plain dicts
+    scn: Scenario
+    sae_cfg: sae_mod.SAEConfig
+    train_cfg: TrainConfig
+    trainer: Trainer
+    seed: int
+    pretrain_draws: int
+
+    def keys(self) -> dict[str, jax.Array]:
+        """The run's independent streams, all from `seed`."""
+        names = ("sae", "env", "train", "eval")
+        return dict(
+            zip(names, jax.random.split(jax.random.key(self.seed), len(names)), strict=True)
+        )
+
+    def env(self, key: jax.Array | None = None) -> Env:
+        return make_env(
+            self.keys()["env"] if key is None else key, self.scn, self.train_cfg, self.sae_cfg
+        )
+
+
+def build(cfg: Any) -> RunSpec:
+    """Typed, validated pieces of a run from the Hydra config (or an equivalent dict)."""
+    c = to_container(cfg)
+    sys_cfg = system_config(c)
+    sae_cfg = sae_mod.SAEConfig.from_mapping(dict(c.get("sae", {}) or {}))
+    train_cfg = TrainConfig.from_mapping(
+        dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
+    )
+    seed = seed_value(c)
+    pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
+    scn = make_scenario(sys_cfg)
+    trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)
+    return RunSpec(c, scn, sae_cfg, train_cfg, trainer, seed, pre)
+
+
+def initial_sae(key: jax.Array, spec: RunSpec) -> tuple[Any, dict]:
+    """The SAE a run starts from: pretrained (`pretrain_sae`) when the policy reads its code
+    (train.state=sae); otherwise untrained, since the policy reads the channel and the code only
+    fills the state's slot."""
+    if spec.train_cfg.state == "sae":
+        return pretrain_sae(key, spec)
+    n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
+    return sae_mod.init_sae(key, spec.sae_cfg, n_ue * n_mec, n_mec), {
+        "seconds": 0.0,
+        "pretrained": False,
+    }
+
+
+def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any, dict]:
+    """Train the SAE offline on sampled channels (T_SAE Adam steps, or chunks of them up to the
+    plateau of the held-out loss when `sae.max_steps` > 0); report held-out metrics."""
+    k_data, k_test, k_init, k_fit = jax.random.split(key, 4)
+    stats = channel_map.channel_stats(spec.scn, spec.sae_cfg.preprocess)
+    x = channel_map.preprocess(sample_channels(k_data, spec.scn, spec.pretrain_draws), stats)
+    x_test = channel_map.preprocess(sample_channels(k_test, spec.scn, n_test), stats)
+    n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
+    cfg = spec.sae_cfg
+    chosen: dict[str, Any] = {}
+    log.info(
+        "SAE pretraining: %s, %s steps on %d channels, %d initialisation(s) ...",
+        cfg.variant,
+        f"up to {cfg.max_steps}" if cfg.max_steps else cfg.steps,
+        spec.pretrain_draws,
+        cfg.restarts,
+    )
+    t0 = time.perf_counter()
+    if cfg.restarts > 1:  # initialisation r > 0 from fold_in(k_init, r); r = 0 is the default's
+        inits = [k_init] + [jax.random.fold_in(k_init, r) for r in range(1, cfg.restarts)]
+        starts = [sae_mod.init_sae(k, cfg, n_ue * n_mec, n_mec) for k in inits]
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *starts)
+        params, curves, steps, scores = sae_train.train_best_of(
+            k_fit, cfg, stacked, x, stats, x_test
+        )
+        best = int(np.argmin(scores))
+        chosen = {"restart": best, "restart_losses": [float(v) for v in scores]}
+        log.info(
+            "SAE restarts: final held-out losses %s, initialisation %d kept",
+            [round(float(v), 4) for v in scores],
+            best,
+        )
+    elif cfg.max_steps:
+        params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
+        params, curves, steps = sae_train.train_sae_converged(k_fit, cfg, params, x, stats, x_test)
+    else:
+        params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
+        params, curves = sae_train.train_sae(k_fit, cfg, params, x, stats)
+        steps = cfg.steps
+    jax.block_until_ready(params)
+    seconds = time.perf_counter() - t0
+    held_out = {
+        k: float(v) for k, v in sae_mod.evaluate(params, spec.sae_cfg, x_test, stats).items()
+    }
+    cr = sae_mod.compression_ratio(n_ue, n_mec, spec.sae_cfg.state_width(n_ue))
+    log_summary(
+        log,
+        "SAE pretraining done",
+        {"steps": steps, "seconds": seconds, "held-out Acc": held_out.get("acc"), "CR": cr},
+    )
+    return params, {
+        **held_out,
+        "cr": cr,
+        "steps": steps,
+        **chosen,
+        "seconds": seconds,
+        "loss_curve": np.asarray(curves["loss"]),
+    }

@@ -1,0 +1,208 @@
+"""One training run of `ojrs-train`: pretrain the 2r-SAE, run Algorithm 3, evaluate (Sec. V).
+
+Writes to `run_dir`: config.yaml, scenario.json (+ scenario_start.json), checkpoint/ (state after
+each chunk; `resume=True` continues a killed run), model.msgpack (for `ojrs-decide`), metrics.csv
+(one row per epoch), summary.json and the figures reward.png, loss.png and t_sa.png (paper
+Figs. 8-10). The run directory's lock (`rundir.writing`) is held for the whole job, so a second
+process on the same directory is refused. `resume=True` on a finished run (a checkpoint at the
+last epoch and a readable summary.json) writes nothing and returns the saved summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ojrs_jax.core.io import atomic_write_text, write_csv
+from ojrs_jax.core.progress import log_summary, phase
+from ojrs_jax.core.settings import (
+    ConfigError,
+    positive_int,
+    positive_number,
+    rename_overrides,
+    rename_settings,
+    to_container,
+)
+from ojrs_jax.run.build import RunSpec, build, initial_sae
+from ojrs_jax.run.checkpoint import load_state, save_model
+from ojrs_jax.run.evaluation import epochs_to_stable, evaluate_run, scenario_at
+from ojrs_jax.run.loop import run_chunks
+from ojrs_jax.run.plots import plot_training
+from ojrs_jax.run.rundir import resume_point, writing
+from ojrs_jax.run.tracking import open_writer, tensorboard_setting
+from ojrs_jax.system.exact import TIME_LIMIT
+from ojrs_jax.system.scenario import save_scenario
+
+log = logging.getLogger(__name__)
+
+RESUME_IGNORES = ("resume", "progress", "eval", "tensorboard")  # a resume may change them
+
+
+def finished_summary(run_dir: Path, at: int | None, total: int) -> dict | None:
+    """The saved summary of a run whose checkpoint is at its last epoch, else None."""
+    if at is None or at < total:
+        return None
+    try:
+        s = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):  # killed after training, before the summary: finish it
+        return None
+    return s if isinstance(s, dict) and s.get("epochs") == total else None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The job settings of `ojrs-train` beside the run's model: the `eval` group, `tensorboard`
+    and `progress` (typed; the defaults are conf/train.yaml's, checked by tests/test_defaults)."""
+
+    draws: int = 1000  # eval.draws: held-out channel draws of the final evaluation
+    exact: bool = True  # eval.exact: certify NRR against the SCIP optimum on each draw
+    time_limit: float = TIME_LIMIT  # eval.time_limit: SCIP time limit per draw, s
+    tensorboard: bool = False  # per-epoch metrics to <run dir>/tensorboard
+    progress: bool = False  # force the progress bar even when stderr is not a terminal
+
+    @classmethod
+    def from_mapping(cls, c: dict) -> RunOptions:
+        """From the resolved `ojrs-train` config; every value is checked before anything runs."""
+        ev = dict(c.get("eval", {}) or {})
+        if not isinstance(ev.get("exact", True), bool):
+            raise ConfigError(f"eval.exact must be true or false, got {ev['exact']!r}")
+        if not isinstance(c.get("progress", False), bool):
+            raise ConfigError(f"progress must be true or false, got {c['progress']!r}")
+        return cls(
+            draws=positive_int({"draws": cls.draws, **ev}, "draws", "eval."),
+            exact=ev.get("exact", True),
+            time_limit=positive_number(ev, "time_limit", "eval.", TIME_LIMIT),
+            tensorboard=tensorboard_setting(c.get("tensorboard", False)),
+            progress=c.get("progress", False),
+        )
+
+
+def parse(cfg: DictConfig | dict) -> tuple[RunSpec, RunOptions]:
+    """The typed run (`pipeline.build`) and job options of an `ojrs-train` config, converted once
+    at the entry point and checked before anything is written."""
+    c = to_container(cfg)
+    return build(c), RunOptions.from_mapping(c)
+
+
+def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = False) -> dict:
+    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
+    run_dir = Path(run_dir)
+    with writing(run_dir):
+        total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+        at = resume_point(run_dir, spec.cfg, RESUME_IGNORES) if resume else None
+        done = finished_summary(run_dir, at, total)
+        if done is not None:
+            print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
+            log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
+            return done
+        return _train(spec, opts, run_dir, resume)
+
+
+def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict:
+    """The job of `train_run`, under the run directory's lock."""
+    log.info(
+        "run %s: N = %d, M = %d, %d epochs, seed %d",
+        run_dir,
+        spec.scn.n_ue,
+        spec.scn.n_mec,
+        spec.train_cfg.n_blocks * spec.train_cfg.phi,
+        spec.seed,
+    )
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.cfg)))
+    keys = spec.keys()
+    env = spec.env()
+    save_scenario(spec.scn, run_dir / "scenario_start.json")
+
+    t0 = time.perf_counter()
+    sae_params, sae_report = initial_sae(keys["sae"], spec)
+    state = spec.trainer.init(keys["train"], sae_params)
+    metrics: dict[str, np.ndarray] = {}
+    restored = load_state(run_dir, state) if resume else None
+    if restored is not None:
+        state, metrics, _ = restored
+        print(f"resuming {run_dir} at epoch {int(state.epoch)}")
+        log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
+    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+    chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
+    writer = open_writer(opts.tensorboard, run_dir)
+    try:
+        run = run_chunks(
+            spec.trainer.run_chunk,
+            state,
+            env,
+            total,
+            chunk,
+            metrics=metrics,
+            checkpoint_dir=run_dir,
+            progress=opts.progress,
+            writer=writer,
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
+    train_s = time.perf_counter() - t0 - sae_report["seconds"]
+
+    save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
+    save_scenario(scenario_at(env, int(state.epoch)), run_dir / "scenario.json")
+    cols = list(flat)
+    write_csv(
+        run_dir / "metrics.csv",
+        ["epoch", *cols],
+        ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
+    )
+    plot_training(flat, run_dir, int(env.change_epoch))
+    with phase(log, f"evaluation on {opts.draws} held-out channels"):
+        report = evaluate_run(
+            spec.trainer, state, env, keys["eval"], opts.draws, opts.exact, opts.time_limit
+        )
+    summary = {
+        "epochs": total,
+        "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
+        "train_seconds": train_s,
+        "first_chunk_seconds_with_compile": compile_s,
+        "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, int(env.change_epoch))]),
+        "final_t_sa": int(state.t_sa),
+        "eval": report,
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
+    log_summary(
+        log,
+        "summary",
+        {
+            "epochs": total,
+            "train s": train_s,
+            "SAE Acc": sae_report.get("acc"),
+            "policy L": report["latency_policy"],
+            "greedy L": report["latency_greedy"],
+            "exact L": report.get("latency_exact"),
+            "NRR": report.get("nrr"),
+        },
+    )
+    return summary
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> dict:
+    """The resolved config of a command (`train`, `baselines`, ...) with Hydra overrides, as the
+    command line would compose it, without running Hydra's app (no run directory, no logging)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        overrides = rename_overrides(list(overrides or []), config_name)
+        return to_container(compose(config_name, overrides=overrides))
+
+
+def train_from_config(
+    cfg: dict | list[str] | None, run_dir: str | Path, resume: bool = False
+) -> dict:
+    """`ojrs-train` without Hydra's app: `cfg` is a resolved config dict or a list of overrides
+    (`["train=paper", "train.epochs=2000"]`); writes the run to `run_dir`, returns its summary."""
+    c = rename_settings(cfg, "train") if isinstance(cfg, dict) else compose_config(cfg)
+    spec, opts = parse(c)
+    return train_run(spec, opts, Path(run_dir), resume=resume)
