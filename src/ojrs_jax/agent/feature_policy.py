@@ -8,7 +8,8 @@ l_i = w_i F_i / f_i0, so the policy is free of units and of UE indices:
                  log(w_i F_i / F_MEC_j / l_i)  (compute alone on j),
                  log1p(sqrt(w_i F_i) S / F_MEC_j / l_i), S = sum_k sqrt(w_k F_k)  (all on j),
                  log1p(2 sqrt(w_i F_i) Y_j / F_MEC_j / l_i)  (marginal compute cost at load Y_j);
-    UE i:        log(l_i / mean_k l_k);   global: log N / 5, log M / 3.
+    UE i:        log l_i - mean_k log l_k (l_i over the geometric mean);   global: log N / 5,
+                 log M / 3.
 
 Y_j = sum_k P(a_k = j) sqrt(w_k F_k) is the load expected from the previous round's softmax
 (0 in round 0): `rounds` passes of the same shape refine the decision as the load becomes
@@ -152,7 +153,9 @@ def loss(net: FeaturePolicy, params, deps: Deployment, H, A_star, lam) -> jax.Ar
     logp = jax.nn.log_softmax(logits, axis=-1)
     a = jnp.broadcast_to(A_star[:, None, :, None], (*logp.shape[:3], 1))
     picked = jnp.take_along_axis(logp, a, axis=-1)[..., 0]  # (B, R, N)
-    w = deps.ue_mask[:, None, :].astype(picked.dtype)
+    # every pass of every real UE counts once: the mean over passes and real UEs (the mask
+    # broadcast over the R passes; dividing by the real UEs alone summed the passes instead)
+    w = jnp.broadcast_to(deps.ue_mask[:, None, :], picked.shape).astype(picked.dtype)
     ce = -jnp.sum(picked * w) / jnp.maximum(jnp.sum(w), 1.0)
     return ce + 0.5 * lam * params_norm_sq(params)
 
