@@ -19,7 +19,7 @@ from ojrs_jax.app.hydra import hydra_error_line
 from ojrs_jax.core.progress import progress_enabled, summary_line
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.run.tracking import INSTALL, tensorboard_setting
-from ojrs_jax.run.train import compose_config
+from ojrs_jax.app.compose import compose_config
 
 CONF = Path(ojrs_jax.__file__).parent / "conf"
 if not CONF.is_dir():  # editable install: conf/ lives at the repository root

@@ -104,8 +104,8 @@ _LAZY = {
     "ASAConfig": "ojrs_jax.search.asa",
     "ASAParams": "ojrs_jax.search.asa",
     "build": "ojrs_jax.run.build",
-    "train_from_config": "ojrs_jax.run.train",
-    "compose_config": "ojrs_jax.run.train",
+    "train_from_config": "ojrs_jax.app.compose",
+    "compose_config": "ojrs_jax.app.compose",
 }
 
 

@@ -101,12 +101,37 @@ def whole_blocks(epochs: int, phi: int, where: str) -> None:
         )
 
 
-# Settings whose YAML default is a list but which also take a string (train.hidden: "auto").
-
 # Settings renamed so that every count of channel draws is called `draws`. The old names still
 # work (with a warning) on the command line, in `compose_config` and in a stored config.yaml.
+# `ojrs-train-any`'s `general` group (before it became the `train` group's `any` preset).
+GENERAL = {
+    **{
+        f"general.{k}": f"train.{k}"
+        for k in (
+            "epochs",
+            "phi",
+            "batch",
+            "updates",
+            "buffer",
+            "learning_rate",
+            "lam",
+            "adaptive",
+            "rounds",
+            "chunk",
+            "asa_moves",
+            "init_from",
+        )
+    },
+    "general.width": "train.link_width",
+    "general.hidden": "train.score_hidden",
+}
 RENAMED: dict[str, dict[str, str]] = {
-    "train": {"eval.channels": "eval.draws", "sae_pretrain.channels": "sae_pretrain.draws"},
+    "train": {
+        "eval.channels": "eval.draws",
+        "sae_pretrain.channels": "sae_pretrain.draws",
+        **GENERAL,
+    },
+    "train_any": GENERAL,
     "baselines": {"epochs": "draws"},
     "sae_train": {"train_channels": "train_draws", "test_channels": "test_draws"},
     "reproduce": {

@@ -1,19 +1,19 @@
-"""The offloading task as a gymnax-style environment (paper Sec. III and the MDP of Sec. IV.C).
+"""The paper's task: one fixed deployment under Rayleigh fading (Sec. III, V.A and V.E; eq. 14).
 
 One epoch is one step: the agent sees the channel h (N, M) of the epoch, chooses an offloading
 decision a (N,) (0 = local, j = MEC j), P2 allocates power and CPU in closed form (eqs. 5-13),
-and the reward is 1 / L(a) with L the weighted latency under the task weights in force at that
-epoch (they change at `change_epoch`, Sec. V.E; in force from `t >= change_epoch` on).
-Pure functions with the key first, as in gymnax:
+and the reward is 1 / L(a), L the weighted latency under the task weights in force at that
+epoch: they change to `weights_after` at `change_epoch` (Sec. V.E), in force from
+`t >= change_epoch` on. The fading is redrawn every epoch (i.i.d.), so epochs are independent.
 
-    obs, state = reset(key, params)
-    obs, state, reward, done, info = step(key, state, action, params)
+    env = FixedDeployment(scn)
+    params = env.default_params                    # or make_params(scn, weights_after, ...)
+    obs, state = env.reset(key, params)            # obs: h (N, M)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, a, params)
 
-`params` is any pytree with `scn`, `weights_after` and `change_epoch`: an `EnvParams`, or the
-trainer's `ojrs_jax.agent.trainer.Env`, so an agent written against this module runs on a trainer's
-environment unchanged. The trainer itself draws a block's channels with `draws`, scores its
-actions with `reward` and hands ASA the deployment `scenario_at` the epoch. Sizes come from
-the scenario's array shapes (static under `jit`).
+`params` (`EnvParams`) also carries `stats`, how an agent normalises the channel before its
+policy reads it (`sae.channel_map.ChannelStats`, computed from the deployment's mean gains;
+None when the agent reads something else): the environment itself never uses it.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ojrs_jax.system.p2 import latency
+from ojrs_jax.env.base import Box, EnvState, OffloadingEnv
+from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.scenario import Scenario, sample_channel, sample_channels
 
-NEVER = 2**30  # a change epoch that is never reached
+NEVER = 2**30  # a change epoch (or an episode length) that is never reached
 
 
 @struct.dataclass
@@ -38,15 +39,8 @@ class EnvParams:
     scn: Scenario  # deployment, weights before the change
     weights_after: chex.Array  # (N,) task weights from change_epoch on
     change_epoch: chex.Array  # () int32
-    max_epochs: chex.Array  # () int32 epochs of an episode (done after the last)
-
-
-@struct.dataclass
-class EnvState:
-    """Where the episode is: the channel the agent is looking at and the epoch it belongs to."""
-
-    h: chex.Array  # (N, M) channel of the current epoch
-    epoch: chex.Array  # () int32 index of the current epoch
+    max_steps_in_episode: chex.Array  # () int32 epochs of an episode (truncated after the last)
+    stats: Any = None  # the agent's channel normalisation (sae.channel_map.ChannelStats) or None
 
 
 def make_params(
@@ -54,6 +48,7 @@ def make_params(
     weights_after: jax.Array | None = None,
     change_epoch: int = NEVER,
     max_epochs: int = NEVER,
+    stats: Any = None,
 ) -> EnvParams:
     """Parameters of a deployment; without `weights_after` the weights never change."""
     w = scn.weights if weights_after is None else jnp.asarray(weights_after, scn.weights.dtype)
@@ -61,46 +56,50 @@ def make_params(
         scn=scn,
         weights_after=w,
         change_epoch=jnp.asarray(change_epoch, jnp.int32),
-        max_epochs=jnp.asarray(max_epochs, jnp.int32),
+        max_steps_in_episode=jnp.asarray(max_epochs, jnp.int32),
+        stats=stats,
     )
 
 
-def scenario_at(params: Any, epoch: jax.Array) -> Scenario:
+def scenario_at(params: EnvParams, epoch: jax.Array) -> Scenario:
     """The deployment with the task weights in force at `epoch` (jit-friendly)."""
     w = jnp.where(epoch >= params.change_epoch, params.weights_after, params.scn.weights)
     return params.scn.replace(weights=w)
 
 
-def reward(
-    params: Any, epoch: jax.Array, h: jax.Array, action: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Reward 1/L of `action` (N,) on channel h at `epoch`, and the weighted latency L (eq. 14)."""
-    lat = latency(scenario_at(params, epoch), h, action)
-    return 1.0 / lat, lat
-
-
-def reset(key: jax.Array, params: Any) -> tuple[jax.Array, EnvState]:
-    """Epoch 0: the first channel h (N, M) and the state."""
-    h = sample_channel(key, params.scn)
-    return h, EnvState(h=h, epoch=jnp.zeros((), jnp.int32))
-
-
-def draws(key: jax.Array, params: Any, n: int) -> jax.Array:
-    """Channels of `n` independent epochs (n, N, M), the channels `reset` draws from each key of
-    `split(key, n)` (`scenario.sample_channels`): a training block's epochs, and the held-out
-    draws the baselines, Fig. 7 and the evaluation score every method on."""
+def draws(key: jax.Array, params: EnvParams, n: int) -> jax.Array:
+    """Channels of `n` independent epochs (n, N, M), the channels drawn from each key of
+    `split(key, n)` (`scenario.sample_channels`): the held-out draws the baselines, Fig. 7 and
+    the evaluation score every method on, and a training block's epochs."""
     return sample_channels(key, params.scn, n)
 
 
-def step(
-    key: jax.Array, state: EnvState, action: jax.Array, params: Any
-) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
-    """Score `action` (N,) on the current channel, then draw the next epoch's channel.
+class FixedDeployment(OffloadingEnv):
+    """One deployment of N UEs and M MECs (`scenario.make_scenario`), Rayleigh fading per epoch."""
 
-    Returns (next h, next state, reward 1/L, done, info with the latency L)."""
-    chex.assert_shape(action, state.h.shape[:1])
-    r, lat = reward(params, state.epoch, state.h, action)
-    h = sample_channel(key, params.scn)
-    epoch = state.epoch + 1
-    done = epoch >= getattr(params, "max_epochs", NEVER)
-    return h, EnvState(h=h, epoch=epoch), r, done, {"latency": lat}
+    iid = True
+    gen_needs_key = False
+
+    def __init__(self, scn: Scenario) -> None:
+        self.scn = scn
+        self.n_ue, self.n_mec = scn.n_ue, scn.n_mec
+
+    @property
+    def default_params(self) -> EnvParams:
+        return make_params(self.scn)
+
+    def init_gen(self, key: jax.Array, params: EnvParams) -> tuple:
+        return ()
+
+    def draw(
+        self, key: jax.Array, gen: tuple, time: jax.Array, params: EnvParams
+    ) -> tuple[tuple, Problem]:
+        """Epoch `time`: the deployment with its weights in force and a fresh Rayleigh channel."""
+        h = sample_channel(key, params.scn)
+        return gen, Problem(dep=from_scenario(scenario_at(params, time)), h=h)
+
+    def get_obs(self, state: EnvState, params: Any = None, key: jax.Array | None = None):
+        return state.problem.h
+
+    def observation_space(self, params: Any = None) -> Box:
+        return Box(0.0, jnp.inf, (self.n_ue, self.n_mec))

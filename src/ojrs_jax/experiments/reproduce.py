@@ -29,7 +29,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.agent.trainer import Env
 from ojrs_jax.core.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.core.progress import phase
 from ojrs_jax.core.settings import (
@@ -41,6 +40,7 @@ from ojrs_jax.core.settings import (
     split_settings,
     to_container,
 )
+from ojrs_jax.env.fixed import EnvParams
 from ojrs_jax.experiments.results import job_summary
 from ojrs_jax.run.build import RunSpec, build, pretrain_sae
 from ojrs_jax.run.evaluation import epochs_to_stable, make_reference, nrr_evaluator, phase_stats
@@ -49,6 +49,7 @@ from ojrs_jax.run.tracking import open_writer, tensorboard_setting
 from ojrs_jax.sae.model import SAEConfig
 from ojrs_jax.search.asa import asa_from_mapping
 from ojrs_jax.search.pso import pso_from_mapping
+from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.exact import TIME_LIMIT
 from ojrs_jax.system.scenario import sample_channels, system_config
 
@@ -145,7 +146,7 @@ def run_table3(c: dict, out: Path) -> dict[str, Any]:
     s = ReproduceSettings.from_mapping(c)
     spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
-    env = spec.env()
+    env = spec.env_params()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     k_h, k_p1, k_p2 = jax.random.split(keys["eval"], 3)
     H = sample_channels(k_h, spec.scn, s.eval_draws)
@@ -211,7 +212,7 @@ def run_drl(c: dict, out: Path) -> dict[str, Any]:
     s = ReproduceSettings.from_mapping(c)
     spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
-    env = spec.env()
+    env = spec.env_params()
     sae_params, _ = pretrain_sae(keys["sae"], spec)
     run = _train(s, out, spec.trainer, keys["train"], s.seeds, sae_params, env, shard=s.shard)
     _write_training_metrics(out, run)
@@ -238,7 +239,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     s = ReproduceSettings.from_mapping(c)
     spec = _spec_for_seeds(c, s.eval_every)
     keys = spec.keys()
-    env = spec.env()
+    env = spec.env_params()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     run = _train(s, out, spec.trainer, keys["train"], 1, sae_params, env, shard=False)
     _write_training_metrics(out, run)
@@ -247,7 +248,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     decide = spec.trainer.decide
 
     def ojrs(key, scn, h):
-        return decide(pol, enc, env, h)
+        return decide(pol, enc, env, Problem(dep=from_scenario(scn), h=h[None]))[0]
 
     t2 = dict(c.get("table2", {}) or {})
     bcfg = BaselinesConfig(
@@ -375,7 +376,7 @@ def _scenario_info(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def _stable_epochs(run: SeedRun, env: Env) -> list[int]:
+def _stable_epochs(run: SeedRun, env: EnvParams) -> list[int]:
     """Each seed's epochs to a stable reward, before the weight change."""
     change = int(env.change_epoch)
     return [epochs_to_stable(r[: min(r.size, change)]) for r in run.metrics["reward"]]

@@ -1,7 +1,7 @@
 """The per-deployment scheduler beside the any-deployment model (Algorithm 3 on one deployment).
 
 For a cell (N, M) of `benchmarks/eval_any.py`'s grid, the deployment of draw d (the same key as
-`any_scheduler.eval_cell`'s draw d) gets its own `ojrs-train` scheduler (the main job,
+`experiments.any_grid.eval_cell`'s draw d) gets its own `ojrs-train` scheduler (the main job,
 `train=main`, trained from scratch on that very deployment), and both it and the one
 any-deployment model are scored on `channels` Rayleigh draws of that deployment against SCIP's
 optimum, with Greedy and ASA from Greedy beside them (paper Sec. V.B's NRR, eq. 13's latency).
@@ -16,23 +16,17 @@ from typing import Any
 import jax
 import numpy as np
 
-from ojrs_jax.run.any_scheduler import (
-    AnyScheduler,
-    cell_config,
-    cell_decisions,
-    cell_draw,
-    cell_key,
-    score_draws,
-)
+from ojrs_jax.app.compose import compose_config
+from ojrs_jax.experiments.any_grid import cell_config, cell_decisions, cell_draw, cell_key
 from ojrs_jax.run.build import build, initial_sae
+from ojrs_jax.run.evaluation import cases, certify
 from ojrs_jax.run.loop import run_chunks
-from ojrs_jax.run.scheduler import make_scheduler
-from ojrs_jax.run.train import compose_config
-from ojrs_jax.system.deployment import Deployment, DeploymentConfig, rayleigh
+from ojrs_jax.run.scheduler import Scheduler, make_scheduler
+from ojrs_jax.system.deployment import Deployment, DeploymentConfig, Problem, rayleigh
 
 
 def cell_deployment(
-    sched: AnyScheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int, d: int
+    sched: Scheduler, dcfg: DeploymentConfig, n: int, m: int, seed: int, d: int
 ) -> Deployment:
     """Draw d of cell (n, m): the deployment `eval_cell(..., seed)` scores as its draw d."""
     return cell_draw(cell_key(seed, n, m, d), cell_config(dcfg, n, m), sched.sys)[0]
@@ -49,12 +43,12 @@ def train_on(
     cfg = compose_config([*size, f"seed={seed}", *(overrides or [])])
     spec = replace(build(cfg), scn=scn)
     keys = spec.keys()
-    env = spec.env()
-    state = spec.trainer.init(keys["train"], initial_sae(keys["sae"], spec)[0])
+    params = spec.env_params()
+    state = spec.trainer.init(keys["train"], initial_sae(keys["sae"], spec)[0], params)
     tc = spec.train_cfg
     t0 = time.perf_counter()
     run = run_chunks(
-        spec.trainer.run_chunk, state, env, tc.n_blocks * tc.phi, tc.chunk_blocks * tc.phi
+        spec.trainer.run_chunk, state, params, tc.n_blocks * tc.phi, tc.chunk_blocks * tc.phi
     )
     seconds = time.perf_counter() - t0
     st = run.state
@@ -63,7 +57,7 @@ def train_on(
 
 
 def tuned_beside(
-    sched: AnyScheduler,
+    sched: Scheduler,
     dcfg: DeploymentConfig,
     n: int,
     m: int,
@@ -98,5 +92,4 @@ def tuned_beside(
     }
     acts["tuned_policy"] = np.asarray(tuned.pipeline(H)[0])
     out: dict[str, Any] = {"n_ue": n, "n_mec": m, "deployment": d, "channels": channels, **info}
-    scn = jax.tree.map(np.asarray, dep.scn)  # on the host once for every draw's scoring
-    return out | score_draws([scn] * channels, H, acts, exact, time_limit)
+    return out | certify(cases(Problem(dep=dep, h=H)), acts, exact, time_limit)

@@ -1,13 +1,13 @@
-"""A run from its config: typed settings, scenario and trainer, and the 2r-SAE pretraining.
+"""A run from its config: typed settings, environment, agent and trainer; SAE pretraining.
 
-Used by `ojrs-train`, the notebooks and the reproduction jobs, so that each
-of them builds a run the same way from one plain config dict (the resolved Hydra config):
+Used by `ojrs-train` (`run.train`), the notebooks and the reproduction jobs, so that each of
+them builds a run the same way from one plain config dict (the resolved Hydra config):
 
-    spec = build(cfg)                          # typed configs + scenario + trainer
-    sae_params, sae_metrics = pretrain_sae(key, spec)
-    env = spec.env(key_env)
-    state, metrics = spec.trainer.train(key, env, sae_params)
-    report = evaluate_run(spec.trainer, state, env, key_eval)  # ojrs_jax.run.evaluation
+    spec = build(cfg)                          # typed configs + environment + agent + trainer
+    sae_params, sae_metrics = initial_sae(key, spec)
+    params = spec.env_params()                 # the fixed deployment's weight change
+    state, metrics = spec.trainer.train(key, params, sae_params)
+    report = evaluate_run(spec.trainer, state, params, key_eval)  # ojrs_jax.run.evaluation
 """
 
 from __future__ import annotations
@@ -21,13 +21,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax.agent.trainer import Env, TrainConfig, Trainer, make_env, make_trainer
+from ojrs_jax.agent.agents import make_agent
+from ojrs_jax.agent.config import TrainConfig
+from ojrs_jax.agent.trainer import Trainer, make_env, make_trainer
 from ojrs_jax.core.progress import log_summary
-from ojrs_jax.core.settings import positive_int, seed_value, to_container
+from ojrs_jax.core.settings import ConfigError, positive_int, seed_value, to_container
+from ojrs_jax.env.base import OffloadingEnv
+from ojrs_jax.env.distribution import DeploymentDistribution
+from ojrs_jax.env.fixed import FixedDeployment
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.sae import train as sae_train
-from ojrs_jax.system.scenario import Scenario, make_scenario, sample_channels, system_config
+from ojrs_jax.system.deployment import DeploymentConfig
+from ojrs_jax.system.scenario import (
+    Scenario,
+    SystemConfig,
+    make_scenario,
+    sample_channels,
+    system_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +49,18 @@ class RunSpec:
     """Everything static about a run, derived once from the config."""
 
     cfg: dict  # the resolved config as plain dicts
-    scn: Scenario
+    sys_cfg: SystemConfig
+    deployment: DeploymentConfig  # the task: kind fixed (the `scale` group's), random or mobile
+    scn: Scenario | None  # the fixed deployment (None for a distribution of deployments)
     sae_cfg: sae_mod.SAEConfig
     train_cfg: TrainConfig
     trainer: Trainer
     seed: int
     pretrain_draws: int
+
+    @property
+    def env(self) -> OffloadingEnv:
+        return self.trainer.env
 
     def keys(self) -> dict[str, jax.Array]:
         """The run's independent streams, all from `seed`."""
@@ -51,33 +69,57 @@ class RunSpec:
             zip(names, jax.random.split(jax.random.key(self.seed), len(names)), strict=True)
         )
 
-    def env(self, key: jax.Array | None = None) -> Env:
-        return make_env(
-            self.keys()["env"] if key is None else key, self.scn, self.train_cfg, self.sae_cfg
-        )
+    def env_params(self, key: jax.Array | None = None) -> Any:
+        """The environment's parameters: for the fixed deployment its weight change (drawn
+        from `key`, by default the run's) and the agent's channel statistics (`make_env`)."""
+        if self.scn is None:
+            return self.env.default_params
+        key = self.keys()["env"] if key is None else key
+        return make_env(key, self.scn, self.train_cfg, self.sae_cfg)
+
+
+def make_environment(dcfg: DeploymentConfig, sys_cfg: SystemConfig) -> OffloadingEnv:
+    """The task of the `deployment` group: the `scale` group's deployment (kind fixed) or a
+    distribution of deployments (random, mobile)."""
+    if dcfg.kind == "fixed":
+        return FixedDeployment(make_scenario(sys_cfg))
+    return DeploymentDistribution(dcfg, sys_cfg)
 
 
 def build(cfg: Any) -> RunSpec:
     """Typed, validated pieces of a run from the Hydra config (or an equivalent dict)."""
     c = to_container(cfg)
     sys_cfg = system_config(c)
+    dcfg = DeploymentConfig.from_mapping(dict(c.get("deployment") or {"kind": "fixed"}))
     sae_cfg = sae_mod.SAEConfig.from_mapping(dict(c.get("sae", {}) or {}))
     train_cfg = TrainConfig.from_mapping(
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
     seed = seed_value(c)
     pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
-    scn = make_scenario(sys_cfg)
-    trainer = make_trainer(train_cfg, sae_cfg, sys_cfg.n_ue, sys_cfg.n_mec)
-    return RunSpec(c, scn, sae_cfg, train_cfg, trainer, seed, pre)
+    env = make_environment(dcfg, sys_cfg)
+    start = None
+    if train_cfg.init_from:
+        from ojrs_jax.run.rundir import load_trained
+
+        try:
+            start = load_trained(train_cfg.init_from).policy
+        except ConfigError as e:
+            raise ConfigError(f"train.init_from: {e}") from None
+    agent = make_agent(train_cfg, sae_cfg, env, start)
+    trainer = make_trainer(train_cfg, env, agent, sae_cfg)
+    scn = env.scn if isinstance(env, FixedDeployment) else None
+    return RunSpec(c, sys_cfg, dcfg, scn, sae_cfg, train_cfg, trainer, seed, pre)
 
 
 def initial_sae(key: jax.Array, spec: RunSpec) -> tuple[Any, dict]:
     """The SAE a run starts from: pretrained (`pretrain_sae`) when the policy reads its code
-    (train.state=sae); otherwise untrained, since the policy reads the channel and the code only
-    fills the state's slot."""
+    (train.state=sae); untrained when the policy reads the channel (the code only fills the
+    state's slot); none when it reads a whole deployment."""
     if spec.train_cfg.state == "sae":
         return pretrain_sae(key, spec)
+    if spec.scn is None or spec.train_cfg.any_deployment:
+        return None, {"seconds": 0.0, "pretrained": False}
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
     return sae_mod.init_sae(key, spec.sae_cfg, n_ue * n_mec, n_mec), {
         "seconds": 0.0,

@@ -1,14 +1,17 @@
 """How a trained scheduler is scored (paper Sec. V.B-V.E): NRR, references, stability, weights.
 
-One definition of each measure, used by `ojrs-train` (`evaluate_run`) and the jobs of
-`ojrs-reproduce` (`nrr_evaluator`):
-- NRR of a policy on held-out channel draws = mean over the draws of L(reference) / L(policy)
-  (each term in (0, 1] against the exact optimum), computed in float64: the policy's latency is
-  recomputed from the MIQP's own float64 cost data (`ojrs_jax.system.exact.latency_np`), the
-  reference is SCIP's float64 latency or PSO's decision re-scored the same way;
+One definition of each measure, used by `ojrs-train` (`evaluate_run`), the any-deployment grid
+(`experiments.any_grid`), the SAE code study and the jobs of `ojrs-reproduce` (`nrr_evaluator`):
+- `certify(cases, decisions)` is the one certified evaluation: every named set of decisions is
+  scored in float64 on the real part of each problem (`exact.latency_np`, the MIQP's own cost
+  data), SCIP certifies the optimum of each problem (warm started with the best decision), and
+  NRR = L(exact) / L(decision) per problem (each term in (0, 1]). Its keys, for every name x:
+  `latency_x` (mean), `nrr_x` (mean), `nrr_x_median`, `nrr_x_p10`, `nrr_x_min`, and
+  `latency_exact`, `certified` (problems SCIP proved optimal), `exact_seconds` (SCIP's total),
+  `draws`; without SCIP only the latencies;
 - the weights in force at epoch t are the new ones from `change_epoch` on (`t >= change_epoch`),
-  the rule of the trainer (`ojrs_jax.env.fixed.scenario_at`); t counts the epochs done, so a policy
-  evaluated after t epochs is scored with the weights of the next epoch it would schedule;
+  the rule of the environment (`ojrs_jax.env.fixed.scenario_at`); t counts the epochs done, so a
+  policy evaluated after t epochs is scored with the weights of the next epoch it would schedule;
 - `epochs_to_stable`: the paper's "stable after ~2500 epochs" made precise.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,26 +27,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ojrs_jax.agent.trainer import Env, Trainer, TrainState
+from ojrs_jax.agent.trainer import Trainer, TrainState
 from ojrs_jax.core.progress import bar, log_summary
 from ojrs_jax.env import fixed as env_mod
+from ojrs_jax.env.base import OffloadingEnv
+from ojrs_jax.env.fixed import EnvParams, FixedDeployment
 from ojrs_jax.search.baselines import greedy, random_decision
 from ojrs_jax.search.pso import PSOConfig, PSOParams, pso
+from ojrs_jax.system.deployment import Problem, from_scenario, unpad
 from ojrs_jax.system.exact import TIME_LIMIT, cost_matrix, exact_miqp, latency_np
-from ojrs_jax.system.p2 import batched_latency
 from ojrs_jax.system.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
 
-def weights_changed(env: Env, epoch: int) -> bool:
+def weights_changed(params: EnvParams, epoch: int) -> bool:
     """Whether the new task weights are in force at `epoch` (the rule of `env.scenario_at`)."""
-    return epoch >= int(env.change_epoch)
+    return epoch >= int(params.change_epoch)
 
 
-def scenario_at(env: Env, epoch: int) -> Scenario:
+def scenario_at(params: EnvParams, epoch: int) -> Scenario:
     """The deployment with the task weights in force at `epoch` (`env.fixed.scenario_at`)."""
-    return env_mod.scenario_at(env, jnp.asarray(epoch, jnp.int32))
+    return env_mod.scenario_at(params, jnp.asarray(epoch, jnp.int32))
 
 
 def latency64(scn: Scenario, H: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -69,6 +75,17 @@ def nrr(l_ref: np.ndarray, l_pol: np.ndarray) -> np.ndarray:
     return np.mean(np.asarray(l_ref, np.float64) / np.asarray(l_pol, np.float64), axis=-1)
 
 
+def nrr_stats(l_ref: np.ndarray, l_pol: np.ndarray, name: str) -> dict[str, float]:
+    """`nrr_<name>` (mean), `_median`, `_p10` and `_min` of L(reference) / L(decision)."""
+    r = np.asarray(l_ref, np.float64) / np.asarray(l_pol, np.float64)
+    return {
+        f"nrr_{name}": float(r.mean()),
+        f"nrr_{name}_median": float(np.median(r)),
+        f"nrr_{name}_p10": float(np.percentile(r, 10)),
+        f"nrr_{name}_min": float(r.min()),
+    }
+
+
 def epochs_to_stable(reward: np.ndarray, window: int = 500, tol: float = 0.02) -> int:
     """First epoch from which the moving average of the reward (over `window` epochs) stays within
     `tol` (relative) of its final value: the paper's "stable after ~2500 epochs" made precise."""
@@ -81,62 +98,124 @@ def epochs_to_stable(reward: np.ndarray, window: int = 500, tol: float = 0.02) -
     return int(outside[-1] + 1 + window) if outside.size else window
 
 
-# --- one trained policy against Greedy, Random and the exact optimum (`ojrs-train`) -------------
+# --- the one certified evaluation --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem's real part on the host: a scenario of N real UEs and M real MECs, its
+    channel in float64, and where its UEs and MECs sit in the padded problem."""
+
+    scn: Scenario  # NumPy-backed, unpadded
+    h: np.ndarray  # (N, M) float64
+    ue_idx: np.ndarray  # (N,) indices of the real UEs in the padded problem
+    mec_idx: np.ndarray  # (M,) indices of the real MECs
+
+    def decision(self, a: np.ndarray) -> np.ndarray:
+        """A padded decision (N_max,) as a decision of the real part (0 local, j real MEC j)."""
+        a = np.asarray(a)[self.ue_idx]
+        pos = np.zeros(int(np.max(self.mec_idx, initial=-1)) + 2, np.int64)
+        pos[self.mec_idx + 1] = np.arange(1, self.mec_idx.size + 1)
+        return np.where(a > 0, pos[np.clip(a, 0, pos.size - 1)], 0)
+
+
+def cases(problems: Problem) -> list[Case]:
+    """The real part of every problem of a batch, on the host (one copy of the arrays). The
+    channels h (B, N, M) share one deployment or have one each (leading axis B)."""
+    dep = jax.tree.map(np.asarray, problems.dep)
+    H = np.asarray(problems.h, np.float64)
+    shared = dep.gain.ndim == 2
+    out = []
+    for d in range(H.shape[0]):
+        one = dep if shared else jax.tree.map(lambda x, d=d: x[d], dep)
+        if not one.masked:
+            n, m = H.shape[1:]
+            out.append(Case(one.scn, H[d], np.arange(n), np.arange(m)))
+            continue
+        scn, h = unpad(one, H[d])
+        ue_idx, mec_idx = np.flatnonzero(one.ue_mask), np.flatnonzero(one.mec_mask)
+        out.append(Case(scn, np.asarray(h, np.float64), ue_idx, mec_idx))
+    return out
+
+
+def certify(
+    cs: list[Case],
+    decisions: dict[str, Any],
+    exact: bool = True,
+    time_limit: float = TIME_LIMIT,
+    desc: str = "SCIP optimum",
+) -> dict[str, Any]:
+    """The one certified evaluation: each named decision set `decisions[name]` (D, N_max) on the
+    problems `cs`, in float64, against SCIP's optimum of each problem (warm started with the
+    best of the decisions). Keys: see the module docstring."""
+    dec = {k: np.asarray(v) for k, v in decisions.items()}
+    lat = {k: np.zeros(len(cs)) for k in dec}
+    real = {k: [c.decision(v[d]) for d, c in enumerate(cs)] for k, v in dec.items()}
+    for d, c in enumerate(cs):
+        for k in dec:
+            lat[k][d] = latency_np(c.scn, c.h, real[k][d])
+    out: dict[str, Any] = {"draws": len(cs)}
+    for k, v in lat.items():
+        out[f"latency_{k}"] = float(v.mean())
+    if not exact:
+        return out
+    ex, certified, seconds = np.zeros(len(cs)), 0, 0.0
+    for d in bar(range(len(cs)), desc=desc, unit="draw"):
+        c = cs[d]
+        best = min(dec, key=lambda k, d=d: lat[k][d])
+        r = exact_miqp(c.scn, c.h, time_limit, real[best][d])
+        ex[d], seconds = r.latency, seconds + r.seconds
+        certified += r.status == "optimal"
+    out.update(latency_exact=float(ex.mean()), certified=int(certified), exact_seconds=seconds)
+    for k, v in lat.items():
+        out.update(nrr_stats(ex, v, k))
+    return out
+
+
+def held_out(env: OffloadingEnv, key: jax.Array, params: Any, draws: int, epoch: int) -> Problem:
+    """`draws` held-out problems of the task at `epoch`: for the fixed deployment its channels
+    (`env.fixed.draws`) under the weights in force, sharing one deployment; for a distribution,
+    the first epoch of `draws` fresh episodes (a deployment each)."""
+    if isinstance(env, FixedDeployment):
+        dep = from_scenario(scenario_at(params, epoch))
+        return Problem(dep=dep, h=env_mod.draws(key, params, draws))
+    first = jax.jit(jax.vmap(lambda k: env.reset_env(k, params)[1].problem))
+    return first(jax.random.split(key, draws))
+
+
+def baseline_decisions(key: jax.Array, problems: Problem, draws: int) -> dict[str, jax.Array]:
+    """Greedy and Random (Sec. V.D) for each problem (D, N)."""
+    dep = problems.dep
+    keys = jax.random.split(key, draws)
+    if dep.gain.ndim == 2:  # one deployment for every channel
+        x = dep.scn if not dep.masked else dep
+        a_g = jnp.broadcast_to(greedy(x), (draws, dep.n_max))
+        return {"greedy": a_g, "random": jax.vmap(random_decision, (0, None))(keys, x)}
+    return {"greedy": jax.vmap(greedy)(dep), "random": jax.vmap(random_decision)(keys, dep)}
 
 
 def evaluate_run(
     trainer: Trainer,
     state: TrainState,
-    env: Env,
+    params: Any,
     key: jax.Array,
     draws: int = 1000,
     exact: bool = True,
     time_limit: float = TIME_LIMIT,
 ) -> dict[str, Any]:
-    """Policy decisions (no search) on held-out channels against Greedy, Random and the exact
-    optimum: NRR = mean over draws of L(exact) / L(policy) (each term in (0, 1])."""
+    """The policy's decisions (no search) on held-out problems beside Greedy and Random,
+    certified against the exact optimum (`certify`); plus the epoch and the JAX seconds."""
     epoch = int(state.epoch)
-    scn = scenario_at(env, epoch)
     k_h, k_r = jax.random.split(key)
-    H = env_mod.draws(k_h, env, draws)
-    a_pol = trainer.decide(state.policy, state.sae.online, env, H)
-    jax.block_until_ready(a_pol)
-    l_pol = np.asarray(batched_latency(scn, H, a_pol), np.float64)
-    a_g = jnp.broadcast_to(greedy(scn), a_pol.shape)
-    a_r = jax.vmap(random_decision, (0, None))(jax.random.split(k_r, draws), scn)
-    out: dict[str, Any] = {
-        "epoch": epoch,
-        "draws": draws,
-        "latency_policy": float(l_pol.mean()),
-        "latency_policy_median": float(np.median(l_pol)),
-        "latency_greedy": float(np.mean(batched_latency(scn, H, a_g))),
-        "latency_random": float(np.mean(batched_latency(scn, H, a_r))),
-    }
-    if exact:
-        H_np = np.asarray(H, np.float64)
-        warm = np.asarray(a_pol)
-        draws_it = bar(range(draws), desc="SCIP optimum", unit="draw")
-        res = [exact_miqp(scn, H_np[e], time_limit, warm[e]) for e in draws_it]
-        l_ex = np.array([r.latency for r in res])
-        # the policy's latency in the same float64 model as SCIP's, for a consistent ratio
-        l_pol64 = np.array([latency_np(scn, H_np[e], warm[e]) for e in range(draws)])
-        ratio = l_ex / l_pol64
-        out.update(
-            latency_exact=float(l_ex.mean()),
-            nrr=float(nrr(l_ex, l_pol64)),
-            nrr_median=float(np.median(ratio)),
-            nrr_p10=float(np.percentile(ratio, 10)),
-            exact_certified=int(sum(r.status == "optimal" for r in res)),
-            exact_seconds=float(np.mean([r.seconds for r in res])),
-        )
-    keys = (
-        "channels",
-        "latency_policy",
-        "latency_greedy",
-        "latency_exact",
-        "nrr",
-        "exact_certified",
-    )
+    problems = held_out(trainer.env, k_h, params, draws, epoch)
+    t0 = time.perf_counter()
+    online = None if state.sae is None else state.sae.online
+    a_pol = jax.block_until_ready(trainer.decide(state.policy, online, params, problems))
+    decide_s = time.perf_counter() - t0
+    acts = {"policy": a_pol, **baseline_decisions(k_r, problems, draws)}
+    out = {"epoch": epoch, "decide_seconds": decide_s}
+    out |= certify(cases(problems), acts, exact, time_limit)
+    keys = ("draws", "latency_policy", "latency_greedy", "latency_exact", "nrr_policy", "certified")
     log_summary(log, "evaluation", {k: out.get(k) for k in keys})
     return out
 
@@ -196,15 +275,17 @@ def make_reference(
     )
 
 
-def nrr_evaluator(trainer: Trainer, env: Env, refs: tuple[Reference, Reference]):
+def nrr_evaluator(trainer: Trainer, params: EnvParams, refs: tuple[Reference, Reference]):
     """`measure(states, epochs_done)`: NRR of every seed's policy (no search) on the held-out set,
     against exact and PSO, with the reference of the weights in force (`weights_changed`)."""
     decide = jax.jit(jax.vmap(trainer.decide, (0, 0, None, None)))
 
     def measure(state: TrainState, done: int) -> dict[str, Any]:
-        changed = weights_changed(env, done)
+        changed = weights_changed(params, done)
         ref = refs[1] if changed else refs[0]
-        a = decide(state.policy, state.sae.online, env, ref.H)
+        online = None if state.sae is None else state.sae.online
+        problems = Problem(dep=from_scenario(ref.scn), h=ref.H)
+        a = decide(state.policy, online, params, problems)
         lp = latency64(ref.scn, ref.H, np.asarray(a))  # (S, K)
         return {
             "phase": "S" if changed else "F",

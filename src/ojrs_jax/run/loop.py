@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ojrs_jax.agent.trainer import Env, Trainer, TrainState
+from ojrs_jax.agent.trainer import Trainer, TrainState
 from ojrs_jax.core.progress import bar
 from ojrs_jax.run.checkpoint import save_state
 
@@ -51,9 +51,9 @@ def _finite(tree: Any) -> bool:
 
 
 def run_chunks(
-    run_chunk: Callable[[TrainState, Env], tuple[TrainState, dict]],
+    run_chunk: Callable[[TrainState, Any], tuple[TrainState, dict]],
     state: TrainState,
-    env: Env,
+    env: Any,
     total: int,
     chunk: int,
     *,
@@ -171,7 +171,7 @@ def train_seeds(
     key: jax.Array,
     n_seeds: int,
     sae_params: Any,
-    env: Env,
+    env: Any,
     measure: Callable[[TrainState, int], dict[str, Any]] | None = None,
     shard: bool = True,
     progress: bool = False,
@@ -183,7 +183,7 @@ def train_seeds(
     the policies (its (S,) arrays are collected). The SAE parameters and the environment are
     shared by all seeds; seeds differ in policy init, channels and searches.
     """
-    state = jax.vmap(trainer.init, (0, None))(seed_keys(key, n_seeds), sae_params)
+    state = jax.vmap(trainer.init, (0, None, None))(seed_keys(key, n_seeds), sae_params, env)
     mesh = seed_mesh(n_seeds) if shard else None
     log.info(
         "%d seeds in one computation on %d device(s)", n_seeds, 1 if mesh is None else mesh.size

@@ -1,11 +1,14 @@
 """The run directory of `ojrs-train`: one validated loader of a trained run, and its lock.
 
-`load_trained(run_dir)` reads config.yaml, scenario.json and model.msgpack and checks that they
-agree before anything is computed: config.yaml is a mapping whose groups build the typed
-configs; scenario.json is a well-formed deployment whose N, M equal the config's `scale`; every
-parameter of model.msgpack has the shape the configuration's policy and encoder give at that
-N, M. `ojrs-decide`, `scheduler.load_run` and hence `ojrs_jax.load_run` use it; resuming checks
-the checkpoint the same way (`checkpoint.load_state`, `resume_point`). Each fault is a
+`load_trained(run_dir)` reads config.yaml, model.msgpack and, for a run on the fixed deployment,
+scenario.json, and checks that they agree before anything is computed: config.yaml is a mapping
+whose groups build the typed configs; scenario.json is a well-formed deployment whose N, M equal
+the config's `scale`; every parameter of model.msgpack has the shape the configuration's policy
+and encoder give at that N, M (the feature policy's do not depend on N, M). It reads the runs of
+every version of the package: an `ojrs-train-any` run from before the two trainers became one
+(config.yaml with a `general` group, the policy in any_model.msgpack) loads as the same run of
+`train=any`. `ojrs-decide`, `scheduler.load_run` and hence `ojrs_jax.load_run` use it; resuming
+checks the checkpoint the same way (`checkpoint.load_state`, `resume_point`). Each fault is a
 `ConfigError` naming the file.
 
 A process writing a run directory holds `writing(run_dir)`, an exclusive `fcntl.flock` on
@@ -29,9 +32,10 @@ from typing import Any
 import jax
 from flax import serialization
 
+from ojrs_jax.agent import feature_policy as fp
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.policy import init_policy
-from ojrs_jax.agent.trainer import TrainConfig
-from ojrs_jax.core.settings import ConfigError, first_line
+from ojrs_jax.core.settings import GENERAL, ConfigError, first_line
 from ojrs_jax.run.checkpoint import (
     check_resume_config,
     checkpoint_epoch,
@@ -40,10 +44,18 @@ from ojrs_jax.run.checkpoint import (
     read_config,
 )
 from ojrs_jax.sae import model as sae_mod
-from ojrs_jax.system.scenario import Scenario, load_scenario, system_config
+from ojrs_jax.system.deployment import DeploymentConfig, from_scenario
+from ojrs_jax.system.scenario import (
+    Scenario,
+    SystemConfig,
+    load_scenario,
+    make_scenario,
+    system_config,
+)
 
 LOCK = ".lock"
-FILES = ("config.yaml", "scenario.json", "model.msgpack")
+MODEL = "model.msgpack"
+LEGACY_MODEL = "any_model.msgpack"  # the policy of an `ojrs-train-any` run of before
 
 
 def _holder(fd: int) -> str:
@@ -117,12 +129,19 @@ class TrainedRun:
     """The validated contents of a finished run directory."""
 
     path: Path
-    cfg: dict  # config.yaml
+    cfg: dict  # config.yaml (an older run's converted to today's settings)
     train_cfg: TrainConfig
     sae_cfg: sae_mod.SAEConfig
-    scn: Scenario  # scenario.json: the deployment with the weights at the end of training
+    sys_cfg: SystemConfig  # the physical constants (and the `scale` of a fixed deployment)
+    deployment: DeploymentConfig  # the task it was trained on
+    scn: Scenario | None  # scenario.json: the fixed deployment with its final weights, or None
     policy: Any  # model.msgpack: policy parameters
-    encoder: Any  # model.msgpack: online encoder parameters (unused when train.state=channel)
+    encoder: Any  # model.msgpack: online encoder parameters ({} when the policy reads no code)
+
+    @property
+    def any_deployment(self) -> bool:
+        """The policy decides for any deployment (the feature policy)."""
+        return self.train_cfg.any_deployment
 
 
 def _group(cfg: dict, name: str) -> dict:
@@ -130,6 +149,19 @@ def _group(cfg: dict, name: str) -> dict:
     if not isinstance(g, dict):
         raise ConfigError(f"{name} must be a group of settings, got {describe(g)}")
     return g
+
+
+def from_train_any(cfg: dict) -> dict:
+    """The config.yaml of an `ojrs-train-any` run of before (a `general` group) as today's:
+    its settings in the `train` group of the `any` preset (`core.settings.GENERAL`)."""
+    out = {k: v for k, v in cfg.items() if k != "general"}
+    train = {"arch": "feature", "state": "deployment", "change_epoch": 0, "incremental_sae": False}
+    for key, value in _group(cfg, "general").items():
+        new = GENERAL.get(f"general.{key}")
+        if new is None:
+            raise ConfigError(f"general.{key} is not a setting of an ojrs-train-any run")
+        train[new.split(".", 1)[1]] = value
+    return {**out, "train": train}
 
 
 def typed_configs(cfg: dict, path: Path) -> tuple[TrainConfig, sae_mod.SAEConfig]:
@@ -149,12 +181,16 @@ def typed_configs(cfg: dict, path: Path) -> tuple[TrainConfig, sae_mod.SAEConfig
 def model_template(
     n_ue: int, n_mec: int, train_cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig
 ) -> dict[str, Any]:
-    """Shapes and dtypes (`jax.ShapeDtypeStruct`) of model.msgpack for this configuration."""
+    """Shapes and dtypes (`jax.ShapeDtypeStruct`) of model.msgpack for this configuration (the
+    feature policy's parameters are the same for every N, M)."""
     net = train_cfg.policy_net(n_ue, n_mec, sae_cfg)
-    width = sae_cfg.state_width(n_ue) if train_cfg.state == "sae" else n_ue * n_mec
 
     def init() -> dict[str, Any]:
         key = jax.random.key(0)
+        if train_cfg.any_deployment:
+            dep = from_scenario(make_scenario(SystemConfig(n_ue=2, n_mec=1)))
+            return {"policy": fp.init_params(key, net, dep, dep.gain), "encoder": {}}
+        width = sae_cfg.state_width(n_ue) if train_cfg.state == "sae" else n_ue * n_mec
         return {
             "policy": init_policy(key, net, width, train_cfg.local_bias),
             "encoder": sae_mod.init_sae(key, sae_cfg, n_ue * n_mec, n_mec),
@@ -164,9 +200,10 @@ def model_template(
 
 
 def read_model(
-    path: Path, scn: Scenario, train_cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig
+    path: Path, n_ue: int, n_mec: int, train_cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig
 ) -> dict[str, Any]:
-    """model.msgpack, checked against the parameters this configuration has at scn's N, M."""
+    """model.msgpack, checked against the parameters this configuration has at N, M (an older
+    any_model.msgpack holds the policy alone)."""
     try:
         model = serialization.msgpack_restore(path.read_bytes())
     except Exception as e:  # msgpack raises its own exception types on a damaged file
@@ -176,19 +213,23 @@ def read_model(
             else (f"not a msgpack file ({first_line(e) or type(e).__name__})")
         )
         raise ConfigError(f"cannot read trained model {path}: {why}") from None
+    if path.name == LEGACY_MODEL and isinstance(model, dict):
+        model = {"policy": model, "encoder": {}}
     if not isinstance(model, dict) or set(model) != {"policy", "encoder"}:
         raise ConfigError(
             f"{path} is not a trained model (expected policy and encoder parameters, got "
             f"{describe(model) if not isinstance(model, dict) else sorted(model)})"
         )
-    want = model_template(scn.n_ue, scn.n_mec, train_cfg, sae_cfg)
+    want = model_template(n_ue, n_mec, train_cfg, sae_cfg)
     for part in ("policy", "encoder"):
+        if part == "encoder" and train_cfg.any_deployment:
+            continue  # the feature policy has no encoder
         bad = first_mismatch({part: model[part]}, {part: want[part]}, dtypes=False)
         if bad is not None:
+            where = "any N, M" if train_cfg.any_deployment else f"N = {n_ue}, M = {n_mec}"
             raise ConfigError(
-                f"{path} does not fit the run's N = {scn.n_ue}, M = {scn.n_mec} (scenario.json) "
-                f"and train.arch={train_cfg.arch}, train.state={train_cfg.state} (config.yaml): "
-                f"parameter {bad}"
+                f"{path} does not fit the run's {where} and train.arch={train_cfg.arch}, "
+                f"train.state={train_cfg.state} (config.yaml): parameter {bad}"
             )
     return model
 
@@ -200,27 +241,40 @@ def load_trained(run_dir: str | Path) -> TrainedRun:
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
     with reading(run_dir):
-        missing = [f for f in FILES if not (run_dir / f).is_file()]
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a finished ojrs-train run (missing config.yaml)")
+        cfg = read_config(run_dir)
+        model_file = MODEL
+        if "general" in cfg and "train" not in cfg:  # an ojrs-train-any run of before
+            cfg, model_file = from_train_any(cfg), LEGACY_MODEL
+        train_cfg, sae_cfg = typed_configs(cfg, run_dir / "config.yaml")
+        try:
+            sys_cfg = system_config({g: _group(cfg, g) for g in ("scale", "system")})
+            dcfg = DeploymentConfig.from_mapping(dict(_group(cfg, "deployment") or {}))
+        except ConfigError as e:
+            raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
+        fixed = dcfg.kind == "fixed" and model_file == MODEL
+        need = [model_file, *(["scenario.json"] if fixed else [])]
+        missing = [f for f in need if not (run_dir / f).is_file()]
         if missing:
             raise ConfigError(
                 f"{run_dir} is not a finished ojrs-train run (missing {', '.join(missing)})"
             )
-        cfg = read_config(run_dir)
-        train_cfg, sae_cfg = typed_configs(cfg, run_dir / "config.yaml")
-        scn = load_scenario(run_dir / "scenario.json")
-        if "scale" in cfg:
-            try:
-                sys_cfg = system_config({g: _group(cfg, g) for g in ("scale", "system")})
-            except ConfigError as e:
-                raise ConfigError(f"{run_dir / 'config.yaml'}: {e}") from None
-            if (sys_cfg.n_ue, sys_cfg.n_mec) != (scn.n_ue, scn.n_mec):
+        scn = None
+        n_ue, n_mec = dcfg.n_max, dcfg.m_max
+        if fixed:
+            scn = load_scenario(run_dir / "scenario.json")
+            n_ue, n_mec = scn.n_ue, scn.n_mec
+            if "scale" in cfg and (sys_cfg.n_ue, sys_cfg.n_mec) != (scn.n_ue, scn.n_mec):
                 raise ConfigError(
                     f"{run_dir / 'scenario.json'} has N, M = {(scn.n_ue, scn.n_mec)}, but "
                     f"config.yaml has scale.n_ue, scale.n_mec = {(sys_cfg.n_ue, sys_cfg.n_mec)}: "
                     "the files come from different runs"
                 )
-        model = read_model(run_dir / "model.msgpack", scn, train_cfg, sae_cfg)
-    return TrainedRun(run_dir, cfg, train_cfg, sae_cfg, scn, model["policy"], model["encoder"])
+        model = read_model(run_dir / model_file, n_ue, n_mec, train_cfg, sae_cfg)
+    return TrainedRun(
+        run_dir, cfg, train_cfg, sae_cfg, sys_cfg, dcfg, scn, model["policy"], model["encoder"]
+    )
 
 
 def resume_point(run_dir: Path, cfg: dict, ignore: tuple[str, ...]) -> int | None:

@@ -1,27 +1,36 @@
 """A trained OJRS scheduler: channel in, decision (eq. 24) and P2 allocation (eqs. 5-13) out.
 
-    sched = load_run("outputs/2026-11-29/12-00-00")   # a finished `ojrs-train` run directory
-    a = sched.decide(h)                                 # h (N, M) or (B, N, M) -> a (..., N)
-    out = sched.allocate(h)                             # {"a", "latency", "f", "p"}
+    sched = load_run("outputs/2026-11-29/12-00-00")   # any finished `ojrs-train` run directory
+    a = sched.decide(h)                   # its own deployment: h (N, M) or (B, N, M) -> a (..., N)
+    out = sched.allocate(h)               # {"a", "latency", "f", "p"}
+    dep = sched.deployment(ue_pos=..., mec_pos=..., data_bits=..., cycles=..., weights=...,
+                           f_mec=...)     # or gain=(N, M) instead of the positions
+    a = sched.decide(dep, h)              # any deployment: a policy trained for any (train=any)
 
-Loading reads `config.yaml`, `scenario.json` and `model.msgpack` through `rundir.load_trained`,
-which checks that they agree (N, M and every parameter's shape) under the run directory's read
-lock; no trainer or replay buffer is built (the msgpack tree is the parameter tree). The
-whole decision (preprocessing, encoder when the policy reads the 2r-SAE code, policy argmax and
-the closed-form P2 allocation) is one jitted function with the trained parameters folded in as
-constants (`policy.inference_fn`), so a decision is one call.
+One scheduler for every run. A policy trained on the paper's deployment (`train.arch` mlp,
+per_ue, per_ue_code) decides for that deployment: its whole decision (preprocessing, encoder
+when the policy reads the 2r-SAE code, policy argmax and the closed-form P2 allocation) is one
+jitted function with the trained parameters folded in as constants (`policy.inference_fn`). A
+policy for any deployment (`train.arch=feature`) decides for any N and M given with the channels
+(`decide(deployment, h)`), by default followed by one pass of single-UE best responses
+(`asa.best_response`: deterministic, never worse; `polish=0` for the policy alone), and for its
+own deployment too when it was trained on one. Deployments and channels are checked by
+`run.inputs`; a deployment outside the range a policy was trained on gets a warning naming it.
 
-A batch runs as vmapped chunks of `BATCH_CHUNK` decisions. When JAX has several local devices
-(GPUs, or a CPU split into devices with `JAX_NUM_CPU_DEVICES=2`), a batch of at least that many
-channels is split evenly over them (padded with copies of its first channel, trimmed after):
-the decisions are the same as on one device, the latencies equal to float32 rounding.
+Loading (`load_run`) goes through `rundir.load_trained`, which checks that the files agree under
+the run directory's read lock; no trainer or replay buffer is built (the msgpack tree is the
+parameter tree). A batch runs as vmapped chunks of `BATCH_CHUNK` decisions. When JAX has
+several local devices (GPUs, or a CPU split into devices with `JAX_NUM_CPU_DEVICES=2`), a batch
+of at least that many channels on the own deployment is split evenly over them (padded with
+copies of its first channel, trimmed after): the decisions are the same as on one device, the
+latencies equal to float32 rounding.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +40,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from ojrs_jax.agent import feature_policy as fp
 from ojrs_jax.agent.policy import inference_flops, inference_fn
 from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.run.inputs import check_channels, make_deployment
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
-from ojrs_jax.system.p2 import solve_p2_closed_form
-from ojrs_jax.system.scenario import Scenario
+from ojrs_jax.search.asa import ASAParams, best_response, search
+from ojrs_jax.system.deployment import (
+    Deployment,
+    DeploymentConfig,
+    Problem,
+    from_scenario,
+    problem_allocation,
+    problem_costs,
+)
+from ojrs_jax.system.p2 import option_costs, solve_p2_closed_form
+from ojrs_jax.system.scenario import Scenario, SystemConfig
+
+POLISH_ANY = 1  # best-response passes after a policy for any deployment (load_run's default)
 
 BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
 
@@ -98,42 +120,104 @@ def cpu_fusion_options() -> dict[str, str | int | bool] | None:
 
 @dataclass(frozen=True)
 class Scheduler:
-    """Bound decision functions of one trained model on one deployment."""
+    """A trained policy as a scheduler: `decide` and `allocate` for its own deployment (h) or,
+    for a policy trained for any deployment, for a given one (deployment, h)."""
 
-    scn: Scenario  # deployment with the weights in force at the end of training
-    flops_per_decision: int  # policy network FLOPs of one decision (dense layers)
-    pipeline: Any  # jitted h (..., N, M) float32 -> (a, latency, f, p), for benchmarks
+    scn: Scenario | None  # its own deployment, weights at the end of training (None: none)
+    sys: SystemConfig  # physical constants of the deployments a user gives
+    flops_per_decision: int | None  # policy network FLOPs of one decision (dense layers)
+    pipeline: Any  # jitted h (..., N, M) float32 -> (a, latency, f, p) on the own deployment
+    any_pipeline: Any = None  # jitted (deployment, h) -> dict, for a policy for any deployment
+    trained_on: DeploymentConfig | None = None  # the distribution it was trained on
+    polish: int = 0  # best-response passes after the policy
+    refine: int = 0  # ASA iterations after the policy (a policy for any deployment)
+    net: Any = None  # the policy network (flax module), for studies of the policy itself
+    params: Any = None  # its trained parameters
+
+    @property
+    def any_deployment(self) -> bool:
+        """The policy decides for any deployment (`decide(deployment, h)`)."""
+        return self.any_pipeline is not None
 
     @property
     def n_ue(self) -> int:
-        return self.scn.n_ue
+        return self._own().n_ue
 
     @property
     def n_mec(self) -> int:
-        return self.scn.n_mec
+        return self._own().n_mec
 
-    def decide(self, h: Any) -> np.ndarray:
-        """Offloading decisions a (..., N) int32 (0 = local, j = MEC j) for channels (..., N, M)."""
-        return self.allocate(h)["a"]
-
-    def allocate(self, h: Any) -> dict[str, np.ndarray]:
-        """Decisions and their P2 allocation: a (..., N), latency (...) in s, f (..., N) in Hz,
-        p (..., N) in W (transmit power when offloaded, local CPU power kappa f^3 otherwise)."""
-        h = np.asarray(h, np.float32)
-        if h.ndim not in (2, 3) or h.shape[-2:] != (self.n_ue, self.n_mec):
+    def _own(self) -> Scenario:
+        if self.scn is None:
             raise ConfigError(
-                f"channels must have shape (N, M) or (B, N, M) with N, M = "
-                f"{(self.n_ue, self.n_mec)}, got {tuple(h.shape)}"
+                "this scheduler decides for any deployment and has none of its own: give "
+                "decide(deployment, h) (sched.deployment(...) builds one)"
             )
-        if not np.all(np.isfinite(h)):
-            raise ConfigError("channels have NaN or infinite gains")
-        a, lat, f, p = self.pipeline(h)
-        return {
-            "a": np.asarray(a, np.int32),
-            "latency": np.asarray(lat, np.float64),
-            "f": np.asarray(f, np.float64),
-            "p": np.asarray(p, np.float64),
-        }
+        return self.scn
+
+    def deployment(self, **fields: Any) -> Deployment:
+        """`inputs.make_deployment` with this run's physical constants."""
+        return make_deployment(self.sys, **fields)
+
+    def decide(self, *args: Any) -> np.ndarray:
+        """Offloading decisions a (..., N) int32 (0 = local, j = MEC j): `decide(h)` on the own
+        deployment, `decide(deployment, h)` on another (a policy for any deployment)."""
+        return self.allocate(*args)["a"]
+
+    def allocate(self, *args: Any) -> dict[str, np.ndarray]:
+        """Decisions and their P2 allocation: a (..., N), latency (...) in s, f (..., N) in Hz,
+        p (..., N) in W (transmit power when offloaded, local CPU power kappa f^3 otherwise);
+        `allocate(h)` or `allocate(deployment, h)` as `decide`."""
+        if len(args) == 1:
+            scn = self._own()
+            h = check_channels(args[0], scn.n_ue, scn.n_mec)
+            if self.pipeline is not None:
+                a, lat, f, p = self.pipeline(h)
+                out = {"a": a, "latency": lat, "f": f, "p": p}
+            else:
+                out = self.any_pipeline(from_scenario(scn), jnp.asarray(h))
+        elif len(args) == 2:
+            if self.any_pipeline is None:
+                n, m = self._own().n_ue, self._own().n_mec
+                raise ConfigError(
+                    f"this run's policy decides for its own deployment (N = {n}, M = {m}) only: "
+                    "call decide(h); a policy for any deployment is trained with train=any"
+                )
+            dep = args[0] if isinstance(args[0], Deployment) else self.deployment(**args[0])
+            n, m = dep.gain.shape[-2:]
+            batch = dep.gain.shape[0] if dep.gain.ndim == 3 else None
+            h = check_channels(args[1], n, m, batch)
+            self._warn_outside(dep)
+            out = self.any_pipeline(dep, jnp.asarray(h))
+        else:
+            raise TypeError("allocate(h) or allocate(deployment, h)")
+        return {k: np.asarray(v, np.int32 if k == "a" else np.float64) for k, v in out.items()}
+
+    def _warn_outside(self, dep: Deployment) -> None:
+        """A warning naming the training range when the deployment lies outside it."""
+        t = self.trained_on
+        if t is None or t.kind == "fixed":
+            return
+        n, m = dep.gain.shape[-2:]
+        ranges = [("N", n, t.n_ue), ("M", m, t.n_mec)]
+        scn = jax.tree.map(np.asarray, dep.scn)
+        for name, v, r in (
+            ("D", scn.data_bits, t.data_bits),
+            ("F", scn.cycles, t.cycles),
+            ("w", scn.weights, t.weight),
+            ("F_MEC", scn.f_mec, t.f_mec),
+        ):
+            ranges.append((name, (float(np.min(v)), float(np.max(v))), r))
+        for name, v, (lo, hi) in ranges:
+            vlo, vhi = v if isinstance(v, tuple) else (v, v)
+            if vlo < lo * (1 - 1e-6) or vhi > hi * (1 + 1e-6):
+                seen = f"{v}" if not isinstance(v, tuple) else f"{vlo:.4g}..{vhi:.4g}"
+                warnings.warn(
+                    f"the deployment's {name} ({seen}) lies outside the range the policy was "
+                    f"trained on ({lo:.4g}..{hi:.4g}): its decisions there are not measured",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
 
 def make_scheduler(
@@ -143,12 +227,15 @@ def make_scheduler(
     policy: Any,
     encoder: Any,
     compiler_options: dict[str, Any] | None | str = "auto",
+    polish: int = 0,
+    sys: SystemConfig | None = None,
 ) -> Scheduler:
     """A scheduler from trained parameters (policy, and the online encoder when the policy reads
     the 2r-SAE code) and the run's typed configs (`train.TrainConfig`, `sae.SAEConfig`).
 
     `compiler_options` for its jitted call: "auto" (`cpu_fusion_options()`, checked once per
-    process), None (the package's defaults) or a dict of XLA options (benchmarks compare them)."""
+    process), None (the package's defaults) or a dict of XLA options (benchmarks compare them).
+    `polish` best-response passes follow the policy's argmax (0: the policy's own decision)."""
     n, m = scn.n_ue, scn.n_mec
     net = train_cfg.policy_net(n, m, sae_cfg)
     logits = inference_fn(net, policy)
@@ -159,6 +246,8 @@ def make_scheduler(
         x = channel_map.preprocess(h, stats)
         s = sae_mod.encode(encoder, sae_cfg, x) if encoder is not None else x
         a = jnp.argmax(logits(s), axis=-1).astype(jnp.int32)
+        if polish:
+            a = best_response(option_costs(scn, h), a, polish)
         alloc = solve_p2_closed_form(scn, h, a)
         return a, alloc.latency, alloc.f, alloc.p
 
@@ -186,46 +275,81 @@ def make_scheduler(
         out = jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec)(hp)
         return jax.tree.map(lambda o: o[:b], out)
 
-    return Scheduler(scn=scn, flops_per_decision=inference_flops(net, policy), pipeline=pipeline)
+    sys = SystemConfig(n_ue=n, n_mec=m) if sys is None else sys
+    flops = inference_flops(net, policy)
+    return Scheduler(scn, sys, flops, pipeline, polish=polish, net=net, params=policy)
 
 
-def load_channels(path: Path, n_ue: int, n_mec: int) -> np.ndarray:
-    """Read and validate `h` (B, N, M) from an npz file."""
-    try:
-        if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try .npy or pickle
-            raise OSError("not an .npz archive (write it with numpy.savez(path, h=h))")
-        with np.load(path, allow_pickle=False) as z:
-            if "h" not in z.files:
-                raise ConfigError(
-                    f"{path} has no array 'h' (found: {', '.join(z.files) or 'none'})"
-                )
-            h = np.asarray(z["h"])
-    except ConfigError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"cannot read channels file {str(path)!r}: {e}") from None
-    if h.ndim != 3:
-        raise ConfigError(f"'h' must have shape (B, N, M) = (B, {n_ue}, {n_mec}), got {h.shape}")
-    if h.shape[1:] != (n_ue, n_mec):
-        raise ConfigError(
-            f"'h' has N, M = {h.shape[1:]}, but the run was trained for N, M = {(n_ue, n_mec)}"
-        )
-    if h.shape[0] == 0:
-        raise ConfigError("'h' is an empty batch (B = 0)")
-    if not np.issubdtype(h.dtype, np.number) or np.iscomplexobj(h):
-        raise ConfigError(f"'h' must be real numbers, got dtype {h.dtype}")
-    h = h.astype(np.float64)
-    if not np.all(np.isfinite(h)):
-        raise ConfigError("'h' has NaN or infinite gains")
-    if np.any(h <= 0):
-        raise ConfigError("'h' has zero or negative gains (linear power gains must be > 0)")
-    return h
+def _asa_params() -> ASAParams:
+    """ASA's default numbers as float32 leaves (the refinement's searches)."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), ASAParams())
 
 
-def load_run(run_dir: str | Path) -> Scheduler:
-    """The trained scheduler of a finished `ojrs-train` run directory; a missing, malformed or
-    mismatched file (`rundir.load_trained`) raises `ConfigError` naming it."""
+def make_any_scheduler(
+    net: fp.FeaturePolicy,
+    params: Any,
+    sys: SystemConfig,
+    scn: Scenario | None = None,
+    refine: int = 0,
+    polish: int = POLISH_ANY,
+    trained_on: DeploymentConfig | None = None,
+) -> Scheduler:
+    """A scheduler of a policy for any deployment: the policy's argmax, `refine` ASA iterations
+    (K = 128, about 5 UEs moved per neighbour, a fixed key), then `polish` best-response passes,
+    and P2's allocation; on `scn` too when it has an own deployment."""
+    params = jax.tree.map(jnp.asarray, params)
+    asa_p = _asa_params()
+
+    def one(d: Deployment, x: jax.Array) -> dict:
+        p = Problem(dep=d, h=x)
+        a = fp.act(net, params, d, x)
+        if refine:  # a fixed key: the same inputs give the same decision
+            a, _, _ = search(
+                jax.random.key(0), p, a, refine, asa_p, k=128, max_iter=refine, moves=5.0
+            )
+        if polish:
+            a = best_response(problem_costs(p), a, polish)
+        return problem_allocation(p, a)
+
+    @jax.jit
+    def any_pipeline(dep: Deployment, h: jax.Array) -> dict:
+        if h.ndim == 2:
+            return one(dep, h)
+        return jax.vmap(one, (0 if dep.gain.ndim == 3 else None, 0))(dep, h)
+
+    return Scheduler(scn, sys, None, None, any_pipeline, trained_on, polish, refine, net, params)
+
+
+def load_run(run_dir: str | Path, polish: int | None = None, refine: int = 0) -> Scheduler:
+    """The trained scheduler of any finished `ojrs-train` run directory (the fixed deployment's
+    or a policy for any deployment, of this version or an older one); a missing, malformed or
+    mismatched file (`rundir.load_trained`) raises `ConfigError` naming it. `polish`
+    best-response passes follow the policy (default: one for a policy for any deployment, none
+    for a policy of one deployment, whose decision is then the trained policy's own); `refine`
+    ASA iterations come first (a policy for any deployment only)."""
     from ojrs_jax.run.rundir import load_trained
 
+    for name, v in (("polish", polish), ("refine", refine)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
     run = load_trained(run_dir)
-    return make_scheduler(run.scn, run.train_cfg, run.sae_cfg, run.policy, run.encoder)
+    if run.any_deployment:
+        net = run.train_cfg.policy_net(2, 1, run.sae_cfg)
+        polish = POLISH_ANY if polish is None else polish
+        return make_any_scheduler(
+            net, run.policy, run.sys_cfg, run.scn, refine, polish, run.deployment
+        )
+    if refine:
+        raise ConfigError(
+            "refine (ASA after the policy) is for a policy for any deployment (train=any); "
+            "this run's policy decides for its own deployment"
+        )
+    return make_scheduler(
+        run.scn,
+        run.train_cfg,
+        run.sae_cfg,
+        run.policy,
+        run.encoder,
+        polish=polish or 0,
+        sys=run.sys_cfg,
+    )

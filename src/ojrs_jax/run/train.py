@@ -1,11 +1,16 @@
 """One training run of `ojrs-train`: pretrain the 2r-SAE, run Algorithm 3, evaluate (Sec. V).
 
-Writes to `run_dir`: config.yaml, scenario.json (+ scenario_start.json), checkpoint/ (state after
-each chunk; `resume=True` continues a killed run), model.msgpack (for `ojrs-decide`), metrics.csv
-(one row per epoch), summary.json and the figures reward.png, loss.png and t_sa.png (paper
-Figs. 8-10). The run directory's lock (`rundir.writing`) is held for the whole job, so a second
-process on the same directory is refused. `resume=True` on a finished run (a checkpoint at the
-last epoch and a readable summary.json) writes nothing and returns the saved summary.
+The same job for the paper's fixed deployment and for a distribution of deployments (the
+`deployment` group). Writes to `run_dir`: config.yaml, scenario.json (+ scenario_start.json;
+fixed deployment only), checkpoint/ (state after each chunk; `resume=True` continues a killed
+run), model.msgpack (for `ojrs-decide` and `ojrs_jax.load_run`), metrics.csv (one row per
+epoch), summary.json and the figures reward.png, loss.png and t_sa.png (paper Figs. 8-10).
+
+The run directory's lock (`rundir.writing`) is held for the whole job, so a second process on
+the same directory is refused. A directory that already holds a run is never overwritten:
+without `resume` the job stops with a `ConfigError` naming it; `resume=True` continues it from
+its checkpoint, or, when it is finished (a checkpoint at the last epoch and a readable
+summary.json), writes nothing and returns the saved summary.
 """
 
 from __future__ import annotations
@@ -21,14 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ojrs_jax.core.io import atomic_write_text, write_csv
 from ojrs_jax.core.progress import log_summary, phase
-from ojrs_jax.core.settings import (
-    ConfigError,
-    positive_int,
-    positive_number,
-    rename_overrides,
-    rename_settings,
-    to_container,
-)
+from ojrs_jax.core.settings import ConfigError, positive_int, positive_number, to_container
+from ojrs_jax.env.fixed import NEVER
 from ojrs_jax.run.build import RunSpec, build, initial_sae
 from ojrs_jax.run.checkpoint import load_state, save_model
 from ojrs_jax.run.evaluation import epochs_to_stable, evaluate_run, scenario_at
@@ -53,6 +52,21 @@ def finished_summary(run_dir: Path, at: int | None, total: int) -> dict | None:
     except (OSError, ValueError):  # killed after training, before the summary: finish it
         return None
     return s if isinstance(s, dict) and s.get("epochs") == total else None
+
+
+# what a run writes: their presence means the directory already holds a run
+RUN_FILES = ("config.yaml", "checkpoint/state.msgpack", "model.msgpack", "summary.json")
+
+
+def refuse_existing_run(run_dir: Path) -> None:
+    """A `ConfigError` when `run_dir` already holds (part of) a run: a new run never overwrites."""
+    found = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if found:
+        state = "a finished run" if (run_dir / "summary.json").exists() else "a run"
+        raise ConfigError(
+            f"run directory {run_dir} already holds {state} ({found[0]}): resume=true continues "
+            "it (or reports it finished); to start afresh, use another directory"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,7 @@ class RunOptions:
 
 
 def parse(cfg: DictConfig | dict) -> tuple[RunSpec, RunOptions]:
-    """The typed run (`pipeline.build`) and job options of an `ojrs-train` config, converted once
+    """The typed run (`run.build`) and job options of an `ojrs-train` config, converted once
     at the entry point and checked before anything is written."""
     c = to_container(cfg)
     return build(c), RunOptions.from_mapping(c)
@@ -95,6 +109,8 @@ def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = Fal
     run_dir = Path(run_dir)
     with writing(run_dir):
         total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+        if not resume:
+            refuse_existing_run(run_dir)
         at = resume_point(run_dir, spec.cfg, RESUME_IGNORES) if resume else None
         done = finished_summary(run_dir, at, total)
         if done is not None:
@@ -104,38 +120,40 @@ def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = Fal
         return _train(spec, opts, run_dir, resume)
 
 
+def task_line(spec: RunSpec) -> str:
+    """The task in words: "N = 30, M = 2" or "random deployments, N in 5..100, M in 1..10"."""
+    if spec.scn is not None:
+        return f"N = {spec.scn.n_ue}, M = {spec.scn.n_mec}"
+    d = spec.deployment
+    return f"{d.kind} deployments, N in {d.n_ue[0]}..{d.n_ue[1]}, M in {d.n_mec[0]}..{d.n_mec[1]}"
+
+
 def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict:
     """The job of `train_run`, under the run directory's lock."""
-    log.info(
-        "run %s: N = %d, M = %d, %d epochs, seed %d",
-        run_dir,
-        spec.scn.n_ue,
-        spec.scn.n_mec,
-        spec.train_cfg.n_blocks * spec.train_cfg.phi,
-        spec.seed,
-    )
+    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
+    log.info("run %s: %s, %d epochs, seed %d", run_dir, task_line(spec), total, spec.seed)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(spec.cfg)))
     keys = spec.keys()
-    env = spec.env()
-    save_scenario(spec.scn, run_dir / "scenario_start.json")
+    params = spec.env_params()
+    if spec.scn is not None:
+        save_scenario(spec.scn, run_dir / "scenario_start.json")
 
     t0 = time.perf_counter()
     sae_params, sae_report = initial_sae(keys["sae"], spec)
-    state = spec.trainer.init(keys["train"], sae_params)
+    state = spec.trainer.init(keys["train"], sae_params, params)
     metrics: dict[str, np.ndarray] = {}
     restored = load_state(run_dir, state) if resume else None
     if restored is not None:
         state, metrics, _ = restored
         print(f"resuming {run_dir} at epoch {int(state.epoch)}")
         log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
-    total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
     writer = open_writer(opts.tensorboard, run_dir)
     try:
         run = run_chunks(
             spec.trainer.run_chunk,
             state,
-            env,
+            params,
             total,
             chunk,
             metrics=metrics,
@@ -149,26 +167,34 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
     state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
     train_s = time.perf_counter() - t0 - sae_report["seconds"]
 
-    save_model(run_dir, {"policy": state.policy, "encoder": state.sae.online})
-    save_scenario(scenario_at(env, int(state.epoch)), run_dir / "scenario.json")
+    encoder = {} if state.sae is None else state.sae.online
+    if spec.scn is not None:
+        save_scenario(scenario_at(params, int(state.epoch)), run_dir / "scenario.json")
+    save_model(run_dir, {"policy": state.policy, "encoder": encoder})
     cols = list(flat)
     write_csv(
         run_dir / "metrics.csv",
         ["epoch", *cols],
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
-    plot_training(flat, run_dir, int(env.change_epoch))
-    with phase(log, f"evaluation on {opts.draws} held-out channels"):
+    change = int(getattr(params, "change_epoch", NEVER))
+    plot_training(flat, run_dir, change)
+    with phase(log, f"evaluation on {opts.draws} held-out problems"):
         report = evaluate_run(
-            spec.trainer, state, env, keys["eval"], opts.draws, opts.exact, opts.time_limit
+            spec.trainer, state, params, keys["eval"], opts.draws, opts.exact, opts.time_limit
         )
+    last = slice(max(0, total - 500), total)
     summary = {
         "epochs": total,
+        "task": task_line(spec),
         "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
         "train_seconds": train_s,
         "first_chunk_seconds_with_compile": compile_s,
-        "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, int(env.change_epoch))]),
+        "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, change)]),
         "final_t_sa": int(state.t_sa),
+        "search_ratio_last500": float(
+            np.mean(flat["latency_search"][last] / flat["latency"][last])
+        ),
         "eval": report,
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1, default=float))
@@ -182,27 +208,7 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
             "policy L": report["latency_policy"],
             "greedy L": report["latency_greedy"],
             "exact L": report.get("latency_exact"),
-            "NRR": report.get("nrr"),
+            "NRR": report.get("nrr_policy"),
         },
     )
     return summary
-
-
-def compose_config(overrides: list[str] | None = None, config_name: str = "train") -> dict:
-    """The resolved config of a command (`train`, `baselines`, ...) with Hydra overrides, as the
-    command line would compose it, without running Hydra's app (no run directory, no logging)."""
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
-        overrides = rename_overrides(list(overrides or []), config_name)
-        return to_container(compose(config_name, overrides=overrides))
-
-
-def train_from_config(
-    cfg: dict | list[str] | None, run_dir: str | Path, resume: bool = False
-) -> dict:
-    """`ojrs-train` without Hydra's app: `cfg` is a resolved config dict or a list of overrides
-    (`["train=paper", "train.epochs=2000"]`); writes the run to `run_dir`, returns its summary."""
-    c = rename_settings(cfg, "train") if isinstance(cfg, dict) else compose_config(cfg)
-    spec, opts = parse(c)
-    return train_run(spec, opts, Path(run_dir), resume=resume)

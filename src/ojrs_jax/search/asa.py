@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.core.settings import ConfigError, split_settings
+from ojrs_jax.system.deployment import Problem, decision, link_mask, problem_costs
 from ojrs_jax.system.p2 import OptionCosts, costs_latency, option_costs
 from ojrs_jax.system.scenario import Scenario
 
@@ -163,6 +164,23 @@ def option_probs(h: jax.Array, local_weight: jax.Array | float) -> jax.Array:
     share = h / jnp.sum(h, axis=1, keepdims=True)  # h_ij / sum_k h_ik
     w0 = jnp.full((h.shape[0], 1), local_weight / m, h.dtype)
     return jnp.concatenate([w0, share], axis=1) / (1.0 + local_weight / m)
+
+
+def problem_probs(p: Problem, local_weight: jax.Array | float) -> jax.Array:
+    """h-mutation distribution q (N, M+1) of one epoch's problem (eq. 27). On a masked
+    deployment it covers the real options only: the MEC shares h_ij / sum_{k real} h_ik, the
+    local option weighing as much as an average real MEC, and a padded UE has all its mass on
+    local (it keeps option 0 and never mutates)."""
+    if not p.dep.masked:
+        return option_probs(p.h, local_weight)
+    dep, h = p.dep, p.h
+    hm = jnp.where(link_mask(dep), h, 0.0)
+    m_real = jnp.maximum(jnp.sum(dep.mec_mask), 1).astype(h.dtype)
+    share = hm / jnp.maximum(jnp.sum(hm, axis=1, keepdims=True), jnp.finfo(h.dtype).tiny)
+    w0 = local_weight / m_real
+    q = jnp.concatenate([jnp.full((h.shape[0], 1), w0, h.dtype), share], axis=1) / (1.0 + w0)
+    local_only = jax.nn.one_hot(jnp.zeros(h.shape[0], jnp.int32), h.shape[1] + 1, dtype=h.dtype)
+    return jnp.where(dep.ue_mask[:, None], q, local_only)
 
 
 def uniform_probs(h: jax.Array) -> jax.Array:
@@ -326,6 +344,31 @@ def asa_search(
     iteration G + 1 (constant after n_iter). L(a_best) <= L(a0) always.
     """
     return _search(key, scn, h, a0, n_iter, params, k, max_iter, guided=True)
+
+
+def search(
+    key: jax.Array,
+    p: Problem,
+    a0: jax.Array,
+    n_iter: jax.Array | int,
+    params: ASAParams,
+    *,
+    k: int,
+    max_iter: int,
+    moves: float = 0.0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """ASA (Algorithm 2) on one epoch's problem, padded or not: `asa_search` on the real part
+    (padded UEs never move, padded MECs are never proposed). Returns (a_best, L, trace).
+
+    `moves` > 0 caps the mutation scale at moves / N (N the real UEs): about `moves` UEs change
+    per neighbour whatever N (a fixed c = 0.1 moves about 15 of 300 UEs, and the search stalls).
+    """
+    if moves > 0:
+        n_real = jnp.maximum(jnp.sum(p.dep.ue_mask), 1).astype(jnp.float32)
+        params = params.replace(mut_scale=jnp.minimum(params.mut_scale, moves / n_real))
+    q = problem_probs(p, params.local_weight)
+    a0 = decision(p.dep, a0)
+    return search_with(key, q, problem_costs(p), a0, n_iter, params, k, max_iter)
 
 
 def plain_sa(

@@ -4,6 +4,8 @@ Random and Greedy apply the capacity rule of Sec. V.D: MEC j is insufficient whe
 than floor(F_MEC_j / F_L) tasks (it could not give each at least the UE's local speed); the
 extra UEs, those with the largest F_i first, then run locally. All rules are pure, jit- and
 vmap-friendly (exhaustive search enumerates (M+1)^N decisions and is meant for N <= 10).
+Greedy and Random take a `Scenario` or a `system.deployment.Deployment`; on a masked one the
+rules see the real UEs and MECs only (a padded UE stays local, a padded MEC is never chosen).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ojrs_jax.system.deployment import Deployment, decision
 from ojrs_jax.system.p2 import batched_latency
 from ojrs_jax.system.scenario import Scenario, distances
 
@@ -30,15 +33,28 @@ def capacity_rule(scn: Scenario, a: jax.Array) -> jax.Array:
     return jnp.where((a > 0) & (rank >= cap_i), 0, a).astype(jnp.int32)
 
 
-def greedy(scn: Scenario, h: jax.Array | None = None) -> jax.Array:
-    """Greedy: every UE offloads to its nearest MEC, then the capacity rule. Returns a (N,)."""
+def greedy(x: Scenario | Deployment, h: jax.Array | None = None) -> jax.Array:
+    """Greedy: every UE offloads to its nearest MEC (largest large-scale gain), then the capacity
+    rule. Returns a (N,)."""
     del h  # the rule looks at distances only
+    if isinstance(x, Deployment) and x.masked:
+        g = jnp.where(x.mec_mask[None, :], x.gain, -jnp.inf)
+        a = jnp.where(x.ue_mask, jnp.argmax(g, axis=1).astype(jnp.int32) + 1, 0)
+        return decision(x, capacity_rule(x.scn, a))
+    scn = x.scn if isinstance(x, Deployment) else x
     a = jnp.argmin(distances(scn), axis=1).astype(jnp.int32) + 1
     return capacity_rule(scn, a)
 
 
-def random_decision(key: jax.Array, scn: Scenario) -> jax.Array:
-    """Random: each UE picks one of the M+1 options uniformly, then the capacity rule."""
+def random_decision(key: jax.Array, x: Scenario | Deployment) -> jax.Array:
+    """Random: each UE picks one of its options (local or a real MEC) uniformly, then the
+    capacity rule."""
+    if isinstance(x, Deployment) and x.masked:
+        real = jnp.concatenate([jnp.ones((1,), bool), x.mec_mask])  # (M+1,)
+        logits = jnp.broadcast_to(jnp.where(real, 0.0, -jnp.inf), (x.n_max, real.shape[0]))
+        a = jax.random.categorical(key, logits).astype(jnp.int32)
+        return decision(x, capacity_rule(x.scn, decision(x, a)))
+    scn = x.scn if isinstance(x, Deployment) else x
     a = jax.random.randint(key, (scn.n_ue,), 0, scn.n_mec + 1, dtype=jnp.int32)
     return capacity_rule(scn, a)
 

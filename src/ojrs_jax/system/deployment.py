@@ -32,7 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ojrs_jax.system.p2 import OptionCosts, costs_latency, option_costs, solve_p2_closed_form
+from ojrs_jax.system.p2 import (
+    OptionCosts,
+    costs_latency,
+    latency,
+    option_costs,
+    solve_p2_closed_form,
+)
 from ojrs_jax.system.scenario import (
     ConfigError,
     Scenario,
@@ -50,12 +56,19 @@ PAD_COST = 1e6  # s: cost of a padded MEC option (never chosen; finite so no inf
 
 @struct.dataclass
 class Deployment:
-    """A deployment padded to (N_max, M_max), with masks of the real UEs and MECs."""
+    """A deployment padded to (N_max, M_max), with masks of the real UEs and MECs.
+
+    `masked` (static) says whether its costs honour the masks: True for a deployment drawn from a
+    distribution or given by a user (padding possible), False for a fixed `Scenario` in which
+    every UE and MEC is real (`from_scenario`): its costs are then P2's own (`p2.option_costs`,
+    `p2.latency`), bit for bit the computation of the paper's deployment.
+    """
 
     scn: Scenario  # padded; positions are informational (costs use `gain`)
     gain: chex.Array  # (N, M) large-scale gain g_ij (mean of h_ij)
     ue_mask: chex.Array  # (N,) bool real UE
     mec_mask: chex.Array  # (M,) bool real MEC
+    masked: bool = struct.field(pytree_node=False, default=True)
 
     @property
     def n_max(self) -> int:
@@ -69,6 +82,14 @@ class Deployment:
 def link_mask(dep: Deployment) -> jax.Array:
     """(N, M) bool: both ends real."""
     return dep.ue_mask[..., :, None] & dep.mec_mask[..., None, :]
+
+
+@struct.dataclass
+class Problem:
+    """The decision problem of one epoch (P1, Sec. III): a deployment and its channel."""
+
+    dep: Deployment  # the deployment in force, with the task weights of the epoch
+    h: chex.Array  # (N, M) channel gains of the epoch
 
 
 @dataclass(frozen=True)
@@ -169,6 +190,7 @@ def from_scenario(scn: Scenario) -> Deployment:
         gain=g,
         ue_mask=jnp.ones((scn.n_ue,), bool),
         mec_mask=jnp.ones((scn.n_mec,), bool),
+        masked=False,
     )
 
 
@@ -222,7 +244,8 @@ def _random(key, cfg: DeploymentConfig, sys: SystemConfig, n_ue, n_mec):
         **_constants(sys),
     )
     dep = from_scenario(scn)
-    return dep.replace(ue_mask=jnp.arange(n_max) < n, mec_mask=jnp.arange(m_max) < m), area
+    masks = {"ue_mask": jnp.arange(n_max) < n, "mec_mask": jnp.arange(m_max) < m}
+    return dep.replace(**masks, masked=True), area
 
 
 def _constants(sys: SystemConfig) -> dict:
@@ -366,6 +389,34 @@ def masked_allocation(dep: Deployment, h: jax.Array, a: jax.Array) -> dict:
         "p": jnp.where(dep.ue_mask, alloc.p, 0.0),
         "latency": masked_latency(dep, h, a),
     }
+
+
+# --- one epoch's problem, padded or not --------------------------------------------------------
+
+
+def problem_costs(p: Problem) -> OptionCosts:
+    """The option costs of P2's closed form (`p2.option_costs`), masked when the deployment is."""
+    return masked_costs(p.dep, p.h) if p.dep.masked else option_costs(p.dep.scn, p.h)
+
+
+def problem_latency(p: Problem, a: jax.Array) -> jax.Array:
+    """L(a) of eq. 13 for a (..., N) on the real part of the problem."""
+    if p.dep.masked:
+        return masked_latency(p.dep, p.h, a)
+    return latency(p.dep.scn, p.h, a)
+
+
+def decision(dep: Deployment, a: jax.Array) -> jax.Array:
+    """a as int32 with padded UEs, and any UE on a padded MEC, sent local (`sanitize`)."""
+    return sanitize(dep, a) if dep.masked else jnp.asarray(a, jnp.int32)
+
+
+def problem_allocation(p: Problem, a: jax.Array) -> dict:
+    """P2's allocation of a on the real part: a, f (Hz), p (W) (0 on padded UEs), latency (s)."""
+    if p.dep.masked:
+        return masked_allocation(p.dep, p.h, a)
+    alloc = solve_p2_closed_form(p.dep.scn, p.h, a)
+    return {"a": jnp.asarray(a, jnp.int32), "f": alloc.f, "p": alloc.p, "latency": alloc.latency}
 
 
 def unpad(dep: Deployment, h=None):

@@ -1,0 +1,121 @@
+"""What a policy reads, how it acts and what it learns from (paper eqs. 19, 24-25, Algorithm 1).
+
+An `Agent` binds the policy network of `train.arch` to its observation of an epoch's problem:
+- `state=channel`: the channel h preprocessed into x = vec(h / gbar) (or its log, or minmax);
+- `state=sae`: the 2r-SAE code s = encoder(x) (eq. 19) of the online encoder, which Algorithm 1
+  keeps training during DRL (`train.incremental_sae`);
+- `state=deployment` (the feature policy): the whole padded deployment and its channel, so one
+  network decides for any N and M.
+The observation `observe(...)` is what the replay buffer stores; `act` is the per-UE argmax of
+eq. 24 and `loss` is eq. 25 on a batch of stored observations and searched actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ojrs_jax.agent import feature_policy as fp
+from ojrs_jax.agent.config import TrainConfig
+from ojrs_jax.agent.policy import act as policy_act
+from ojrs_jax.agent.policy import init_policy, policy_loss
+from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.env.base import OffloadingEnv
+from ojrs_jax.env.distribution import DeploymentDistribution
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae_mod
+from ojrs_jax.system.deployment import Problem
+
+Params = Any
+
+
+class Agent(NamedTuple):
+    """Bound pure functions of one policy on one environment."""
+
+    net: Any  # the flax module of the policy
+    state_dim: int  # width of an observation s (a replay buffer row)
+    reads_code: bool  # the policy reads the 2r-SAE code (its encoder learns online, Alg. 1)
+    init: Callable[[jax.Array], Params]  # key -> initial policy parameters theta
+    observe: Callable[[Any, Any, Problem], jax.Array]  # (encoder, env params, problem) -> s
+    act: Callable[[Params, jax.Array], jax.Array]  # (theta, s) -> a (N,) int32
+    loss: Callable[[Params, jax.Array, jax.Array, Any], jax.Array]  # eq. 25 (theta, S, A*, lam)
+
+
+def _cast_like(start: Any, params: Any) -> Any:
+    """Parameters `start` read from a file, in the dtypes and shapes of `params`."""
+    return jax.tree.map(lambda p, q: jnp.asarray(q, p.dtype).reshape(p.shape), params, start)
+
+
+def make_agent(
+    cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig, env: OffloadingEnv, start: Params = None
+) -> Agent:
+    """The agent of `cfg.arch` / `cfg.state` on `env`; `start` (parameters of a finished run,
+    `train.init_from`) replaces the random initial policy."""
+    n_ue, n_mec = env.n_ue, env.n_mec
+    net = cfg.policy_net(n_ue, n_mec, sae_cfg)
+    if cfg.any_deployment:
+        if not isinstance(env, DeploymentDistribution):
+            return _feature_agent(cfg, net, _fixed_template(env), start)
+        return _feature_agent(cfg, net, env.template, start)
+    if isinstance(env, DeploymentDistribution):
+        raise ConfigError(
+            f"train.arch={cfg.arch} decides for one deployment; deployment={env.cfg.kind} needs "
+            "the policy for any deployment (train=any, or train.arch=feature "
+            "train.state=deployment)"
+        )
+    if cfg.arch == "per_ue_code" and sae_cfg.structure != "per_ue":
+        raise ConfigError("train.arch=per_ue_code needs sae.structure=per_ue")
+    n_in = n_ue * n_mec
+    code = cfg.state == "sae"
+    state_dim = sae_cfg.state_width(n_ue) if code else n_in
+
+    def init(key: jax.Array) -> Params:
+        params = init_policy(key, net, state_dim, cfg.local_bias)
+        return params if start is None else _cast_like(start, params)
+
+    def observe(encoder: Any, params: Any, p: Problem) -> jax.Array:
+        x = channel_map.preprocess(p.h, params.stats).reshape(*p.h.shape[:-2], n_in)
+        return sae_mod.encode(encoder, sae_cfg, x) if code else x
+
+    def act(theta: Params, s: jax.Array) -> jax.Array:
+        return policy_act(net, theta, s)
+
+    def loss(theta: Params, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+        return policy_loss(net, theta, S, A, lam)
+
+    return Agent(net, state_dim, code, init, observe, act, loss)
+
+
+def _fixed_template(env: OffloadingEnv) -> Problem:
+    """A problem of the environment's shapes, for the feature policy on a fixed deployment."""
+    _, state = jax.eval_shape(env.reset_env, jax.random.key(0), env.default_params)
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), state.problem)
+
+
+def _feature_agent(cfg: TrainConfig, net: fp.FeaturePolicy, template: Problem, start) -> Agent:
+    """The feature policy: the observation is the whole problem, flattened (eqs. 24-25)."""
+    flat0, unravel = ravel_pytree(template)
+    # every UE real in the initialisation's dummy deployment, so no layer sees only padding
+    dep0 = template.dep.replace(ue_mask=jnp.ones_like(template.dep.ue_mask))
+    h0 = jnp.ones_like(template.h)
+
+    def init(key: jax.Array) -> Params:
+        params = fp.init_params(key, net, dep0, h0)
+        return params if start is None else _cast_like(start, params)
+
+    def observe(encoder: Any, params: Any, p: Problem) -> jax.Array:
+        return ravel_pytree(p)[0]
+
+    def act(theta: Params, s: jax.Array) -> jax.Array:
+        p = unravel(s)
+        return fp.act(net, theta, p.dep, p.h)
+
+    def loss(theta: Params, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+        P = jax.vmap(unravel)(S)
+        return fp.loss(net, theta, P.dep, P.h, A, lam)
+
+    return Agent(net, int(flat0.shape[0]), False, init, observe, act, loss)
