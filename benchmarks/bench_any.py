@@ -6,9 +6,10 @@ decisions of the feature policy; meant for the GPU (ready to run), `--quick` for
 
 train: the jitted chunk's compile time, then ms per epoch over the remaining chunks, for the
 `random` deployment of conf/deployment/random.yaml with N in [5, n_max], M in [1, m_max],
-conf/general/default.yaml otherwise. decide: for each N:M, `--batch` deployments of that size
-with one channel each, decided and allocated (P2 closed form) in one jitted call with the trained
-parameters: median wall time of 5 calls and decisions/s. Writes a record (benchmarks/record.py).
+the settings of `train=any` (conf/train/any.yaml: the feature policy) otherwise. decide: for
+each N:M, `--batch` deployments of that size with one channel each, decided and allocated (P2
+closed form) in one jitted call with the trained parameters: median wall time of 5 calls and
+decisions/s. Writes a record (benchmarks/record.py).
 On the GPU machine: `PYTHONPATH=src python benchmarks/bench_any.py --out
 benchmarks/results/bench_any_h200.json`.
 """
@@ -29,15 +30,33 @@ import jax  # noqa: E402
 from record import Recording, add_out_argument  # noqa: E402
 
 from ojrs_jax.agent import feature_policy as fp  # noqa: E402
-from ojrs_jax.agent.general import AnyTrainConfig, make_any_trainer  # noqa: E402
-from ojrs_jax.system.deployment import (
+from ojrs_jax.agent.agents import make_agent  # noqa: E402
+from ojrs_jax.agent.config import TrainConfig  # noqa: E402
+from ojrs_jax.agent.trainer import make_trainer  # noqa: E402
+from ojrs_jax.env.distribution import DeploymentDistribution  # noqa: E402
+from ojrs_jax.sae.model import SAEConfig  # noqa: E402
+from ojrs_jax.system.deployment import (  # noqa: E402
     DeploymentConfig,
-    make_sampler,
     masked_allocation,
     random_deployment,
     rayleigh,
 )
 from ojrs_jax.system.scenario import SystemConfig  # noqa: E402
+
+# conf/train/any.yaml (train=any): Algorithm 3 with the feature policy over a distribution
+ANY = dict(
+    phi=10,
+    batch=64,
+    updates=4,
+    buffer=2048,
+    learning_rate=1e-3,
+    lam=1e-5,
+    adaptive=False,
+    change_epoch=0,
+    incremental_sae=False,
+    state="deployment",
+    arch="feature",
+)
 
 
 def main() -> None:
@@ -63,16 +82,18 @@ def main() -> None:
         n_mec=(1, args.m_max),
         m_max=args.m_max,
     )
-    gcfg = AnyTrainConfig(epochs=args.epochs, chunk=args.chunk)
-    tr = make_any_trainer(gcfg, make_sampler(dcfg, sys_cfg))
-    st = tr.init(jax.random.key(0))
+    gcfg = TrainConfig(epochs=args.epochs, chunk=args.chunk, **ANY)
+    env = DeploymentDistribution(dcfg, sys_cfg)
+    tr = make_trainer(gcfg, env, make_agent(gcfg, SAEConfig(), env))
+    params = env.default_params
+    st = tr.init(jax.random.key(0), None, params)
     t0 = time.perf_counter()
-    st, _ = jax.block_until_ready(tr.run_chunk(st))
+    st, _ = jax.block_until_ready(tr.run_chunk(st, params))
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     rest = 0
     while int(st.epoch) < gcfg.n_blocks * gcfg.phi:
-        st, m = jax.block_until_ready(tr.run_chunk(st))
+        st, m = jax.block_until_ready(tr.run_chunk(st, params))
         rest += gcfg.chunk_blocks * gcfg.phi
     per_epoch = (time.perf_counter() - t0) / max(rest, 1)
     train = {

@@ -26,6 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
 
+def eval_figures(e: dict) -> dict:
+    """The policy's certified NRR of a summary.json `eval` group under the record's names (nrr,
+    nrr_median, nrr_p10, draws, certified), from a run of this version (`nrr_policy`, ...,
+    `certified`) or an older one (`nrr`, ..., `exact_certified`)."""
+    if "nrr_policy" in e:
+        return {
+            "nrr": e["nrr_policy"],
+            "nrr_median": e["nrr_policy_median"],
+            "nrr_p10": e["nrr_policy_p10"],
+            "draws": e["draws"],
+            "certified": e["certified"],
+        }
+    return {k: e[k] for k in ("nrr", "nrr_median", "nrr_p10", "draws")} | {
+        "certified": e["exact_certified"]
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--m", type=int, nargs="+", default=[2, 5])
@@ -54,7 +71,7 @@ def main() -> None:
                 if p.returncode != 0:
                     raise SystemExit(f"{' '.join(cmd)} failed: {p.stderr.strip()[-800:]}")
                 s = json.loads((run / "summary.json").read_text())
-                e = s["eval"]
+                e = eval_figures(s["eval"])
                 row = {
                     "m": m,
                     "deployment_seed": seed,
@@ -62,7 +79,7 @@ def main() -> None:
                     "nrr_median": e["nrr_median"],
                     "nrr_p10": e["nrr_p10"],
                     "draws": e["draws"],
-                    "certified": e["exact_certified"],
+                    "certified": e["certified"],
                     "epochs": s["epochs"],
                     "train_s": s["train_seconds"],
                     "first_chunk_with_compile_s": s["first_chunk_seconds_with_compile"],

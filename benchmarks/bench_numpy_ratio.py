@@ -36,6 +36,7 @@ from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod  # noqa: E402
 from ojrs_jax.search.asa import asa_search  # noqa: E402
 from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.deployment import Problem, from_scenario  # noqa: E402
 from ojrs_jax.system.p2 import batched_latency, latency  # noqa: E402
 from ojrs_jax.system.scenario import sample_channels  # noqa: E402
 
@@ -89,14 +90,17 @@ def numpy_weights(st) -> tuple[list, list]:
 def decide_ratio(spec, st, budget: float, batch: int = 4096) -> dict:
     """Decision pipeline (encode, policy argmax, P2 latency) of the weights in `st`, JAX vs NumPy:
     agreement on 256 channels, then one call and `batch` calls, median wall time."""
-    scn, env = spec.scn, spec.env()
+    scn, env = spec.scn, spec.env_params()
     sc = ref.scenario_np(scn)
     gbar = float(jnp.mean(env.stats.scale))
     enc, pol = numpy_weights(st)
+    dep = from_scenario(scn)
 
     @jax.jit
     def pipe(h):
-        a = spec.trainer.decide(st.policy, st.sae.online, env, h)
+        hb = h[None] if h.ndim == 2 else h  # decide takes a batch of channels
+        a = spec.trainer.decide(st.policy, st.sae.online, env, Problem(dep=dep, h=hb))
+        a = a[0] if h.ndim == 2 else a
         return a, (latency(scn, h, a) if h.ndim == 2 else batched_latency(scn, h, a))
 
     H = sample_channels(jax.random.key(2), scn, batch)
@@ -183,12 +187,13 @@ def asa_ratio(spec, budget: float, draws: int = 50, vbatch: int = 256) -> dict:
 
 def grad_check(spec, st) -> dict:
     """The hand-written NumPy backprop of eq. 25 against jax.grad on one batch of 128."""
-    env = spec.env()
+    env = spec.env_params()
     H = sample_channels(jax.random.key(4), spec.scn, 128)
     s_b = np.asarray(
         sae_mod.encode(st.sae.online, spec.sae_cfg, channel_map.preprocess(H, env.stats))
     )
-    a_b = np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H), np.int64)
+    problems = Problem(dep=from_scenario(spec.scn), h=H)
+    a_b = np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, problems), np.int64)
     lam = spec.train_cfg.lam
     g_j = jax.grad(
         lambda p: policy_loss(spec.trainer.net, p, jnp.asarray(s_b), jnp.asarray(a_b), lam)
@@ -208,7 +213,7 @@ def jax_epoch_time(epochs: int, reps: int, **train) -> tuple[float, float]:
     """Median seconds per epoch of run_chunk over `epochs` paper-scale epochs (after compiling)
     and the mean T_SA used; `train` overrides conf/train/paper.yaml."""
     sp = build(paper_cfg(epochs=epochs, chunk=epochs, **train))
-    e = sp.env()
+    e = sp.env_params()
     s0 = fresh_state(sp)
     run = sp.trainer.run_chunk
     _, met = jax.block_until_ready(run(s0, e))  # compile
@@ -225,7 +230,7 @@ def train_ratio(spec, epochs: int, reps: int) -> dict:
     coverage (uniform replay, no incremental SAE) against the NumPy loop, same initial weights."""
     st = fresh_state(spec)
     sc = ref.scenario_np(spec.scn)
-    gbar = float(jnp.mean(spec.env().stats.scale))
+    gbar = float(jnp.mean(spec.env_params().stats.scale))
     enc, pol = numpy_weights(st)
     asa_cfg = spec.train_cfg.asa
     tj_paper, tsa_paper = jax_epoch_time(epochs, reps)

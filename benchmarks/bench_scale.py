@@ -50,6 +50,7 @@ from ojrs_jax.run.build import build  # noqa: E402
 from ojrs_jax.sae import model as sae_mod  # noqa: E402
 from ojrs_jax.search.asa import asa_from_mapping, asa_search  # noqa: E402
 from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.deployment import Problem, from_scenario  # noqa: E402
 from ojrs_jax.system.exact import exact_miqp, latency_np  # noqa: E402
 from ojrs_jax.system.p2 import batched_latency, latency  # noqa: E402
 from ojrs_jax.system.scenario import sample_channels  # noqa: E402
@@ -119,7 +120,7 @@ def run_point(
     t_start = time.perf_counter()
     cfg = point_config(n, m, epochs, preset)
     spec = build(cfg)
-    scn, env = spec.scn, spec.env()
+    scn, env = spec.scn, spec.env_params()
     n_in = n * m
     st0 = spec.trainer.init(
         jax.random.key(1), sae_mod.init_sae(jax.random.key(0), spec.sae_cfg, n_in)
@@ -155,9 +156,13 @@ def run_point(
     }
 
     # --- decisions of the trained pipeline ------------------------------------------------------
+    dep = from_scenario(scn)
+
     @jax.jit
     def pipe(h):
-        a = spec.trainer.decide(st.policy, st.sae.online, env, h)
+        hb = h[None] if h.ndim == 2 else h  # decide takes a batch of channels
+        a = spec.trainer.decide(st.policy, st.sae.online, env, Problem(dep=dep, h=hb))
+        a = a[0] if h.ndim == 2 else a
         return a, (latency(scn, h, a) if h.ndim == 2 else batched_latency(scn, h, a))
 
     H = sample_channels(jax.random.key(7), scn, batch)
@@ -173,7 +178,7 @@ def run_point(
     # --- NRR against SCIP on held-out draws --------------------------------------------------
     asa_cfg, asa_par = asa_from_mapping(load("asa", "default.yaml"))
     Hd = sample_channels(jax.random.key(8), scn, draws)
-    a_pol = spec.trainer.decide(st.policy, st.sae.online, env, Hd)
+    a_pol = spec.trainer.decide(st.policy, st.sae.online, env, Problem(dep=dep, h=Hd))
     a0 = greedy(scn)
     search = jax.jit(
         jax.vmap(

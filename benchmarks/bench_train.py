@@ -33,7 +33,7 @@ def epoch_ms(preset: str, chunk: int, repeats: int) -> dict:
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
         cfg = to_container(compose("train", overrides=[f"train={preset}", f"train.chunk={chunk}"]))
     spec = build(cfg)
-    env = spec.env()
+    env = spec.env_params()
     n_in = spec.scn.n_ue * spec.scn.n_mec
     state = spec.trainer.init(jax.random.key(0), init_sae(jax.random.key(1), spec.sae_cfg, n_in))
     epochs = spec.train_cfg.chunk_blocks * spec.train_cfg.phi

@@ -1,4 +1,5 @@
-"""One trained `ojrs-train-any` model on a grid of unseen deployments, certified against SCIP.
+"""One trained any-deployment model (`ojrs-train deployment=random train=any`, or an older
+`ojrs-train-any` run) on a grid of unseen deployments, certified against SCIP.
 
     python benchmarks/eval_any.py --run RUN_DIR [--n 10 30 100 300] [--m 2 5 10] [--draws 20]
         [--draws-large 10] [--large-from 300] [--seed 10000] [--time-limit 60]
@@ -36,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from record import Recording, add_out_argument  # noqa: E402
 
+from ojrs_jax.experiments.any_grid import eval_cell, eval_trajectory  # noqa: E402
 from ojrs_jax.experiments.tuned_beside import tuned_beside  # noqa: E402
-from ojrs_jax.run.any_scheduler import eval_cell, eval_trajectory, load_any_run  # noqa: E402
+from ojrs_jax.run.scheduler import load_run  # noqa: E402
 from ojrs_jax.system.deployment import DeploymentConfig  # noqa: E402
 
 
@@ -73,7 +75,7 @@ def main() -> None:
     rec = Recording()
     import yaml
 
-    sched = load_any_run(args.run)
+    sched = load_run(args.run)
     cfg = yaml.safe_load((args.run / "config.yaml").read_text())
     dcfg = DeploymentConfig.from_mapping(dict(cfg["deployment"]))
     cells = []

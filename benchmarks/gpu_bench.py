@@ -28,10 +28,14 @@ import jax  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer  # noqa: E402
+from ojrs_jax.agent.agents import make_agent  # noqa: E402
+from ojrs_jax.agent.config import TrainConfig  # noqa: E402
+from ojrs_jax.agent.trainer import make_env, make_trainer  # noqa: E402
+from ojrs_jax.env.fixed import FixedDeployment  # noqa: E402
 from ojrs_jax.sae import model as sae_mod  # noqa: E402
 from ojrs_jax.search.asa import ASAParams, asa_search  # noqa: E402
 from ojrs_jax.search.baselines import greedy  # noqa: E402
+from ojrs_jax.system.deployment import Problem, from_scenario  # noqa: E402
 from ojrs_jax.system.p2 import solve_p2_closed_form  # noqa: E402
 from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels  # noqa: E402
 
@@ -63,7 +67,8 @@ def bench_scale(
     scn = make_scenario(SystemConfig(n_ue=n, n_mec=m, layout=layout, area=area, noise=2e-7, seed=2))
     scfg = sae_mod.SAEConfig(steps=100, hidden=sae_hidden)
     cfg = TrainConfig(epochs=epochs, chunk=epochs, change_epoch=0, hidden=hidden)
-    tr = make_trainer(cfg, scfg, n, m)
+    fixed = FixedDeployment(scn)
+    tr = make_trainer(cfg, fixed, make_agent(cfg, scfg, fixed), scfg)
     env = make_env(jax.random.key(1), scn, cfg, scfg)
     sae_p = sae_mod.init_sae(jax.random.key(0), scfg, n * m)
     out = {"n_ue": n, "n_mec": m, "epochs": epochs}
@@ -73,11 +78,14 @@ def bench_scale(
     vtrain = jax.jit(jax.vmap(tr.train, (0, None, None)))
     first, best = timed(vtrain, keys, env, sae_p, repeats=1)
     out.update(seeds=seeds, vmapped_ms_per_seed_epoch=best / epochs / seeds * 1e3)
-    st = tr.init(jax.random.key(4), sae_p)
+    st = tr.init(jax.random.key(4), sae_p, env)
+    dep = from_scenario(scn)
 
     @jax.jit
     def decide(h):
-        a = tr.decide(st.policy, st.sae.online, env, h)
+        hb = h[None] if h.ndim == 2 else h  # decide takes a batch of channels
+        a = tr.decide(st.policy, st.sae.online, env, Problem(dep=dep, h=hb))
+        a = a[0] if h.ndim == 2 else a
         f = solve_p2_closed_form if h.ndim == 2 else jax.vmap(solve_p2_closed_form, (None, 0, 0))
         return f(scn, h, a).latency
 

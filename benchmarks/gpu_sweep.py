@@ -49,7 +49,7 @@ def time_job(overrides: list[str], seeds: list[int], chunk: int) -> dict:
     c = compose(overrides + [f"train.chunk={chunk}"])
     spec = build(c)
     keys = spec.keys()
-    env = spec.env()
+    env = spec.env_params()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     epochs = spec.train_cfg.n_blocks * spec.train_cfg.phi
     out = {

@@ -68,7 +68,7 @@ def train_full(epochs: int) -> tuple:
     spec = build(paper_cfg(epochs=epochs, chunk=1000))
     keys = spec.keys()
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
-    env = spec.env()
+    env = spec.env_params()
     st = spec.trainer.init(keys["train"], sae_params)
     t0 = time.perf_counter()
     run = spec.trainer.run_chunk.lower(st, env).compile()

@@ -38,6 +38,7 @@ from ojrs_jax.run.build import build, pretrain_sae
 from ojrs_jax.run.evaluation import evaluate_run
 from ojrs_jax.search.asa import asa_search
 from ojrs_jax.search.baselines import greedy
+from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.exact import exact_miqp, latency_np
 from ojrs_jax.system.scenario import sample_channels
 
@@ -127,7 +128,7 @@ plt.show()
 # phi epochs, and its per-epoch metrics come back as arrays.
 
 # %%
-env = spec.env()
+env = spec.env_params()
 state = spec.trainer.init(keys["train"], sae_params)
 chunks = []
 t0 = time.perf_counter()
@@ -232,7 +233,8 @@ plt.show()
 # %%
 scn = spec.scn
 H = sample_channels(jax.random.key(2024), scn, N_EVAL)
-a_pol = np.asarray(spec.trainer.decide(state.policy, state.sae.online, env, H))
+problems = Problem(dep=from_scenario(scn), h=H)  # one deployment shared by the batch
+a_pol = np.asarray(spec.trainer.decide(state.policy, state.sae.online, env, problems))
 search = jax.jit(
     jax.vmap(
         lambda k, h, a: asa_search(

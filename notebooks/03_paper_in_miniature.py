@@ -42,6 +42,7 @@ from ojrs_jax.sae import model as sae
 from ojrs_jax.sae import train as sae_train
 from ojrs_jax.search.asa import asa_search, plain_sa
 from ojrs_jax.search.baselines import greedy, random_decision
+from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.exact import exact_miqp, latency_np
 from ojrs_jax.system.p2 import batched_latency
 from ojrs_jax.system.scenario import sample_channels
@@ -272,7 +273,7 @@ plt.show()
 # one step, with which a run this short settles on one fixed decision, about Greedy's).
 
 # %%
-env = spec.env()  # the same weights change for both runs (drawn from the run's seed)
+env = spec.env_params()  # the same weights change for both runs (drawn from the run's seed)
 sae_params = models["2r-SAE"]["params"]
 
 
@@ -337,6 +338,7 @@ n_tab = P["table"]
 H = sample_channels(jax.random.key(11), scn_end, n_tab)
 H_np = np.asarray(H, np.float64)
 rng = jax.random.split(jax.random.key(12), n_tab)
+dep_end = from_scenario(scn_end)  # the deployment the policy decides for (one channel)
 rules = {
     "Greedy": jax.jit(lambda k, h: greedy(scn_end, h)),
     "Random": jax.jit(lambda k, h: random_decision(k, scn_end)),
@@ -345,7 +347,11 @@ rules = {
             k, scn_end, h, greedy(scn_end), tc.asa.t_sa0, asa_p, k=K, max_iter=tc.asa.max_iter
         )[0]
     ),
-    "OJRS policy": lambda k, h: spec.trainer.decide(state_end.policy, state_end.sae.online, env, h),
+    "OJRS policy": jax.jit(
+        lambda k, h: spec.trainer.decide(
+            state_end.policy, state_end.sae.online, env, Problem(dep=dep_end, h=h[None])
+        )[0]
+    ),
 }
 table = {}
 for name, rule in rules.items():
@@ -393,7 +399,7 @@ for name, (s_run, states, _) in runs.items():
     s = evaluate_run(s_run.trainer, end, env, keys["eval"], n_tab)
     rows.append(
         f"| {name} | {scn.n_mec} | {models['2r-SAE']['test']['acc']:.4f} | {cr:.2f} | "
-        f"{f['nrr']:.4f} | {jolt['nrr']:.4f} | {s['nrr']:.4f} |"
+        f"{f['nrr_policy']:.4f} | {jolt['nrr_policy']:.4f} | {s['nrr_policy']:.4f} |"
     )
 display(
     Markdown(

@@ -1,4 +1,4 @@
-"""Which SAE code can the policy read? Offline study at N = 30 (glue over ojrs_jax.experiments.code_study).
+"""Which SAE code can the policy read? Offline study at N = 30 (over experiments.code_study).
 
 For each named code variant at one M and deployment seed: train the SAE to its plateau, report
 the three accuracy figures (WAPE, paper-style Acc with the mean predictor and skill, decision
@@ -101,7 +101,10 @@ def main() -> None:
         if not args.no_policy:
             if labels is None:
                 labels = code_study.asa_labels(k_lab, scn, h_tr[:4000])
-            enc = lambda h: sae.encode(fit["params"], cfg, channel_map.preprocess(h, fit["stats"]))  # noqa: E731
+
+            def enc(h, params=fit["params"], cfg=cfg, stats=fit["stats"]):
+                return sae.encode(params, cfg, channel_map.preprocess(h, stats))
+
             if cfg.structure == "per_ue":
                 net = PerUEPolicy(
                     n_ue=30, n_mec=args.m, hidden=(64, 64), embed=32, code_width=cfg.per_ue_code

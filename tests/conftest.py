@@ -120,3 +120,20 @@ def exhaustive_optima(scn, H) -> np.ndarray:
 
     best = jax.jit(lambda h: exhaustive(scn, h)[1])
     return np.array([float(best(h)) for h in H])
+
+
+def fixed_trainer(cfg, sae_cfg, scn):
+    """Algorithm 3's trainer on the fixed deployment `scn` with the agent of `cfg`."""
+    from ojrs_jax.agent.agents import make_agent
+    from ojrs_jax.agent.trainer import make_trainer
+    from ojrs_jax.env.fixed import FixedDeployment
+
+    env = FixedDeployment(scn)
+    return make_trainer(cfg, env, make_agent(cfg, sae_cfg, env), sae_cfg)
+
+
+def decide_channels(trainer, policy, online, params, H):
+    """`trainer.decide` on channels H (B, N, M) of the fixed deployment of `params`."""
+    from ojrs_jax.system.deployment import Problem, from_scenario
+
+    return trainer.decide(policy, online, params, Problem(dep=from_scenario(params.scn), h=H))

@@ -24,13 +24,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import hetero
+from conftest import fixed_trainer, hetero
 from reference_algorithm3 import BlockDraws, RefConfig, RefState, block_ref
 from reference_asa import latency_ref, scenario_np
 from reference_replay import RefPER, RefUniform
 
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.replay import PERParams
-from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer
+from ojrs_jax.agent.trainer import make_env
 from ojrs_jax.sae.model import SAEConfig, init_sae
 from ojrs_jax.search.asa import ASAConfig, ASAParams, iteration_draws, stream_seeds
 from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channel
@@ -65,7 +66,7 @@ def make_case(replay: str, lr_final: float = 1.0):
         per=PERParams(rho_max=RHO_MAX),
     )
     sae_cfg = SAEConfig(latent=4)
-    trainer = make_trainer(cfg, sae_cfg, N, M)
+    trainer = fixed_trainer(cfg, sae_cfg, scn)
     env = make_env(jax.random.key(1), scn, cfg, sae_cfg)
     sae_params = jax.jit(lambda k: init_sae(k, sae_cfg, N * M))(jax.random.key(2))
     st = trainer.init(jax.random.key(0), sae_params)

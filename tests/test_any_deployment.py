@@ -10,11 +10,13 @@ import pytest
 import scipy.special
 
 from ojrs_jax.agent import feature_policy as fp
-from ojrs_jax.agent.general import masked_asa, masked_greedy
-from ojrs_jax.run.any_scheduler import AnyScheduler, make_deployment
-from ojrs_jax.search.asa import ASAParams, asa_search
+from ojrs_jax.run.inputs import make_deployment
+from ojrs_jax.run.scheduler import make_any_scheduler
+from ojrs_jax.search.asa import ASAParams, asa_search, search
+from ojrs_jax.search.baselines import greedy
 from ojrs_jax.system.deployment import (
     DeploymentConfig,
+    Problem,
     bessel_j0,
     from_scenario,
     masked_allocation,
@@ -104,8 +106,9 @@ def test_masked_asa_equals_asa_unpadded_and_respects_masks():
     a1, l1, _ = jax.jit(
         lambda: asa_search(jax.random.key(5), scn, h, a0, 15, params, k=16, max_iter=20)
     )()
+    masked = Problem(dep=dep.replace(masked=True), h=h)  # the masked computation, all real
     a2, l2, _ = jax.jit(
-        lambda: masked_asa(jax.random.key(5), dep, h, a0, 15, params, k=16, max_iter=20)
+        lambda: search(jax.random.key(5), masked, a0, 15, params, k=16, max_iter=20)
     )()
     np.testing.assert_array_equal(a1, a2)
     assert float(l1) == float(l2)
@@ -113,8 +116,9 @@ def test_masked_asa_equals_asa_unpadded_and_respects_masks():
     @jax.jit
     def run(seed):
         dep, h = padded(seed + 20, n=5, m=2)
-        g = masked_greedy(dep)
-        a, l, _ = masked_asa(jax.random.key(seed), dep, h, g, 30, params, k=32, max_iter=30)
+        g = greedy(dep)
+        p = Problem(dep=dep, h=h)
+        a, l, _ = search(jax.random.key(seed), p, g, 30, params, k=32, max_iter=30)
         return dep, h, g, a, l
 
     for seed in range(4):
@@ -188,7 +192,7 @@ def test_padding_does_not_change_real_scores():
 def test_scheduler_api_checks_and_batch():
     dep, h = padded(9, n=12, m=4)
     net, params = _net_and_params(dep, h)
-    sched = AnyScheduler(net, params, SYS)
+    sched = make_any_scheduler(net, params, SYS, polish=0)
     s = dep.scn
     kw = dict(
         ue_pos=s.ue_pos,
@@ -211,37 +215,52 @@ def test_scheduler_api_checks_and_batch():
         sched.allocate(kw, h[:, :3])
     g = make_deployment(SYS, gain=dep.gain, data_bits=8e5, cycles=1e9, weights=1.0, f_mec=5e10)
     assert sched.decide(g, h).shape == (12,)
-    refined = AnyScheduler(net, params, SYS, refine=10).allocate(kw, h)
+    refined = make_any_scheduler(net, params, SYS, refine=10, polish=0).allocate(kw, h)
     assert refined["latency"] <= out["latency"][0] * (1 + 1e-6)
 
 
-def test_train_any_run_tiny(tmp_path):
-    from ojrs_jax.experiments.train_any import train_any_run
-    from ojrs_jax.run.any_scheduler import load_any_run
+# `ojrs-train-any` overrides of a tiny run on random deployments of N <= 6, M <= 2
+TINY_ANY = [
+    "deployment=random",
+    "train=any",
+    "system.noise=2e-7",
+    "deployment.n_ue=[2,6]",
+    "deployment.n_max=6",
+    "deployment.n_mec=[1,2]",
+    "deployment.m_max=2",
+    "train.epochs=40",
+    "train.phi=10",
+    "train.batch=8",
+    "train.updates=2",
+    "train.buffer=32",
+    "train.link_width=8",
+    "train.score_hidden=8",
+    "train.chunk=20",
+    "asa.k=8",
+    "asa.max_iter=10",
+    "asa.t_sa0=5",
+    "eval.draws=4",
+]
 
-    c = {
-        "system": {"noise": 2e-7},
-        "deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2], "m_max": 2},
-        "general": {
-            "epochs": 40,
-            "phi": 10,
-            "batch": 8,
-            "updates": 2,
-            "buffer": 32,
-            "width": 8,
-            "hidden": 8,
-            "chunk": 20,
-        },
-        "asa": {"k": 8, "max_iter": 10, "t_sa0": 5},
-        "replay": {"kind": "per"},
-    }
-    s = train_any_run(c, tmp_path)
-    assert s["epochs"] == 40 and 0 < s["ratio_last500"] <= 1.0 + 1e-6
-    sched = load_any_run(tmp_path)
+
+def test_train_any_run_tiny(tmp_path):
+    from ojrs_jax.app.compose import train_from_config
+    from ojrs_jax.run.scheduler import load_run
+
+    s = train_from_config(TINY_ANY, tmp_path)
+    assert s["epochs"] == 40 and 0 < s["search_ratio_last500"] <= 1.0 + 1e-6
+    e = s["eval"]
+    assert e["draws"] == 4 and e["certified"] == 4
+    assert 0 < e["nrr_policy_min"] <= e["nrr_policy"] <= 1 + 1e-6
+    sched = load_run(tmp_path)
+    assert sched.any_deployment and sched.scn is None and sched.polish == 1
     dep, h = padded(10, n=12, m=4)
-    assert np.asarray(sched.decide(dep, h)).shape == (12,)
-    with pytest.raises(ConfigError, match="not a finished ojrs-train-any run"):
-        load_any_run(tmp_path / "nothing")
+    with pytest.warns(UserWarning) as caught:
+        assert np.asarray(sched.decide(dep, h)).shape == (12,)
+    said = sorted(str(w.message).split(" lies")[0] for w in caught)
+    assert said == ["the deployment's M (4)", "the deployment's N (12)"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_run(tmp_path / "nothing")
     # ojrs-decide --deployment: a batch of channels for one deployment given by gains
     import json
 
@@ -283,7 +302,7 @@ def test_train_any_run_tiny(tmp_path):
     # `ojrs-train` on draw 1 of cell (5, 2), both certified on 3 channels of that deployment
     from ojrs_jax.experiments.tuned_beside import cell_deployment, tuned_beside
 
-    dcfg = DeploymentConfig.from_mapping(c["deployment"])
+    dcfg = DeploymentConfig(kind="random", n_ue=(2, 6), n_max=6, n_mec=(1, 2), m_max=2)
     tiny = [
         "train.epochs=20",
         "train.updates=2",
@@ -303,7 +322,7 @@ def test_train_any_run_tiny(tmp_path):
     assert dep.gain.shape == (5, 2) and bool(dep.ue_mask.all()) and bool(dep.mec_mask.all())
     assert not np.allclose(dep.gain, cell_deployment(sched, dcfg, 5, 2, 7, 0).gain)
     # a mobile trajectory scored without retraining, every 4th of 12 epochs certified
-    from ojrs_jax.run.any_scheduler import eval_trajectory
+    from ojrs_jax.experiments.any_grid import eval_trajectory
 
     mob = replace(dcfg, speed=20.0, epoch_s=0.05)
     tr = eval_trajectory(sched, mob, 5, 2, 12, 3, every=4, polish=1)
@@ -317,30 +336,38 @@ def test_train_any_run_tiny(tmp_path):
 def test_any_trainer_vmapped_seeds_equal_single_runs(kind):
     """Algorithm 3 over a fixed or a moving deployment: `train` vmapped over two seeds gives each
     seed's own run (the seed axis adds nothing), the seeds differ, and the metrics are finite."""
-    from ojrs_jax.agent.general import AnyTrainConfig, make_any_trainer
-    from ojrs_jax.system.deployment import make_sampler
+    from ojrs_jax.agent.agents import make_agent
+    from ojrs_jax.agent.config import TrainConfig
+    from ojrs_jax.agent.trainer import make_trainer
+    from ojrs_jax.run.build import make_environment
+    from ojrs_jax.sae.model import SAEConfig
 
     sys = SystemConfig(noise=2e-7, n_ue=5, n_mec=2, seed=2)
     n_ue = (5, 5) if kind == "fixed" else (4, 5)
     dcfg = DeploymentConfig(kind=kind, n_ue=n_ue, n_max=5, n_mec=(2, 2), m_max=2)
-    cfg = AnyTrainConfig.from_mapping(
+    cfg = TrainConfig.from_mapping(
         {
             "epochs": 20,
             "phi": 5,
             "batch": 8,
             "updates": 1,
             "buffer": 16,
-            "width": 8,
-            "hidden": 8,
+            "link_width": 8,
+            "score_hidden": 8,
             "chunk": 20,
+            "arch": "feature",
+            "state": "deployment",
+            "change_epoch": 0,
         },
         {"k": 8, "max_iter": 6, "t_sa0": 3},
     )
-    tr = make_any_trainer(cfg, make_sampler(dcfg, sys))
+    env = make_environment(dcfg, sys)
+    tr = make_trainer(cfg, env, make_agent(cfg, SAEConfig(), env))
+    params = env.default_params
     keys = jax.random.split(jax.random.key(4), 2)
-    st_v, m_v = jax.vmap(tr.train)(keys)
+    st_v, m_v = jax.vmap(tr.train, (0, None))(keys, params)
     for i in range(2):
-        st_i, m_i = tr.train(keys[i])
+        st_i, m_i = tr.train(keys[i], params)
         for name in m_i:
             np.testing.assert_allclose(
                 np.asarray(m_v[name][i]),
@@ -358,16 +385,12 @@ def test_any_trainer_vmapped_seeds_equal_single_runs(kind):
 def test_train_any_refuses_a_run_directory_in_use(tmp_path):
     """`ojrs-train-any` takes the run directory's lock like `ojrs-train`: while another writer
     holds it, the job stops before it computes or writes anything."""
-    from ojrs_jax.experiments.train_any import train_any_run
+    from ojrs_jax.app.compose import train_from_config
     from ojrs_jax.run.rundir import writing
 
-    c = {
-        "deployment": {"kind": "random", "n_ue": [2, 6], "n_max": 6, "n_mec": [1, 2], "m_max": 2},
-        "general": {"epochs": 20, "phi": 10},
-    }
     with writing(tmp_path):
         with pytest.raises(ConfigError, match="is in use by another process"):
-            train_any_run(c, tmp_path)
+            train_from_config(TINY_ANY, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
@@ -382,8 +405,8 @@ def test_polished_scheduler_is_best_response_on_the_real_part(seed):
     dep, h = padded(seed, n=seed - 13, m=seed - 20)  # N = 8..10 of 12, M = 1..3 of 4
     assert not bool(dep.ue_mask.all()) and not bool(dep.mec_mask.all())
     net, params = _net_and_params(dep, h)
-    plain = AnyScheduler(net, params, SYS).allocate(dep, h)
-    polished = AnyScheduler(net, params, SYS, polish=2).allocate(dep, h)
+    plain = make_any_scheduler(net, params, SYS, polish=0).allocate(dep, h)
+    polished = make_any_scheduler(net, params, SYS, polish=2).allocate(dep, h)
     ue = np.asarray(dep.ue_mask)
     mec_idx = np.flatnonzero(np.asarray(dep.mec_mask))
     assert np.all(polished["a"][~ue] == 0)

@@ -17,18 +17,20 @@ import numpy as np
 import pytest
 import reference_deployment as ref
 
+from ojrs_jax.agent.agents import make_agent
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.feature_policy import FeaturePolicy, act, features, init_params, loss
-from ojrs_jax.agent.general import (
-    AnyTrainConfig,
-    make_any_trainer,
-    masked_asa,
-    masked_greedy,
-    masked_probs,
-)
-from ojrs_jax.search.asa import ASAParams
+from ojrs_jax.agent.trainer import make_trainer
+from ojrs_jax.env.distribution import DeploymentDistribution
+from ojrs_jax.env.fixed import FixedDeployment
+from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.search.asa import ASAParams, problem_probs
+from ojrs_jax.search.asa import search as asa_search
+from ojrs_jax.search.baselines import greedy as masked_greedy
 from ojrs_jax.system.deployment import (
     Deployment,
     DeploymentConfig,
+    Problem,
     from_scenario,
     make_sampler,
     masked_costs,
@@ -286,7 +288,7 @@ def test_masked_mutation_probs_equal_reference():
     for seed, n, m in ASA_CASES:
         dep, h = draw(250 + seed, n, m)
         for lw in (1.0, 0.3):
-            got = np.asarray(masked_probs(dep, h, lw), np.float64)
+            got = np.asarray(problem_probs(Problem(dep=dep, h=h), lw), np.float64)
             want = ref.mutation_probs(ref.dep_np(dep), np.asarray(h, np.float64), lw)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
@@ -296,7 +298,7 @@ def test_masked_asa_on_padded_deployments_against_reference():
 
     @jax.jit
     def search(key, dep, h, a0):
-        return masked_asa(key, dep, h, a0, 30, params, k=32, max_iter=30)
+        return asa_search(key, Problem(dep=dep, h=h), a0, 30, params, k=32, max_iter=30)
 
     improved = 0
     for seed, n, m in ASA_CASES:
@@ -358,15 +360,15 @@ def test_gain_clipped_at_one_metre_and_fixed_scenario():
     np.testing.assert_allclose(np.asarray(dep.gain, np.float64), want, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(path_gain(scn), np.float64), want, rtol=1e-5)
     assert bool(dep.ue_mask.all()) and bool(dep.mec_mask.all())
-    # the paper's fixed deployment, as the `fixed` sampler builds it
+    # the paper's fixed deployment, as the FixedDeployment environment draws it
     scn = make_scenario(SYS)
     dep = from_scenario(scn)
     s = ref.scn_np(scn)
     want = ref.large_scale_gain(s["ue_pos"], s["mec_pos"], s["beta0"])
     np.testing.assert_allclose(np.asarray(dep.gain, np.float64), want, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(dep.gain), np.asarray(path_gain(scn)), rtol=1e-6)
-    fixed = make_sampler(DeploymentConfig(kind="fixed"), SYS)
-    _, dep_f, h_f = fixed.step(jax.random.key(1), fixed.init(jax.random.key(0)))
+    _, state = FixedDeployment(scn).reset(jax.random.key(1))
+    dep_f, h_f = state.problem.dep, state.problem.h
     np.testing.assert_allclose(np.asarray(dep_f.gain, np.float64), want, rtol=1e-5)
     assert np.all(np.asarray(h_f) > 0) and h_f.shape == (SYS.n_ue, SYS.n_mec)
 
@@ -491,23 +493,29 @@ NRR_MARGIN = 0.18
 
 def test_any_training_learns():
     dcfg = DeploymentConfig(kind="random", n_ue=(4, 8), n_max=8, n_mec=(2, 3), m_max=3)
-    gcfg = AnyTrainConfig.from_mapping(
+    cfg = TrainConfig.from_mapping(
         {
             "epochs": 300,
             "phi": 10,
             "batch": 32,
             "updates": 4,
             "buffer": 512,
-            "width": 16,
-            "hidden": 16,
+            "link_width": 16,
+            "score_hidden": 16,
             "chunk": 300,
             "learning_rate": 3e-3,
+            "lam": 1e-5,
+            "adaptive": False,
+            "incremental_sae": False,
+            "arch": "feature",
+            "state": "deployment",
         },
         {"k": 32, "max_iter": 20, "t_sa0": 10},
     )
-    trainer = make_any_trainer(gcfg, make_sampler(dcfg, SYS))
+    env = DeploymentDistribution(dcfg, SYS)
+    trainer = make_trainer(cfg, env, make_agent(cfg, SAEConfig(), env))
     key = jax.random.key(0)
-    state, metrics = trainer.train(key)
+    state, metrics = trainer.train(key, env.default_params)
     loss_curve = np.asarray(metrics["loss"])
     assert loss_curve.shape == (300,) and np.all(np.isfinite(loss_curve))
     first, last = loss_curve[:30].mean(), loss_curve[-60:].mean()

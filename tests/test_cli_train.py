@@ -42,8 +42,8 @@ def test_train_writes_run_directory(run_dir):
     ):
         assert (run_dir / f).is_file(), f
     s = json.loads((run_dir / "summary.json").read_text())
-    assert s["epochs"] == 200 and 0 < s["eval"]["nrr"] <= 1.0 + 1e-9
-    assert s["eval"]["exact_certified"] == 50
+    assert s["epochs"] == 200 and 0 < s["eval"]["nrr_policy"] <= 1.0 + 1e-9
+    assert s["eval"]["certified"] == 50
     lines = (run_dir / "metrics.csv").read_text().strip().splitlines()
     assert len(lines) == 201 and lines[0].startswith("epoch,")
     # the weights changed at epoch 100: scenario.json holds the final ones
@@ -76,11 +76,11 @@ def test_train_log_and_tensorboard_events(run_dir):
     for needle in (
         f"run {run_dir}: N = 6, M = 2, 200 epochs, seed 0",
         "training: 200 epochs in",
-        "evaluation on 50 held-out channels: done",
+        "evaluation on 50 held-out problems: done",
         "summary: epochs 200",
     ):
         assert needle in log, needle
-    nrr = json.loads((run_dir / "summary.json").read_text())["eval"]["nrr"]
+    nrr = json.loads((run_dir / "summary.json").read_text())["eval"]["nrr_policy"]
     assert f"NRR {nrr:.4g}" in log
     # one point per epoch, equal to metrics.csv (float32 in the event file)
     scalars = read_scalars(run_dir / "tensorboard")
@@ -130,16 +130,16 @@ def test_decide_outputs(run_dir, tmp_path):
     "case,needle",
     [
         ("missing", "cannot read channels file"),
-        ("garbage", "cannot read channels file"),
+        ("garbage", "is not an .npz archive"),
         ("npy", "not an .npz archive"),
         ("wrong_name", "no array 'h'"),
-        ("rank", "shape (B, N, M)"),
-        ("nm", "trained for N, M"),
-        ("negative", "zero or negative"),
-        ("zero", "zero or negative"),
+        ("rank", "must have 2 or 3 dimensions"),
+        ("nm", "the run's deployment (N, M) = (6, 2)"),
+        ("negative", "must be positive"),
+        ("zero", "must be positive"),
         ("nan", "NaN or infinite"),
         ("inf", "NaN or infinite"),
-        ("empty", "empty batch"),
+        ("empty", "is empty"),
     ],
 )
 def test_decide_rejects_bad_input(run_dir, tmp_path, case, needle):
@@ -153,7 +153,7 @@ def test_decide_rejects_bad_input(run_dir, tmp_path, case, needle):
     elif case != "missing":
         arrays = {
             "wrong_name": {"H": good},
-            "rank": {"h": good[0]},
+            "rank": {"h": good[None]},
             "nm": {"h": np.ones((3, 6, 3))},
             "negative": {"h": -good},
             "zero": {"h": good * 0},

@@ -135,8 +135,8 @@ def test_check_settings_rejects(cfg, message):
 
 
 def test_renamed_draw_counts_map_to_their_new_names(capsys):
-    from ojrs_jax.core.settings import rename_overrides, rename_settings
     from ojrs_jax.app.compose import compose_config
+    from ojrs_jax.core.settings import rename_overrides, rename_settings
 
     got = rename_overrides(
         [
@@ -169,8 +169,8 @@ def test_renamed_draw_counts_map_to_their_new_names(capsys):
 
 def test_study_settings_are_typed_and_strict():
     """The experiments take typed settings; a dict with a misspelt key fails by name."""
-    from ojrs_jax.experiments.sae_study import parse, settings
     from ojrs_jax.app.compose import compose_config
+    from ojrs_jax.experiments.sae_study import parse, settings
 
     sys_cfg, model, run = parse(compose_config(["train_channels=300"], "sae_train"))
     assert run.train_draws == 300 and run.test_draws == 2000 and model.variant == "2r_sae"

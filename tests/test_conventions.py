@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 import ojrs_jax
+from ojrs_jax.app.compose import compose_config
 from ojrs_jax.app.hydra import hydra_error_line
 from ojrs_jax.core.progress import progress_enabled, summary_line
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.run.tracking import INSTALL, tensorboard_setting
-from ojrs_jax.app.compose import compose_config
 
 CONF = Path(ojrs_jax.__file__).parent / "conf"
 if not CONF.is_dir():  # editable install: conf/ lives at the repository root
@@ -46,12 +46,20 @@ def run_main(module: str, argv: list[str], monkeypatch, capsys) -> tuple[int, st
 
 
 def config_groups(config: str) -> dict[str, tuple[str, list[str]]]:
-    """group -> (default option, every option) from the defaults list of conf/<config>.yaml."""
+    """group -> (default option, every option) from the defaults list of conf/<config>.yaml
+    (an entry naming another config of conf/ includes its groups; `override g: o` changes
+    the default of an included group)."""
     groups = {}
     for entry in yaml.safe_load((CONF / f"{config}.yaml").read_text())["defaults"]:
-        if isinstance(entry, dict):
+        if isinstance(entry, str) and (CONF / f"{entry}.yaml").is_file():
+            groups.update(config_groups(entry))
+        elif isinstance(entry, dict):
             ((group, default),) = entry.items()
-            if not group.startswith("override"):
+            if group.startswith("override "):
+                group = group.removeprefix("override ")
+                if group in groups:
+                    groups[group] = (default, groups[group][1])
+            else:
                 options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
                 groups[group] = (default, options)
     return groups

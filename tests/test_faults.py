@@ -258,7 +258,7 @@ def test_resume_of_a_finished_run_reports_it(tiny_run_dir, tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0] == f"{d} is already finished (200 epochs): nothing to do; its summary:"
     summary = json.loads((d / "summary.json").read_text())
-    assert f"mean {summary['eval']['nrr']:.4f}" in p.stdout
+    assert f"mean {summary['eval']['nrr_policy']:.4f}" in p.stdout
     assert {f: ((d / f).read_bytes(), (d / f).stat().st_mtime_ns) for f in files} == before
 
 
@@ -480,12 +480,15 @@ def test_setting_faults_exit_2(i, tmp_path):
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
-def test_epochs_rule_in_both_trainers():
-    from ojrs_jax.agent.general import AnyTrainConfig
-    from ojrs_jax.agent.trainer import TrainConfig
+def test_epochs_rule_for_every_task():
+    """One TrainConfig for every task: the whole-blocks rule names the nearest valid epochs,
+    and the old `general.epochs` of ojrs-train-any reaches the same rule."""
+    from ojrs_jax.agent.config import TrainConfig
+    from ojrs_jax.app.compose import compose_config
+    from ojrs_jax.run.build import build
 
     assert TrainConfig(epochs=300, phi=10).n_blocks == 30
     with pytest.raises(ConfigError, match=r"nearest: train.epochs=1230 or train.epochs=1240"):
         TrainConfig(epochs=1234, phi=10)
-    with pytest.raises(ConfigError, match=r"general.epochs \(7\) must be a multiple"):
-        AnyTrainConfig(epochs=7, phi=5)
+    with pytest.raises(ConfigError, match=r"train.epochs \(7\) must be a multiple"):
+        build(compose_config(["general.epochs=7", "train.phi=5"], "train_any"))

@@ -341,10 +341,9 @@ def test_unknown_kind():
         replay.make_buffer("prioritised", 8, 4, D, N)
 
 
-def test_replay_group_is_parsed_in_one_place_for_both_trainers():
-    from ojrs_jax.agent.general import AnyTrainConfig
+def test_replay_group_is_parsed_in_one_place():
+    from ojrs_jax.agent.config import TrainConfig
     from ojrs_jax.agent.replay import replay_from_mapping
-    from ojrs_jax.agent.trainer import TrainConfig
     from ojrs_jax.core.settings import ConfigError
 
     kind, per, eps = replay_from_mapping({"kind": "uniform", "explore_eps": 0.1, "tau": 0.5})
@@ -360,9 +359,14 @@ def test_replay_group_is_parsed_in_one_place_for_both_trainers():
         for parse in (
             replay_from_mapping,
             lambda m: TrainConfig.from_mapping({}, replay=m),
-            lambda m: AnyTrainConfig.from_mapping({}, replay=m),
+            lambda m: TrainConfig.from_mapping(
+                {"arch": "feature", "state": "deployment"}, replay=m
+            ),
         ):
             with pytest.raises(ConfigError, match=needle):
                 parse(bad)
     assert TrainConfig.from_mapping({}, replay={"explore_eps": 0.25}).explore_eps == 0.25
-    assert float(AnyTrainConfig.from_mapping({}, replay={"tau": 0.3}).per.tau) == pytest.approx(0.3)
+    feature = {"arch": "feature", "state": "deployment"}
+    assert float(TrainConfig.from_mapping(feature, replay={"tau": 0.3}).per.tau) == pytest.approx(
+        0.3
+    )

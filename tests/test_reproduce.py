@@ -236,7 +236,7 @@ SHARD_SCRIPT = textwrap.dedent(
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
         cfg = to_container(compose("reproduce", overrides=sys.argv[2:]))
     spec = build({**cfg, "train": {**cfg["train"], "chunk": 50}})
-    keys, env = spec.keys(), spec.env()
+    keys, env = spec.keys(), spec.env_params()
     sae, _ = pretrain_sae(keys["sae"], spec)
     out = {"devices": len(jax.devices()), "mesh4": seed_mesh(4).size, "mesh3": seed_mesh(3).size}
     arrays = {}

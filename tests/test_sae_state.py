@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 import reference_sae as ref
+from conftest import fixed_trainer
 
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.policy import PerUEPolicy, inference_flops, inference_fn, init_policy
-from ojrs_jax.agent.trainer import TrainConfig, make_trainer
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import metrics as sae_metrics
 from ojrs_jax.sae import model as sae
@@ -222,10 +223,11 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
     )  # noqa: E501
     with pytest.raises(ConfigError, match="state=sae"):
         TrainConfig(arch="per_ue_code", state="channel")
+    scn53 = make_scenario(SystemConfig(n_ue=5, n_mec=3))
     with pytest.raises(ConfigError, match="structure=per_ue"):
-        make_trainer(TrainConfig(arch="per_ue_code"), sae.SAEConfig(), 5, 3)
-    tr = make_trainer(
-        TrainConfig(arch="per_ue_code"), sae.SAEConfig(structure="per_ue", per_ue_code=2), 5, 3
+        fixed_trainer(TrainConfig(arch="per_ue_code"), sae.SAEConfig(), scn53)
+    tr = fixed_trainer(
+        TrainConfig(arch="per_ue_code"), sae.SAEConfig(structure="per_ue", per_ue_code=2), scn53
     )
     assert tr.net.code_width == 2
 

@@ -7,7 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import decide_channels, fixed_trainer
 
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.policy import (
     PerUEPolicy,
     PolicyNet,
@@ -15,7 +17,7 @@ from ojrs_jax.agent.policy import (
     inference_fn,
     init_policy,
 )
-from ojrs_jax.agent.trainer import TrainConfig, make_env, make_trainer
+from ojrs_jax.agent.trainer import make_env
 from ojrs_jax.run.scheduler import make_scheduler
 from ojrs_jax.sae.model import SAEConfig, init_sae
 from ojrs_jax.system.p2 import solve_p2_closed_form
@@ -97,14 +99,14 @@ def test_scheduler_matches_trainer_decide(train_kw, sae_kw):
     scn = make_scenario(SystemConfig(n_ue=6, n_mec=2, seed=3))
     cfg = TrainConfig(epochs=10, phi=5, batch=8, buffer=16, **train_kw)
     sae_cfg = SAEConfig.from_mapping({"latent": 8, **sae_kw})
-    trainer = make_trainer(cfg, sae_cfg, scn.n_ue, scn.n_mec)
+    trainer = fixed_trainer(cfg, sae_cfg, scn)
     sae_params = init_sae(jax.random.key(1), sae_cfg, scn.n_ue * scn.n_mec)
     st = trainer.init(jax.random.key(2), sae_params)
     policy = jax.tree.map(lambda x: 5.0 * x, st.policy)  # away from ties at initialisation
 
     env = make_env(jax.random.key(3), scn, cfg, sae_cfg)
     H = sample_channels(jax.random.key(4), scn, 64)
-    a_want = np.asarray(trainer.decide(policy, st.sae.online, env, H))
+    a_want = np.asarray(decide_channels(trainer, policy, st.sae.online, env, H))
     sched = make_scheduler(scn, cfg, sae_cfg, policy, st.sae.online)
     out = sched.allocate(np.asarray(H))
     np.testing.assert_array_equal(out["a"], a_want)

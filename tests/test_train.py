@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import decide_channels
 
+from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.policy import PolicyNet, act, init_policy, policy_loss
-from ojrs_jax.agent.trainer import TrainConfig
 from ojrs_jax.run.build import build, pretrain_sae
 from ojrs_jax.run.checkpoint import load_state, save_state
 from ojrs_jax.run.evaluation import epochs_to_stable
@@ -90,7 +91,7 @@ def tiny_run():
     spec = build(TINY)
     keys = spec.keys()
     sae_params, _ = pretrain_sae(keys["sae"], spec, n_test=64)
-    env = spec.env()
+    env = spec.env_params()
     state, metrics = spec.trainer.train(keys["train"], env, sae_params)
     return spec, env, sae_params, state, jax.tree.map(np.asarray, metrics)
 
@@ -105,7 +106,7 @@ def test_tiny_training_learns_and_beats_random(tiny_run):
     assert m["reward"][-100:].mean() > m["reward"][:20].mean()
     # on held-out channels the policy (no search) beats Random by a clear margin
     H = sample_channels(jax.random.key(123), spec.scn, 300)
-    a = spec.trainer.decide(state.policy, state.sae.online, env, H)
+    a = decide_channels(spec.trainer, state.policy, state.sae.online, env, H)
     l_pol = np.asarray(batched_latency(spec.scn, H, a))
     a_rand = jax.random.randint(jax.random.key(5), a.shape, 0, 3)
     l_rand = np.asarray(batched_latency(spec.scn, H, a_rand))
@@ -156,7 +157,7 @@ def test_vmapped_seeds_equal_looped(tiny_run):
 def test_weight_change_applies_after_change_epoch():
     cfg = {**TINY, "train": {**TINY["train"], "change_epoch": 200}}
     spec = build(cfg)
-    env = spec.env()
+    env = spec.env_params()
     assert int(env.change_epoch) == 200
     w = np.asarray(env.weights_after)
     assert w.shape == (6,) and np.all((w >= 0.5) & (w <= 1.5))
@@ -189,12 +190,12 @@ def test_per_ue_policy_trains_and_needs_channel_state():
         TrainConfig(arch="per_ue", state="sae")
     spec = build({**TINY, "train": {**TINY["train"], "arch": "per_ue", "state": "channel"}})
     sae_params, _ = pretrain_sae(spec.keys()["sae"], spec, n_test=64)
-    env = spec.env()
+    env = spec.env_params()
     state, m = spec.trainer.train(spec.keys()["train"], env, sae_params)
     m = jax.tree.map(np.asarray, m)
     assert np.all(np.isfinite(m["loss"])) and m["reward"][-100:].mean() > m["reward"][:20].mean()
     H = sample_channels(jax.random.key(123), spec.scn, 300)
-    a = spec.trainer.decide(state.policy, state.sae.online, env, H)
+    a = decide_channels(spec.trainer, state.policy, state.sae.online, env, H)
     l_pol = np.asarray(batched_latency(spec.scn, H, a))
     a_rand = jax.random.randint(jax.random.key(5), a.shape, 0, 3)
     assert np.median(l_pol) < 0.9 * np.median(np.asarray(batched_latency(spec.scn, H, a_rand)))
@@ -263,9 +264,11 @@ def test_large_preset_composes_strictly_and_runs():
     # the SAE is not the policy input in this preset (state=channel): no pretraining needed
     n_in = spec.scn.n_ue * spec.scn.n_mec
     st = spec.trainer.init(spec.keys()["train"], init_sae(jax.random.key(0), spec.sae_cfg, n_in))
-    env = spec.env()
+    env = spec.env_params()
     H = sample_channels(jax.random.key(3), spec.scn, 32)
-    assert not np.any(np.asarray(spec.trainer.decide(st.policy, st.sae.online, env, H)))  # local
+    assert not np.any(
+        np.asarray(decide_channels(spec.trainer, st.policy, st.sae.online, env, H))
+    )  # local
     st, m = spec.trainer.run_chunk(st, env)
     assert int(st.epoch) == 20 and np.all(np.isfinite(np.asarray(m["loss"])))
     assert np.all(np.asarray(m["t_sa"]) == 20)  # adaptive T_SA is off in this preset

@@ -50,7 +50,8 @@ runs = [
     ),
     (
         "M=5",
-        "scale=paper_m5 sae.preprocess=linear sae.per_ue_code=2 train.incremental_sae=false train.epochs=3000",
+        "scale=paper_m5 sae.preprocess=linear sae.per_ue_code=2 train.incremental_sae=false"
+        " train.epochs=3000",
         2,
         "off",
         "/tmp/drl_m5_lin_k2_noinc_3000",
@@ -58,20 +59,29 @@ runs = [
     ),
 ]
 rows = [
-    "| M | `ojrs-train train=sae_state sae.variant=sae sae.hidden=[32] sae.max_steps=6000 eval.channels=300` plus (first version of the preset: log input, incremental SAE on, 1500 epochs) | k | CR | incremental SAE | SAE WAPE (steps) | epochs | DRL s | NRR mean / median / p10 |",
+    "| M | `ojrs-train train=sae_state sae.variant=sae sae.hidden=[32] sae.max_steps=6000"
+    " eval.channels=300` plus (first version of the preset: log input, incremental SAE on, 1500"
+    " epochs) | k | CR | incremental SAE | SAE WAPE (steps) | epochs | DRL s"
+    " | NRR mean / median / p10 |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ]
 for m, o, k, inc, d, rule in runs:
     p = pathlib.Path(d) / "summary.json"
     if not p.exists():
         rows.append(
-            f"| {m[2:]} | `{o}` | {k} | {1 - 30 * k / (30 * int(m[2:])):.1f} | {inc} | - | - | - | not finished |"
+            f"| {m[2:]} | `{o}` | {k} | {1 - 30 * k / (30 * int(m[2:])):.1f} | {inc} "
+            "| - | - | - | not finished |"
         )
         continue
     s = json.loads(p.read_text())
     e = s["eval"]
+    if "nrr_policy" in e:  # a run of this version: the policy's NRR under its own names
+        e = {x: e[f"nrr_policy{x[3:]}"] for x in ("nrr", "nrr_median", "nrr_p10")}
     steps = s["sae"].get("steps", "?")
+    cuts = "" if rule == "b" else ", no cuts"
     rows.append(
-        f"| {m[2:]} | `{o}` | {k} | {s['sae']['cr']:.1f} | {inc} | {s['sae']['acc']:.3f} ({steps}{'' if rule == 'b' else ', no cuts'}) | {s['epochs']} | {s['train_seconds']:.0f} | {e['nrr']:.4f} / {e['nrr_median']:.4f} / {e['nrr_p10']:.4f} |"
+        f"| {m[2:]} | `{o}` | {k} | {s['sae']['cr']:.1f} | {inc} | {s['sae']['acc']:.3f} "
+        f"({steps}{cuts}) | {s['epochs']} | {s['train_seconds']:.0f} | "
+        f"{e['nrr']:.4f} / {e['nrr_median']:.4f} / {e['nrr_p10']:.4f} |"
     )
 print("\n".join(rows))

@@ -161,10 +161,22 @@ def make_trainer(
 
     def block(st: TrainState, params: Any) -> tuple[TrainState, dict]:
         key, k_h, k_ep, k_sae, k_batch = jax.random.split(st.key, 5)
-        gen, problems = env.rollout(k_h, st.env, st.epoch, params, phi)
-        S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0))(
-            jax.random.split(k_ep, phi), st, params, problems
-        )
+        if env.iid:  # each epoch drawn inside its own vmapped step (as `rollout` would draw it)
+            times = st.epoch + jnp.arange(phi, dtype=jnp.int32)
+
+            def drawn_epoch(k_e, k_d, t):
+                p = env.draw(k_d, st.env, t, params)[1]
+                return (*one_epoch(k_e, st, params, p), p)
+
+            S, A_star, out, problems = jax.vmap(drawn_epoch)(
+                jax.random.split(k_ep, phi), jax.random.split(k_h, phi), times
+            )
+            gen = st.env
+        else:
+            gen, problems = env.rollout(k_h, st.env, st.epoch, params, phi)
+            S, A_star, out = jax.vmap(one_epoch, (0, None, None, 0))(
+                jax.random.split(k_ep, phi), st, params, problems
+            )
         # transitions enter in epoch order, tagged with the policy's current ||theta||^2
         norm = params_norm_sq(st.policy)
         buffer = jax.lax.fori_loop(

@@ -156,6 +156,9 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
                 return app()
+            except KeyboardInterrupt:  # Ctrl-C before the task started (composing the config)
+                print("error: interrupted", file=sys.stderr)
+                sys.exit(INTERRUPTED)
             except Exception as e:
                 if started[0]:
                     raise
@@ -189,9 +192,13 @@ def error_line(e: BaseException) -> str | None:
     return None
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+
+
 def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Report the errors of `error_line` as one line on stderr and exit with status 2 (no
-    traceback); other exceptions (bugs) keep their traceback."""
+    traceback), Ctrl-C as one line and status 130; other exceptions (bugs) keep their
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -199,6 +206,9 @@ def cli_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt as e:  # the message says what was kept (run.loop)
+            print(f"error: {first_line(e) or 'interrupted'}", file=sys.stderr)
+            sys.exit(INTERRUPTED)
         except Exception as e:
             line = error_line(e)
             if line is None:

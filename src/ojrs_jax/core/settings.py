@@ -52,6 +52,20 @@ def to_container(cfg: DictConfig | dict) -> dict:
     return dict(cfg)
 
 
+# float32's range: the model computes in float32, so a setting outside it would overflow to inf
+# or flush to zero there, however fine it looks in the YAML
+F32_MAX = 3.4028234663852886e38
+F32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+
+
+def in_float32(v: float, name: str) -> None:
+    """`ConfigError` when a positive number overflows float32 or falls below its normal range."""
+    if v > F32_MAX:
+        raise ConfigError(f"{name} = {v!r} overflows float32 (max {F32_MAX:.3g})")
+    if 0 < v < F32_TINY:
+        raise ConfigError(f"{name} = {v!r} is below float32's normal range ({F32_TINY:.3g})")
+
+
 def positive_int(c: dict, key: str, where: str) -> int:
     """Read a positive integer setting, naming it on failure."""
     v = c.get(key)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ojrs_jax.system.deployment import Problem, problem_latency
+from ojrs_jax.system.deployment import Problem, decision, problem_latency
 
 
 @struct.dataclass
@@ -77,6 +77,16 @@ class Box:
 
     def contains(self, x: jax.Array) -> jax.Array:
         return jnp.logical_and(jnp.all(x >= self.low), jnp.all(x <= self.high))
+
+
+def box(low: Any, high: Any, shape: tuple[int, ...]) -> Any:
+    """An observation space: gymnax's `spaces.Box` when gymnax is installed (its wrappers check
+    the type, e.g. `FlattenObservationWrapper`), else this module's `Box` of the same interface."""
+    try:
+        from gymnax.environments import spaces
+    except ImportError:  # gymnax is an optional extra (ojrs-jax[gymnax])
+        return Box(low, high, shape)
+    return spaces.Box(low, high, shape, jnp.float32)
 
 
 class OffloadingEnv:
@@ -127,18 +137,24 @@ class OffloadingEnv:
         return MultiDiscrete(self.n_mec + 1, (self.n_ue,))
 
     def reset_env(self, key: jax.Array, params: Any) -> tuple[Any, EnvState]:
-        k_gen, k_draw = jax.random.split(key)
-        gen = self.init_gen(k_gen, params)
-        gen, problem = self.draw(k_draw, gen, jnp.zeros((), jnp.int32), params)
+        """Epoch 0 of an episode (for i.i.d. epochs the problem `draw` gives from `key`)."""
+        if self.gen_needs_key:
+            k_gen, key = jax.random.split(key)
+            gen = self.init_gen(k_gen, params)
+        else:
+            gen = self.init_gen(None, params)
+        gen, problem = self.draw(key, gen, jnp.zeros((), jnp.int32), params)
         state = EnvState(problem=problem, gen=gen, time=jnp.zeros((), jnp.int32))
         return self.get_obs(state, params), state
 
     def step_env(
         self, key: jax.Array, state: EnvState, action: jax.Array, params: Any
     ) -> tuple[Any, EnvState, jax.Array, jax.Array, dict[str, Any]]:
-        """Score `action` on the epoch's problem (reward 1 / L), then draw the next epoch."""
+        """Score `action` on the epoch's problem (reward 1 / L), then draw the next epoch. On a
+        padded deployment a padded UE's choice is ignored and a real UE choosing a padded MEC
+        runs locally (`deployment.decision`)."""
         chex.assert_shape(action, (self.n_ue,))
-        lat = problem_latency(state.problem, jnp.asarray(action, jnp.int32))
+        lat = problem_latency(state.problem, decision(state.problem.dep, action))
         time = state.time + 1
         gen, problem = self.draw(key, state.gen, time, params)
         nxt = EnvState(problem=problem, gen=gen, time=time)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from ojrs_jax.env.base import Box, EnvState, OffloadingEnv
+from ojrs_jax.env.base import EnvState, OffloadingEnv, box
 from ojrs_jax.system.deployment import DeploymentConfig, Problem, make_sampler
 from ojrs_jax.system.scenario import SystemConfig
 
@@ -81,5 +81,5 @@ class DeploymentDistribution(OffloadingEnv):
     def get_obs(self, state: EnvState, params: Any = None, key: jax.Array | None = None):
         return self.pack(state.problem)
 
-    def observation_space(self, params: Any = None) -> Box:
-        return Box(-jnp.inf, jnp.inf, (self.obs_size,))
+    def observation_space(self, params: Any = None) -> Any:
+        return box(-jnp.inf, jnp.inf, (self.obs_size,))

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ojrs_jax.env.base import Box, EnvState, OffloadingEnv
+from ojrs_jax.env.base import EnvState, OffloadingEnv, box
 from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.scenario import Scenario, sample_channel, sample_channels
 
@@ -101,5 +101,5 @@ class FixedDeployment(OffloadingEnv):
     def get_obs(self, state: EnvState, params: Any = None, key: jax.Array | None = None):
         return state.problem.h
 
-    def observation_space(self, params: Any = None) -> Box:
-        return Box(0.0, jnp.inf, (self.n_ue, self.n_mec))
+    def observation_space(self, params: Any = None) -> Any:
+        return box(0.0, jnp.inf, (self.n_ue, self.n_mec))

@@ -130,13 +130,16 @@ def make_deployment(
     )
 
 
-def check_channels(h: Any, n_ue: int, n_mec: int, batch: int | None = None) -> np.ndarray:
+def check_channels(
+    h: Any, n_ue: int, n_mec: int, batch: int | None = None, whose: str = "the deployment"
+) -> np.ndarray:
     """Channels h (N, M) or (B, N, M) of linear power gains for a deployment of N UEs and M
-    MECs (and B deployments when `batch` is given), checked; float32."""
+    MECs (`whose`, for the message; and B deployments when `batch` is given), checked;
+    float32."""
     h = real_array("channels h", h, (2, 3), positive=True)
     if h.shape[-2:] != (n_ue, n_mec):
         raise ConfigError(
-            f"channels h have (N, M) = {h.shape[-2:]}, the deployment (N, M) = {(n_ue, n_mec)}"
+            f"channels h have (N, M) = {h.shape[-2:]}, {whose} (N, M) = {(n_ue, n_mec)}"
         )
     if batch is not None and (h.ndim != 3 or h.shape[0] != batch):
         raise ConfigError(f"a batch of {batch} deployments needs h of shape (B, N, M), B = {batch}")

@@ -50,6 +50,18 @@ def _finite(tree: Any) -> bool:
     )
 
 
+def interrupted(epoch: int, saved: int | None, checkpoint_dir: Path | None) -> str:
+    """What Ctrl-C leaves behind, in one line."""
+    if checkpoint_dir is None:
+        return f"interrupted at epoch {epoch}"
+    if saved is None:
+        return f"interrupted at epoch {epoch}, before the first checkpoint: nothing to resume"
+    return (
+        f"interrupted at epoch {epoch}; the checkpoint of epoch {saved} is kept in "
+        f"{checkpoint_dir / 'checkpoint'} (resume=true continues from it)"
+    )
+
+
 def run_chunks(
     run_chunk: Callable[[TrainState, Any], tuple[TrainState, dict]],
     state: TrainState,
@@ -82,52 +94,58 @@ def run_chunks(
     first = None
     start = epoch_of(state)
     log.info("training: epochs %d to %d in chunks of %d", start, total, chunk)
+    saved = start if start > 0 and checkpoint_dir is not None else None
     with bar(total=total, initial=start, unit="epoch", desc="training", force=progress) as pbar:
-        while epoch_of(state) < total:
-            tc = time.perf_counter()
-            new_state, m = run_chunk(state, env)
-            jax.block_until_ready(new_state)
-            if first is None:
-                first = time.perf_counter() - tc
-            m = jax.tree.map(np.asarray, m)
-            bad_loss, bad_reward = ~np.isfinite(m["loss"]), ~np.isfinite(m["reward"])
-            if seeds:
-                bad_loss, bad_reward = bad_loss.any(axis=0), bad_reward.any(axis=0)
-            finite = _finite((new_state.policy, new_state.sae))
-            if bad_loss.any() or bad_reward.any() or not finite:
-                done = epoch_of(state)
-                bad = done + int(
-                    np.argmax(bad_loss)
-                    if bad_loss.any()
-                    else np.argmax(bad_reward)
-                    if bad_reward.any()
-                    else chunk - 1
-                )
-                msg = f"non-finite loss or parameters at epoch {bad}"
-                if checkpoint_dir is not None:
-                    kept = (
-                        f"the last good checkpoint (epoch {done}) is kept in "
-                        f"{checkpoint_dir / 'checkpoint'}"
-                        if done > 0
-                        else "no checkpoint was written (the first chunk failed)"
+        try:
+            while epoch_of(state) < total:
+                tc = time.perf_counter()
+                new_state, m = run_chunk(state, env)
+                jax.block_until_ready(new_state)
+                if first is None:
+                    first = time.perf_counter() - tc
+                m = jax.tree.map(np.asarray, m)
+                bad_loss, bad_reward = ~np.isfinite(m["loss"]), ~np.isfinite(m["reward"])
+                if seeds:
+                    bad_loss, bad_reward = bad_loss.any(axis=0), bad_reward.any(axis=0)
+                finite = _finite((new_state.policy, new_state.sae))
+                if bad_loss.any() or bad_reward.any() or not finite:
+                    done = epoch_of(state)
+                    bad = done + int(
+                        np.argmax(bad_loss)
+                        if bad_loss.any()
+                        else np.argmax(bad_reward)
+                        if bad_reward.any()
+                        else chunk - 1
                     )
-                    msg = f"{msg}; {kept}"
-                raise FloatingPointError(msg)
-            if writer is not None:
-                writer.write(m, epoch_of(state))
-            state = new_state
-            done = epoch_of(state)
-            for k, v in m.items():
-                collected.setdefault(k, []).append(v)
-            if checkpoint_dir is not None:
-                flat = {k: np.concatenate(v, axis=axis) for k, v in collected.items()}
-                save_state(checkpoint_dir, state, flat, done)
-            if after_chunk is not None:
-                after_chunk(state, done)
-            pbar.update(chunk)
-            reward = float(np.mean(m["reward"][..., -100:]))
-            pbar.set_postfix(reward=f"{reward:.4f}", t_sa=int(np.max(m["t_sa"])))
-            log.info("epoch %d/%d: reward %.4f (last 100 epochs)", done, total, reward)
+                    msg = f"non-finite loss or parameters at epoch {bad}"
+                    if checkpoint_dir is not None:
+                        kept = (
+                            f"the last good checkpoint (epoch {done}) is kept in "
+                            f"{checkpoint_dir / 'checkpoint'}"
+                            if done > 0
+                            else "no checkpoint was written (the first chunk failed)"
+                        )
+                        msg = f"{msg}; {kept}"
+                    raise FloatingPointError(msg)
+                if writer is not None:
+                    writer.write(m, epoch_of(state))
+                state = new_state
+                done = epoch_of(state)
+                for k, v in m.items():
+                    collected.setdefault(k, []).append(v)
+                if checkpoint_dir is not None:
+                    flat = {k: np.concatenate(v, axis=axis) for k, v in collected.items()}
+                    save_state(checkpoint_dir, state, flat, done)
+                    saved = done
+                if after_chunk is not None:
+                    after_chunk(state, done)
+                pbar.update(chunk)
+                reward = float(np.mean(m["reward"][..., -100:]))
+                pbar.set_postfix(reward=f"{reward:.4f}", t_sa=int(np.max(m["t_sa"])))
+                log.info("epoch %d/%d: reward %.4f (last 100 epochs)", done, total, reward)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(interrupted(epoch_of(state), saved, checkpoint_dir)) from None
+
     seconds = time.perf_counter() - t0
     log.info(
         "training: %d epochs in %.1f s (first chunk with compile %.1f s)",

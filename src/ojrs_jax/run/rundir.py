@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 from flax import serialization
 
 from ojrs_jax.agent import feature_policy as fp
@@ -219,6 +220,11 @@ def read_model(
         raise ConfigError(
             f"{path} is not a trained model (expected policy and encoder parameters, got "
             f"{describe(model) if not isinstance(model, dict) else sorted(model)})"
+        )
+    leaves = [np.asarray(x) for x in jax.tree.leaves(model)]
+    if not all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating)):
+        raise ConfigError(
+            f"{path} has NaN or infinite parameters (a diverged run?): it cannot decide"
         )
     want = model_template(n_ue, n_mec, train_cfg, sae_cfg)
     for part in ("policy", "encoder"):

@@ -170,7 +170,7 @@ class Scheduler:
         `allocate(h)` or `allocate(deployment, h)` as `decide`."""
         if len(args) == 1:
             scn = self._own()
-            h = check_channels(args[0], scn.n_ue, scn.n_mec)
+            h = check_channels(args[0], scn.n_ue, scn.n_mec, whose="the run's deployment")
             if self.pipeline is not None:
                 a, lat, f, p = self.pipeline(h)
                 out = {"a": a, "latency": lat, "f": f, "p": p}

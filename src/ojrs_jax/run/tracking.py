@@ -6,11 +6,17 @@ are written, one point per epoch, to `<run dir>/tensorboard/` by tensorboardX, a
 dependency (`pip install "ojrs-jax[tracking]"`, which also installs TensorBoard to view them:
 `tensorboard --logdir outputs`). With a seed axis (the reproduce jobs) the seed mean goes under
 the metric's name and each seed under `seed<s>/<name>`. The CSV and npz outputs are unchanged.
+
+Events are written synchronously (tensorboardX's `EventsWriter`, not its `SummaryWriter`): the
+latter writes from a background thread, which dies on a full disk while the training loop then
+blocks forever on its full queue, holding the run directory's lock. Here a failed write raises
+in the training process, which stops with one `error:` line.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,10 +33,11 @@ class TensorBoardWriter:
     """Per-epoch scalars to TensorBoard event files in `log_dir` (tensorboardX)."""
 
     def __init__(self, log_dir: Path) -> None:
-        from tensorboardX import SummaryWriter
+        from tensorboardX.event_file_writer import EventsWriter
 
         self.log_dir = Path(log_dir)
-        self._writer = SummaryWriter(str(self.log_dir))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._events = EventsWriter(str(self.log_dir / "events"))
         log.info("writing per-epoch metrics for TensorBoard to %s", self.log_dir)
 
     def write(self, metrics: Mapping[str, np.ndarray], first_epoch: int) -> None:
@@ -42,14 +49,19 @@ class TensorBoardWriter:
                     self._scalars(f"seed{s}/{name}", row, first_epoch)
                 v = v.mean(axis=0)
             self._scalars(name, v.reshape(-1), first_epoch)
-        self._writer.flush()
+        self._events.flush()
 
     def _scalars(self, tag: str, v: np.ndarray, first_epoch: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        now = time.time()
         for i, x in enumerate(v):
-            self._writer.add_scalar(tag, float(x), first_epoch + i)
+            ev = Event(wall_time=now, step=first_epoch + i, summary=scalar(tag, float(x)))
+            self._events.write_event(ev)
 
     def close(self) -> None:
-        self._writer.close()
+        self._events.close()
 
 
 def tensorboard_setting(value: object, setting: str = "tensorboard") -> bool:

@@ -304,7 +304,7 @@ def search_with(
     guided: bool = True,
 ):
     """The search loop given the mutation distribution q (N, M+1) and the option costs, so a
-    caller can restrict both (the masked search of `general`: padded UEs never move, padded MECs
+    caller can restrict both (`search` on a masked problem: padded UEs never move, padded MECs
     have q = 0). Returns (a_best, L(a_best), trace) as `asa_search`."""
     n_ue = q.shape[0]
     n_iter = jnp.clip(jnp.asarray(n_iter, jnp.int32), 0, max_iter)

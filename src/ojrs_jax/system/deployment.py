@@ -3,11 +3,14 @@
 A `Deployment` is a `Scenario` padded to static sizes (N_max, M_max) plus masks of the real UEs
 and MECs and the large-scale gains g_ij (N_max, M_max). Padded UEs contribute nothing to the
 weighted latency and padded MECs are never an option: `masked_costs` gives them zero costs and a
-huge cost respectively, and every search or policy in `general` also masks them out.
+huge cost respectively, and every search, baseline and policy also masks them out. A `Problem`
+is one epoch's deployment with its channel; `problem_costs`, `problem_latency` and
+`problem_allocation` are P2's (eqs. 5-13) on its real part.
 
-Samplers are pure functions of a key with static sizes bound (Python ints):
+The `deployment` group's kinds: `fixed` is the paper's deployment (the `scale`/`system` groups,
+Rayleigh fading redrawn per epoch: the environment `env.fixed.FixedDeployment`); the samplers
+of the others are pure functions of a key with static sizes bound (Python ints):
 
-- `fixed`: the paper's deployment (the `scale`/`system` groups), Rayleigh fading redrawn per epoch;
 - `random`: per episode, N ~ U{n_lo..n_hi} (n_hi <= N_max), M ~ U{m_lo..m_hi}, the area side,
   D_i, F_i, F_MEC_j log-uniform and w_i uniform in configured ranges, UEs uniform in the square,
   MECs uniform or on a grid;
@@ -32,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ojrs_jax.core.settings import in_float32
 from ojrs_jax.system.p2 import (
     OptionCosts,
     costs_latency,
@@ -44,7 +48,6 @@ from ojrs_jax.system.scenario import (
     Scenario,
     SystemConfig,
     distances,
-    make_scenario,
     mec_layout,
 )
 
@@ -139,6 +142,7 @@ class DeploymentConfig:
                 raise ConfigError(f"deployment.{name} must be a finite number, got {v!r}")
             if v < 0 or (v == 0 and name != "speed"):
                 raise ConfigError(f"deployment.{name} must be positive, got {v!r}")
+            in_float32(v, f"deployment.{name}")
 
     @classmethod
     def from_mapping(cls, m: dict) -> DeploymentConfig:
@@ -169,6 +173,8 @@ def _pair(cfg: DeploymentConfig, name: str, integer: bool) -> tuple:
         raise ConfigError(
             f"deployment.{name} must be [low, high] of {what}, low <= high, got {v!r}"
         )
+    for x in v:
+        in_float32(x, f"deployment.{name}")
     return v
 
 
@@ -321,15 +327,11 @@ def mobile_trajectory(
 
 
 def make_sampler(cfg: DeploymentConfig, sys: SystemConfig) -> Sampler:
-    """The distribution of `cfg.kind` as `init(key)` / `step(key, state)`; `step` returns the
-    next state, the epoch's deployment and its channel."""
+    """The distribution of `cfg.kind` (random or mobile) as `init(key)` / `step(key, state)`;
+    `step` returns the next state, the epoch's deployment and its channel. (The fixed
+    deployment is the environment `env.fixed.FixedDeployment`.)"""
     if cfg.kind == "fixed":
-        dep = from_scenario(make_scenario(sys))
-
-        def step(key, st):
-            return st, dep, rayleigh(key, dep)
-
-        return Sampler(lambda key: jnp.zeros((), jnp.int32), step, sys.n_ue, sys.n_mec)
+        raise ValueError("deployment.kind=fixed has no sampler: it is env.fixed.FixedDeployment")
     if cfg.kind == "random":
 
         def step(key, st):

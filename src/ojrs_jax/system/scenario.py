@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ojrs_jax.core.settings import ConfigError, seed_value, to_container
+from ojrs_jax.core.settings import ConfigError, in_float32, seed_value, to_container
 
 # MEC positions of the paper's experiments (Sec. V.A) in a 50 m x 50 m area, keyed by M.
 PAPER_LAYOUTS: dict[int, tuple[tuple[float, float], ...]] = {
@@ -113,6 +113,7 @@ class SystemConfig:
             ok = isinstance(v, int | float) and not isinstance(v, bool)
             if not ok or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"{name} must be a finite positive number, got {v!r}")
+            in_float32(v, name)
         if self.layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.layout == "paper" and self.n_mec not in PAPER_LAYOUTS:
