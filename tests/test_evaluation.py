@@ -7,8 +7,9 @@ import numpy as np
 
 from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.trainer import make_env
-from ojrs_jax.run.evaluation import latency64, nrr, scenario_at, weights_changed
+from ojrs_jax.run.evaluation import scenario_at, weights_changed
 from ojrs_jax.sae.model import SAEConfig
+from ojrs_jax.system.certify import latency64, nrr
 from ojrs_jax.system.exact import latency_np
 from ojrs_jax.system.scenario import sample_channels
 

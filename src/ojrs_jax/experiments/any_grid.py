@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax.agent import feature_policy as fp
-from ojrs_jax.run.evaluation import cases, certify
 from ojrs_jax.run.scheduler import Scheduler
 from ojrs_jax.search.asa import ASAParams, best_response, search
 from ojrs_jax.search.baselines import greedy
+from ojrs_jax.system.certify import cases, certify
 from ojrs_jax.system.deployment import (
     Deployment,
     DeploymentConfig,

@@ -6,7 +6,7 @@ Separates what the code can carry from what DRL makes of it:
 - `asa_labels`: the searched actions a* = ASA(Greedy, h) (Algorithm 2) for training channels;
 - `train_offline`: the policy of eq. 24 fitted to those labels by eq. 25 (cross-entropy plus
   lambda/2 ||theta||^2) on the code, the ceiling of what DRL with the same labels can learn;
-- `certified_nrr`: mean over draws of L(exact optimum) / L(decision), both in float64.
+- the NRR of a policy's decisions: `system.certify.certify` (with the optima as `reference`).
 The code's decision fidelity (the optimum on the reconstruction) is in `ojrs_jax.sae.metrics`.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from ojrs_jax.agent.policy import cross_entropy, params_norm_sq
@@ -25,7 +24,6 @@ from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.sae import train as sae_train
 from ojrs_jax.search.asa import ASAParams, asa_search
 from ojrs_jax.search.baselines import greedy
-from ojrs_jax.system.exact import latency_np
 from ojrs_jax.system.scenario import Scenario
 
 
@@ -95,12 +93,3 @@ def train_offline(
         return p
 
     return fit(params, k_fit)
-
-
-def certified_nrr(scn: Scenario, h: Any, a: Any, a_opt: Any) -> dict[str, float]:
-    """NRR = mean L(a_opt) / L(a) over draws h (E, N, M), decisions a and optima a_opt (E, N)."""
-    h, a, a_opt = np.asarray(h, np.float64), np.asarray(a), np.asarray(a_opt)
-    lo = np.array([latency_np(scn, h[e], a_opt[e]) for e in range(h.shape[0])])
-    la = np.array([latency_np(scn, h[e], a[e]) for e in range(h.shape[0])])
-    r = lo / la
-    return {"nrr": float(r.mean()), "nrr_p10": float(np.percentile(r, 10))}

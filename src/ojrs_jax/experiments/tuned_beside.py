@@ -19,9 +19,9 @@ import numpy as np
 from ojrs_jax.app.compose import compose_config
 from ojrs_jax.experiments.any_grid import cell_config, cell_decisions, cell_draw, cell_key
 from ojrs_jax.run.build import build, initial_sae
-from ojrs_jax.run.evaluation import cases, certify
 from ojrs_jax.run.loop import run_chunks
 from ojrs_jax.run.scheduler import Scheduler, make_scheduler
+from ojrs_jax.system.certify import cases, certify
 from ojrs_jax.system.deployment import Deployment, DeploymentConfig, Problem, rayleigh
 
 

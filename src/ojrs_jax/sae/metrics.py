@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from ojrs_jax.core.progress import bar
-from ojrs_jax.system.exact import exact_miqp, latency_np
+from ojrs_jax.system.certify import cases, certify, latency64
+from ojrs_jax.system.deployment import Problem, from_scenario
+from ojrs_jax.system.exact import exact_miqp
 from ojrs_jax.system.scenario import Scenario
 
 
@@ -72,14 +74,14 @@ def decision_fidelity(
 ) -> dict[str, Any]:
     """Figure 3: the optimum on hhat, judged on h, for draws h, hhat (E, N, M).
 
-    Returns `nrr` (mean of L_h(a*(h)) / L_h(a*(hhat))), `nrr_p10`, `same_option` (share of UEs
-    whose option is unchanged), `certified` (draws where both solves proved optimality) and the
-    optima `a_opt` (E, N) on h, which a caller may pass back in to skip those solves.
+    Returns `nrr` (mean of L_h(a*(h)) / L_h(a*(hhat)), by `system.certify.certify`), `nrr_p10`,
+    `same_option` (share of UEs whose option is unchanged), `certified` (draws where both solves
+    proved optimality) and the optima `a_opt` (E, N) on h, which a caller may pass back in to
+    skip those solves.
     """
     h = np.asarray(h, np.float64)
     h_hat = np.maximum(np.asarray(h_hat, np.float64), 1e-30)  # a rate needs h > 0
     n = h.shape[0]
-    certified = 0
     if a_opt is None:
         res = [
             exact_miqp(scn, h[e], time_limit) for e in bar(range(n), desc="SCIP on h", unit="draw")
@@ -92,12 +94,12 @@ def decision_fidelity(
     res_hat = [exact_miqp(scn, h_hat[e], time_limit) for e in draws]
     a_hat = np.stack([r.a for r in res_hat])
     certified = int(np.sum(certified_opt & np.array([r.status == "optimal" for r in res_hat])))
-    l_opt = np.array([latency_np(scn, h[e], a_opt[e]) for e in range(n)])
-    l_hat = np.array([latency_np(scn, h[e], a_hat[e]) for e in range(n)])
-    nrr = l_opt / l_hat
+    cs = cases(Problem(dep=from_scenario(scn), h=h))
+    reference = (latency64(scn, h, a_opt), certified)
+    scores = certify(cs, {"reconstruction": a_hat}, reference=reference)
     return {
-        "nrr": float(nrr.mean()),
-        "nrr_p10": float(np.percentile(nrr, 10)),
+        "nrr": scores["nrr_reconstruction"],
+        "nrr_p10": scores["nrr_reconstruction_p10"],
         "same_option": float(np.mean(a_hat == a_opt)),
         "certified": certified,
         "draws": n,
