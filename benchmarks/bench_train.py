@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_module
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.core.settings import to_container
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.run.build import build
 from ojrs_jax.sae.model import init_sae
 

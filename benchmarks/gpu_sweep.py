@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import Recording, add_out_argument  # noqa: E402
 
-from ojrs_jax.core.settings import to_container  # noqa: E402
+from ojrs_jax.app.hydra import to_container  # noqa: E402
 from ojrs_jax.run.build import build, pretrain_sae  # noqa: E402
 from ojrs_jax.run.loop import train_seeds  # noqa: E402
 

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_module
 
 from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.replay import PERParams
-from ojrs_jax.core.settings import to_container
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.sae.model import SAEConfig
 from ojrs_jax.search.asa import ASAConfig, ASAParams, asa_from_mapping
 from ojrs_jax.search.pso import PSOConfig, PSOParams, pso_from_mapping

@@ -230,7 +230,7 @@ SHARD_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from hydra import compose, initialize_config_module
-    from ojrs_jax.core.settings import to_container
+    from ojrs_jax.app.hydra import to_container
     from ojrs_jax.run.build import build, pretrain_sae
     from ojrs_jax.run.loop import seed_mesh, train_seeds
     with initialize_config_module("ojrs_jax.conf", version_base="1.3"):

@@ -235,7 +235,7 @@ def test_per_ue_code_policy_equivariant_fast_path_and_wiring():
 def test_sae_state_preset_composes_and_paper_is_unchanged():
     from hydra import compose, initialize_config_module
 
-    from ojrs_jax.core.settings import to_container
+    from ojrs_jax.app.hydra import to_container
     from ojrs_jax.run.build import build
 
     with initialize_config_module("ojrs_jax.conf", version_base=None):

@@ -242,8 +242,7 @@ def test_large_preset_composes_strictly_and_runs():
     passes the strict settings check, starts all local and runs a chunk of Algorithm 3."""
     from hydra import compose, initialize_config_module
 
-    from ojrs_jax.app.hydra import check_settings
-    from ojrs_jax.core.settings import to_container
+    from ojrs_jax.app.hydra import check_settings, to_container
 
     over = ["scale=tiny", "train=large"]
     with initialize_config_module("ojrs_jax.conf", version_base=None):

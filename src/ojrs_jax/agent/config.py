@@ -167,8 +167,8 @@ class TrainConfig:
         unknown = sorted(set(m) - known)
         if unknown:
             raise ConfigError(f"unknown train setting {unknown[0]!r}")
-        asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
         kind, per, explore_eps = replay_from_mapping(replay)
+        asa_cfg, asa_par = asa_from_mapping(dict(asa or {}))
         if explore_eps is not None:
             m["explore_eps"] = explore_eps
         for name in ("hidden", "ue_hidden"):

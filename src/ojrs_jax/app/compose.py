@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ojrs_jax.core.settings import rename_overrides, rename_settings, to_container
+from ojrs_jax.app.hydra import to_container
+from ojrs_jax.core.settings import rename_overrides, rename_settings
 from ojrs_jax.run.train import parse, train_run
 
 

@@ -17,12 +17,23 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ojrs_jax.core.settings import ConfigError, first_line, rename_overrides, to_container
+from ojrs_jax.core.settings import ConfigError, first_line, rename_overrides
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 CONFIG_PATH = "pkg://ojrs_jax.conf"
+
+
+def to_container(cfg: DictConfig | dict) -> dict:
+    """Resolved plain dict of a config node (a Hydra `DictConfig`, or a mapping as it is): the
+    library below this layer takes plain dicts only."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
 
 LIST_OR_STRING = frozenset({"train.hidden"})
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.app.hydra import hydra_cli
-from ojrs_jax.core.settings import to_container
+from ojrs_jax.app.hydra import hydra_cli, to_container
 from ojrs_jax.experiments.baselines import (
     EXACT,
     BaselinesConfig,

@@ -14,8 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.app.hydra import hydra_cli
-from ojrs_jax.core.settings import to_container
+from ojrs_jax.app.hydra import hydra_cli, to_container
 from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 
 

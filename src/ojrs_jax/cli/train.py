@@ -23,7 +23,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.app.hydra import hydra_cli
+from ojrs_jax.app.hydra import hydra_cli, to_container
 from ojrs_jax.run.train import parse, train_run
 
 
@@ -58,7 +58,7 @@ def run(cfg: DictConfig) -> None:
     """The task of `ojrs-train` and `ojrs-train-any`: train, certify, print."""
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     try:
-        spec, opts = parse(cfg)
+        spec, opts = parse(to_container(cfg))
         summary = train_run(spec, opts, out, resume=bool(cfg.get("resume", False)))
     except FloatingPointError as e:  # training diverged; the last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)

@@ -13,10 +13,7 @@ import copy
 import math
 import sys
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -41,15 +38,6 @@ def split_settings(m: dict, section: str, *classes: type) -> list[dict]:
     if unknown:
         raise ConfigError(f"unknown {section} setting {unknown[0]!r}")
     return [{k: v for k, v in m.items() if k in n} for n in names]
-
-
-def to_container(cfg: DictConfig | dict) -> dict:
-    """Resolved plain dict of a config node."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return dict(cfg)
 
 
 # float32's range: the model computes in float32, so a setting outside it would overflow to inf

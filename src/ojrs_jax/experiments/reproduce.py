@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.core.io import atomic_write_text, write_csv, write_npz
 from ojrs_jax.core.progress import phase
 from ojrs_jax.core.settings import (
@@ -38,7 +39,6 @@ from ojrs_jax.core.settings import (
     positive_number,
     rename_settings,
     split_settings,
-    to_container,
 )
 from ojrs_jax.env.fixed import EnvParams
 from ojrs_jax.experiments.results import job_summary

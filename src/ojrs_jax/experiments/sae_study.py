@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.core import ring
 from ojrs_jax.core.progress import bar, log_summary
 from ojrs_jax.core.settings import (
@@ -36,7 +37,6 @@ from ojrs_jax.core.settings import (
     positive_int,
     rename_settings,
     seed_value,
-    to_container,
 )
 from ojrs_jax.sae import channel_map, incremental
 from ojrs_jax.sae import metrics as sae_metrics

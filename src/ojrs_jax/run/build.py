@@ -25,10 +25,12 @@ from ojrs_jax.agent.agents import make_agent
 from ojrs_jax.agent.config import TrainConfig
 from ojrs_jax.agent.trainer import Trainer, make_env, make_trainer
 from ojrs_jax.core.progress import log_summary
-from ojrs_jax.core.settings import ConfigError, positive_int, seed_value, to_container
+from ojrs_jax.core.settings import ConfigError, positive_int, seed_value
 from ojrs_jax.env.base import OffloadingEnv
 from ojrs_jax.env.distribution import DeploymentDistribution
 from ojrs_jax.env.fixed import FixedDeployment
+from ojrs_jax.run.checkpoint import first_mismatch
+from ojrs_jax.run.rundir import read_policy
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.sae import train as sae_train
@@ -86,27 +88,32 @@ def make_environment(dcfg: DeploymentConfig, sys_cfg: SystemConfig) -> Offloadin
     return DeploymentDistribution(dcfg, sys_cfg)
 
 
-def build(cfg: Any) -> RunSpec:
-    """Typed, validated pieces of a run from the Hydra config (or an equivalent dict)."""
-    c = to_container(cfg)
-    sys_cfg = system_config(c)
-    dcfg = DeploymentConfig.from_mapping(dict(c.get("deployment") or {"kind": "fixed"}))
-    sae_cfg = sae_mod.SAEConfig.from_mapping(dict(c.get("sae", {}) or {}))
+def build(cfg: dict) -> RunSpec:
+    """Typed, validated pieces of a run from the resolved config as a plain dict (the Hydra app
+    layer converts its `DictConfig` once: `app.hydra.to_container`)."""
+    if not isinstance(cfg, dict):
+        raise TypeError(f"build takes a plain dict of settings, got {type(cfg).__name__}")
+    c = cfg
+    # each group parsed by its own typed config, the agent's first and the system's last
     train_cfg = TrainConfig.from_mapping(
         dict(c.get("train", {}) or {}), c.get("asa", {}), c.get("replay", {})
     )
+    sae_cfg = sae_mod.SAEConfig.from_mapping(dict(c.get("sae", {}) or {}))
+    dcfg = DeploymentConfig.from_mapping(dict(c.get("deployment") or {"kind": "fixed"}))
+    sys_cfg = system_config(c)
     seed = seed_value(c)
     pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
     env = make_environment(dcfg, sys_cfg)
-    start = None
-    if train_cfg.init_from:
-        from ojrs_jax.run.rundir import load_trained
-
-        try:
-            start = load_trained(train_cfg.init_from).policy
-        except ConfigError as e:
-            raise ConfigError(f"train.init_from: {e}") from None
-    agent = make_agent(train_cfg, sae_cfg, env, start)
+    agent = make_agent(train_cfg, sae_cfg, env)
+    if train_cfg.init_from:  # fine-tuning: the policy of a finished run starts this one
+        start = read_policy(train_cfg.init_from)
+        bad = first_mismatch(start, jax.eval_shape(agent.init, jax.random.key(0)), dtypes=False)
+        if bad is not None:
+            raise ConfigError(
+                f"train.init_from: the policy of {train_cfg.init_from} does not fit "
+                f"train.arch={train_cfg.arch} with these settings: parameter {bad}"
+            )
+        agent = make_agent(train_cfg, sae_cfg, env, start)
     trainer = make_trainer(train_cfg, env, agent, sae_cfg)
     scn = env.scn if isinstance(env, FixedDeployment) else None
     return RunSpec(c, sys_cfg, dcfg, scn, sae_cfg, train_cfg, trainer, seed, pre)

@@ -221,8 +221,7 @@ def read_model(
             f"{path} is not a trained model (expected policy and encoder parameters, got "
             f"{describe(model) if not isinstance(model, dict) else sorted(model)})"
         )
-    leaves = [np.asarray(x) for x in jax.tree.leaves(model)]
-    if not all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating)):
+    if not _finite(model):
         raise ConfigError(
             f"{path} has NaN or infinite parameters (a diverged run?): it cannot decide"
         )
@@ -238,6 +237,31 @@ def read_model(
                 f"train.state={train_cfg.state} (config.yaml): parameter {bad}"
             )
     return model
+
+
+def read_policy(run_dir: str | Path) -> Any:
+    """The policy parameters of a finished run (model.msgpack, or an older run's
+    any_model.msgpack) under its read lock, checked to be finite: what `train.init_from` starts
+    a run with (`run.build` checks their shapes against the new run's policy)."""
+    run_dir = Path(run_dir)
+    files = [run_dir / MODEL, run_dir / LEGACY_MODEL]
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:
+        raise ConfigError(f"train.init_from: {run_dir} holds no trained model ({MODEL})")
+    with reading(run_dir):
+        try:
+            model = serialization.msgpack_restore(path.read_bytes())
+        except Exception as e:  # msgpack raises its own exception types on a damaged file
+            raise ConfigError(f"train.init_from: cannot read {path}: {first_line(e)}") from None
+    policy = model if path.name == LEGACY_MODEL else (model or {}).get("policy")
+    if not isinstance(policy, dict) or not _finite(policy):
+        raise ConfigError(f"train.init_from: {path} holds no finite policy parameters")
+    return policy
+
+
+def _finite(tree: Any) -> bool:
+    leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
+    return all(np.all(np.isfinite(x)) for x in leaves if np.issubdtype(x.dtype, np.floating))
 
 
 def load_trained(run_dir: str | Path) -> TrainedRun:

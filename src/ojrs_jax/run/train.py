@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from ojrs_jax.core.io import atomic_write_text, write_csv
 from ojrs_jax.core.progress import log_summary, phase
-from ojrs_jax.core.settings import ConfigError, positive_int, positive_number, to_container
+from ojrs_jax.core.settings import ConfigError, positive_int, positive_number
 from ojrs_jax.env.fixed import NEVER
 from ojrs_jax.run.build import RunSpec, build, initial_sae
 from ojrs_jax.run.checkpoint import load_state, save_model
@@ -97,11 +97,11 @@ class RunOptions:
         )
 
 
-def parse(cfg: DictConfig | dict) -> tuple[RunSpec, RunOptions]:
+def parse(cfg: dict) -> tuple[RunSpec, RunOptions]:
     """The typed run (`run.build`) and job options of an `ojrs-train` config, converted once
     at the entry point and checked before anything is written."""
-    c = to_container(cfg)
-    return build(c), RunOptions.from_mapping(c)
+    spec = build(cfg)
+    return spec, RunOptions.from_mapping(spec.cfg)
 
 
 def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = False) -> dict:

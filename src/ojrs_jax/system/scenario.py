@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ojrs_jax.core.settings import ConfigError, in_float32, seed_value, to_container
+from ojrs_jax.core.settings import ConfigError, in_float32, seed_value
 
 # MEC positions of the paper's experiments (Sec. V.A) in a 50 m x 50 m area, keyed by M.
 PAPER_LAYOUTS: dict[int, tuple[tuple[float, float], ...]] = {
@@ -295,9 +296,8 @@ def load_scenario(path: str | os.PathLike) -> Scenario:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def system_config(cfg: Any) -> SystemConfig:
-    """Merge the `scale` and `system` groups of a config (a `DictConfig` or a plain mapping) into
-    one validated `SystemConfig`."""
-    c = to_container(cfg)
-    merged = {**c.get("system", {}), **c.get("scale", {})}
+def system_config(c: Mapping[str, Any]) -> SystemConfig:
+    """Merge the `scale` and `system` groups of a config (a plain mapping, or a `DictConfig`)
+    into one validated `SystemConfig`."""
+    merged = {**(c.get("system") or {}), **(c.get("scale") or {})}
     return SystemConfig.from_mapping(merged)
