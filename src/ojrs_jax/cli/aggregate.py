@@ -16,10 +16,20 @@ from pathlib import Path
 from ojrs_jax.app.hydra import cli_guard
 from ojrs_jax.experiments.results import aggregate
 
+EXAMPLES = """examples:
+  ojrs-aggregate multirun/2026-12-06/10-00-00                 # one sweep, into its results/
+  ojrs-aggregate runs/paper runs/tuned --out tables           # two presets side by side
+"""
+
 
 @cli_guard
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="ojrs-aggregate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="ojrs-aggregate",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("dirs", nargs="+", type=Path, help="sweep or job directories")
     ap.add_argument(
         "--out", type=Path, default=None, help="output folder (default: <first dir>/results)"

@@ -9,6 +9,7 @@ same decision and plots the best weighted latency found so far against the SCIP 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hydra
@@ -22,9 +23,10 @@ from ojrs_jax.experiments.fig7 import Fig7Config, run_fig7
 def main(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     s = run_fig7(Fig7Config.from_mapping(to_container(cfg)), out)
+    exact = "-" if math.isnan(s["exact"]) else f"{s['exact']:.4f}"  # exact=false: not solved
     print(
         f"mean L: start {s['start']:.4f}  ASA {s['asa_final']:.4f}  SA {s['sa_final']:.4f}  "
-        f"exact {s['exact']:.4f}"
+        f"exact {exact}"
     )
     print(f"wrote {out / 'fig7.png'} and {out / 'fig7.csv'}")
 

@@ -41,9 +41,14 @@ def _mark_change(ax: Axes, change_epoch: int, n: int) -> None:
 
 
 def plot_training(
-    m: dict[str, np.ndarray], out: Path, change_epoch: int = 0, window: int = 200
+    m: dict[str, np.ndarray],
+    out: Path,
+    change_epoch: int = 0,
+    window: int = 200,
+    adaptive: bool = True,
 ) -> list[Path]:
-    """reward.png, loss.png and t_sa.png for one run's per-epoch metrics."""
+    """reward.png, loss.png and t_sa.png for one run's per-epoch metrics (`adaptive`: T_SA
+    follows eq. 30, else it stays at asa.t_sa0 and the figure says so)."""
     out = Path(out)
     n = len(m["reward"])
     ep = np.arange(n)
@@ -80,9 +85,9 @@ def plot_training(
         (
             "t_sa",
             "tab:green",
-            "T_SA (eq. 30)",
+            "T_SA (eq. 30)" if adaptive else "T_SA (fixed, train.adaptive=false)",
             "ASA iterations",
-            "Adaptive ASA iteration count",
+            "Adaptive ASA iteration count" if adaptive else "ASA iteration count (fixed)",
             "t_sa.png",
         ),
     ):

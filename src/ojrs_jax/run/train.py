@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +137,6 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
     if spec.scn is not None:
         save_scenario(spec.scn, run_dir / "scenario_start.json")
 
-    t0 = time.perf_counter()
     sae_params, sae_report = initial_sae(keys["sae"], spec)
     state = spec.trainer.init(keys["train"], sae_params, params)
     metrics: dict[str, np.ndarray] = {}
@@ -165,7 +163,7 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
         if writer is not None:
             writer.close()
     state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
-    train_s = time.perf_counter() - t0 - sae_report["seconds"]
+    train_s = run.seconds  # the chunks, first compilation included (train.log says the same)
 
     encoder = {} if state.sae is None else state.sae.online
     if spec.scn is not None:
@@ -178,7 +176,7 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
         ([e, *(flat[k][e].item() for k in cols)] for e in range(total)),
     )
     change = int(getattr(params, "change_epoch", NEVER))
-    plot_training(flat, run_dir, change)
+    plot_training(flat, run_dir, change, adaptive=spec.train_cfg.adaptive)
     with phase(log, f"evaluation on {opts.draws} held-out problems"):
         report = evaluate_run(
             spec.trainer, state, params, keys["eval"], opts.draws, opts.exact, opts.time_limit
