@@ -1,23 +1,32 @@
-"""Check that every performance figure in README.md and BENCHMARKS.md is in the record it names.
+"""Check that every performance figure in the documents is in the record it names.
 
     python benchmarks/check_figures.py [-v]
 
-The documents name records as `benchmarks/results/NAME.json` (or `NAME.json` for a file in that
-folder). A block is a paragraph, or a table together with the paragraph right before it (its
-caption). In a block that names records, every number followed by a unit of time or throughput
-(us, ms, s, min, /s, decisions/s, GFLOP/s), memory (MB, GB) or a ratio written `12.5x`, and every
-decimal number in a table cell after the first column, must equal a number of one of the named
+The documents are README.md and every page of the documentation site, docs/**/*.md
+(BENCHMARKS.md and REPRODUCTION.md are pointers to its pages `performance.md` and
+`reproduction.md`, which hold their figures now). The documents name records as
+`benchmarks/results/NAME.json` (or `NAME.json` for a file in that folder), or as
+`reproduction/NAME.csv`, a table that `ojrs-aggregate` wrote for the paper's reproduction. A
+block is a paragraph, or a table together with the paragraph right before it (its caption). In
+a block that names records, every number followed by a unit of time or throughput (us, ms, s,
+min, /s, decisions/s, GFLOP/s), memory (MB, GB) or a ratio written `12.5x`, and every decimal
+number in a table cell after the first column, must equal a number of one of the named
 records (any numeric leaf of the JSON, or a number inside a string leaf such as a recorded stdout
 line) within the rounding of the printed digits: 0.5 of the last printed digit (1 after
 "about"), trailing zeros of an integer counting as rounding. The record's value may be in another
 unit of the same kind (s for ms, MB for GB, ...). Ranges ("72-96 us") check both ends.
 A block that names no record may not hold a figure in us, ms, min, /s, MB, GB or `x`; seconds
 alone are not flagged there, because the MEC model's latencies are in seconds too. Numbers right
-after "paper's" or "paper:" (the paper's own figures) are not checked. Exits 1 on a failure.
+after "paper's" or "paper:" (the paper's own figures) are not checked. A block that says
+"(no record kept)" declares that some of its figures were measured without a record: those of
+its figures that are not found are listed as declared, not as failures (the others are still
+checked against the block's records). Exits 1 on a failure.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sys
@@ -26,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-DOCS = ("README.md", "BENCHMARKS.md")
+DOCS_DIR = "docs"  # the documentation site's pages (mkdocs.yml)
 
 NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 UNIT = r"decisions/s|GFLOP/s|/s|us|ms|min|s|MB|GB|x"
@@ -36,6 +45,8 @@ FIGURE = re.compile(
 )
 DECIMAL = re.compile(r"(?<![\w.,/-])(?P<about>about\s+)?(?P<a>\d+\.\d+)(?![\w.])")
 RECORD = re.compile(r"(?:benchmarks/results/)?([\w.-]+\.json)")
+TABLE_RECORD = re.compile(r"(?<![\w/.-])(reproduction/[\w.-]+\.csv)")  # relative to ROOT
+UNRECORDED = "(no record kept)"
 SCALES = {
     "us": (1, 1e3, 1e6),
     "ms": (1, 1e3, 1e-3),
@@ -60,6 +71,7 @@ class Block:
     lines: list[str]
     table: bool
     records: list[str] = field(default_factory=list)
+    unrecorded: bool = False  # the block says UNRECORDED
 
 
 @dataclass
@@ -106,6 +118,7 @@ def blocks(doc: str) -> list[Block]:
     flush()
     for k, b in enumerate(out):
         b.records = named_records(" ".join(b.lines))
+        b.unrecorded = UNRECORDED in " ".join(b.lines)
         prev = out[k - 1] if k else None
         if b.table and prev and not prev.table and prev.line + len(prev.lines) >= b.line - 1:
             b.records = sorted(set(b.records) | set(named_records(" ".join(out[k - 1].lines))))
@@ -113,7 +126,10 @@ def blocks(doc: str) -> list[Block]:
 
 
 def named_records(text: str) -> list[str]:
-    return sorted({m for m in RECORD.findall(text) if (RESULTS / m).is_file()})
+    """Records named in a text: file names in benchmarks/results/, and reproduction/NAME.csv."""
+    found = {m for m in RECORD.findall(text) if (RESULTS / m).is_file()}
+    found |= {m for m in TABLE_RECORD.findall(text) if (ROOT / m).is_file()}
+    return sorted(found)
 
 
 def tolerance(s: str, about: bool) -> float:
@@ -151,7 +167,16 @@ _cache: dict[str, list] = {}
 
 def record_numbers(name: str) -> list:
     if name not in _cache:
-        _cache[name] = list(numbers(json.loads((RESULTS / name).read_text())))
+        if name.startswith("reproduction/"):  # a CSV table: the numbers of every cell
+            rows = csv.reader(io.StringIO((ROOT / name).read_text()))
+            _cache[name] = [
+                (f"[{i}][{j}]", x)
+                for i, row in enumerate(rows)
+                for j, cell in enumerate(row)
+                for _, x in numbers(cell)
+            ]
+        else:
+            _cache[name] = list(numbers(json.loads((RESULTS / name).read_text())))
     return _cache[name]
 
 
@@ -164,9 +189,10 @@ def find(fig: Figure) -> str | None:
     return None
 
 
-def figures_of(b: Block) -> tuple[list[Figure], list[Figure]]:
-    """(figures to check against the block's records, figures in a block without records)."""
-    checked, orphans = [], []
+def figures_of(b: Block) -> tuple[list[Figure], list[Figure], list[Figure]]:
+    """(figures checked against the block's records, figures in a block without records,
+    figures of a block declaring UNRECORDED that no record holds)."""
+    checked, orphans, declared = [], [], []
     for j, line in enumerate(b.lines):
         if b.table and (j == 0 or set(line.replace("|", "").strip()) <= set("-: ")):
             continue  # header and separator rows
@@ -196,37 +222,56 @@ def figures_of(b: Block) -> tuple[list[Figure], list[Figure]]:
                     )
                     if b.records:
                         fig.match = find(fig)
-                        checked.append(fig)
+                        if fig.match is None and b.unrecorded:
+                            declared.append(fig)
+                        else:
+                            checked.append(fig)
                     elif unit in ORPHAN_UNITS:
-                        orphans.append(fig)
-    return checked, orphans
+                        (declared if b.unrecorded else orphans).append(fig)
+    return checked, orphans, declared
 
 
-def check(docs=DOCS) -> tuple[list[Figure], list[Figure], list[Figure]]:
-    """(all checked figures, those not found in their records, figures with no record)."""
-    checked, orphans = [], []
+def documents() -> list[str]:
+    """README.md and every Markdown page under docs/, relative to ROOT, in a fixed order."""
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / DOCS_DIR).rglob("*.md"))
+    return ["README.md", *pages]
+
+
+def check_all(docs=None) -> tuple[list[Figure], list[Figure], list[Figure], list[Figure]]:
+    """(all checked figures, those not found in their records, figures with no record, figures
+    declared without a record) of `docs` (file names relative to ROOT; default: `documents()`)."""
+    docs = documents() if docs is None else docs
+    checked, orphans, declared = [], [], []
     for doc in docs:
         for b in blocks(doc):
-            c, o = figures_of(b)
+            c, o, d = figures_of(b)
             checked += c
             orphans += o
-    return checked, [f for f in checked if f.match is None], orphans
+            declared += d
+    return checked, [f for f in checked if f.match is None], orphans, declared
+
+
+def check(docs=None) -> tuple[list[Figure], list[Figure], list[Figure]]:
+    """(all checked figures, those not found in their records, figures with no record)."""
+    return check_all(docs)[:3]
 
 
 def main() -> int:
     verbose = "-v" in sys.argv[1:]
-    checked, missing, orphans = check()
+    checked, missing, orphans, declared = check_all()
     if verbose:
         for f in checked:
             if f.match:
                 print(f"ok {f.doc}:{f.line}: {f.text!r} = {f.match}")
+        for f in declared:
+            print(f"declared {f.doc}:{f.line}: {f.text!r} has no record {UNRECORDED}")
     for f in missing:
         print(f"MISSING {f.doc}:{f.line}: {f.text!r} ({f.value} {f.unit}) not in {f.records}")
     for f in orphans:
         print(f"NO RECORD {f.doc}:{f.line}: {f.text!r} names no record")
     print(
         f"{len(checked)} figures checked against their records, {len(missing)} missing, "
-        f"{len(orphans)} without a record"
+        f"{len(orphans)} without a record ({len(declared)} declared {UNRECORDED})"
     )
     return 1 if missing or orphans else 0
 

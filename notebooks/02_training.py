@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_module
 
 from ojrs_jax.agent import replay
 from ojrs_jax.agent.policy import params_norm_sq
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.run.build import build, pretrain_sae
 from ojrs_jax.run.evaluation import evaluate_run
 from ojrs_jax.search.asa import asa_search
@@ -97,7 +98,7 @@ WINDOW = {"ci": 50, "demo": 200}[SCALE]  # moving-average window of the curves
 
 with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
     cfg = compose("train", overrides=OVERRIDES)
-spec = build(cfg)
+spec = build(to_container(cfg))  # build takes the resolved config as a plain dict
 keys = spec.keys()
 tc = spec.train_cfg
 print(

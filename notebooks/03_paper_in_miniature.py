@@ -35,6 +35,7 @@ import numpy as np
 from hydra import compose, initialize_config_module
 from IPython.display import Markdown, display
 
+from ojrs_jax.app.hydra import to_container
 from ojrs_jax.run.build import build
 from ojrs_jax.run.evaluation import epochs_to_stable, evaluate_run, scenario_at
 from ojrs_jax.sae import channel_map
@@ -104,8 +105,8 @@ P = {
 with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
     cfg_per = compose("train", overrides=P["overrides"])
     cfg_uni = compose("train", overrides=[*P["overrides"], "replay=uniform"])
-spec = build(cfg_per)  # OJRS: 2r-SAE state, ASA, 2p-ER
-spec_uni = build(cfg_uni)  # traditional DRL: uniform FIFO replay with epsilon-greedy
+spec = build(to_container(cfg_per))  # OJRS: 2r-SAE state, ASA, 2p-ER
+spec_uni = build(to_container(cfg_uni))  # traditional DRL: uniform FIFO replay with epsilon-greedy
 scn, tc, keys = spec.scn, spec.train_cfg, spec.keys()
 print(
     f"N = {scn.n_ue}, M = {scn.n_mec}; DRL {tc.epochs} epochs, weights change at "

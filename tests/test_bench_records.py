@@ -1,8 +1,8 @@
 """Benchmark records (benchmarks/record.py) and the published figures (benchmarks/check_figures.py).
 
 No time is asserted: the tests check that a record holds the command, machine, date, commit, load
-and the figures the script printed, and that every performance figure of README.md and
-BENCHMARKS.md is found in the record it names.
+and the figures the script printed, and that every performance figure of README.md and of the
+documentation (docs/**/*.md) is found in the record it names.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`ojrs-reproduce`: one experiment of the paper's Sec. V per job; `-m` sweeps them all.
 
-    ojrs-reproduce -m                                  # Tables II-III, Figs. 3-10 (REPRODUCTION.md)
+    ojrs-reproduce -m                                  # Tables II-III, Figs. 3-10 (docs)
     ojrs-reproduce -m hydra/launcher=local_joblib      # the same jobs in parallel processes
     ojrs-reproduce experiment=table3_m4 reproduce.seeds=8
 

@@ -42,7 +42,7 @@ def format_summary(r: dict) -> str:
     if r["figures"]:
         lines += [
             "",
-            'the three accuracy figures (seed-0 model; README, "2r-SAE")',
+            "the three accuracy figures (seed-0 model; docs/findings/sae.md)",
             f"{'model':<13}{'WAPE Acc':>9}{'paper Acc':>10}{'mean pred':>10}{'skill':>7}"
             f"{'fidelity NRR':>13}{'same option':>12}{'steps':>7}",
         ]

@@ -1,7 +1,12 @@
-"""The paper's studies (Sec. V), each a function from a config to results and files on disk.
+"""The paper's studies (Sec. V) and the project's own, each from a typed config to results on disk.
 
-`train_run` (one `ojrs-train` run), `baselines` (Table II's rules), `sae_study` (Figs. 3-6),
-`fig7` (ASA vs SA) and `reproduce` (the jobs of `ojrs-reproduce`: Tables II-III, Figs. 3-10).
-They build on the library modules of `ojrs_jax` and never import `ojrs_jax.cli`, which parses the
-command line, calls one of these and prints.
+- `baselines`: Table II's rules on sampled channels; `fig7`: ASA against plain SA;
+- `sae_study`, `sae_outputs`: the SAE study of Figs. 3-6 and its files; `code_study`: the SAE
+  code as the DRL state, offline;
+- `reproduce`, `results`: the jobs of `ojrs-reproduce` (Tables II-III, Figs. 3-10) and their
+  aggregation into tables and figures;
+- `any_grid`, `tuned_beside`: a policy for any deployment scored cell by cell, along mobile
+  walks and beside a per-deployment scheduler.
+They build on the library and never import `ojrs_jax.cli`, which parses the command line,
+calls one of these and prints.
 """

@@ -3,9 +3,10 @@
 `eval_cell` draws deployments of one size (N = n, M = m) from a deployment distribution, one
 Rayleigh channel each, and scores the policy alone, the policy followed by a short ASA
 refinement or by best-response passes, Greedy, Greedy with a pass, and ASA from Greedy, with the
-one certified evaluation (`run.evaluation.certify`: float64 costs against SCIP's optimum).
+one certified evaluation (`system.certify.certify`: float64 costs against SCIP's optimum).
 `eval_trajectory` follows one deployment whose UEs walk under time-correlated fading and
-certifies every `every`-th epoch. `benchmarks/eval_any.py` runs the grid of the README.
+certifies every `every`-th epoch. `benchmarks/eval_any.py` runs the grid of
+docs/findings/any-deployment.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ directories (a Hydra multirun sweep, or several) into one results folder of Mark
 and PNG figures. Several training seeds run as one vmapped computation whose seed axis is sharded
 over a `jax.sharding.Mesh` of the available devices, so one GPU/TPU host keeps every device busy.
 
-Definitions used in Table III (the paper leaves them open; REPRODUCTION.md):
+Definitions used in Table III (the paper leaves them open; docs/reproduction.md):
 - NRR of a policy at an evaluation point = mean over a fixed held-out set of channel draws of
   L(reference) / L(policy decision) in float64, with the task weights in force at that point
   (after t epochs, those of epoch t: `ojrs_jax.run.evaluation.weights_changed`); the reference

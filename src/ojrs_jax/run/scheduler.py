@@ -64,7 +64,8 @@ BATCH_CHUNK = 256  # decisions per vmapped chunk of a batch
 
 # XLA:CPU's YNNPACK library fusions: the dense layers' products and the context's mean run as
 # YNNPACK calls instead of XLA's own kernels (bias and ReLU stay in XLA's loops, as the compiled
-# program shows); a batch of decisions takes about 16 % less time here (BENCHMARKS.md). Importing
+# program shows); a batch of decisions takes about 16 % less time here (docs/performance.md).
+# Importing
 # `ojrs_jax` turns these fusions off for everything else (jaxlib 0.10.2 miscompiles some vmapped
 # one-hot sums with them, JAX issue 39103); the scheduler's one jitted call asks for them back
 # only where a check of that very pattern, and of a dense layer, gives the right values.

@@ -410,7 +410,8 @@ def best_response(costs: OptionCosts, a0: jax.Array, sweeps: int = 1) -> jax.Arr
     (S_j: sum of sqrt(w F) on MEC j), UE i's cost of option j >= 1 is c_ij + (2 S_j' s_i +
     s_i^2) / F_j with S_j' the load without it: N (M + 1) exact evaluations a pass, no
     randomness. Options that cost PAD_COST (padded MECs) are never taken; UEs with all options
-    at 0 (padding) stay. A deterministic polish of a policy's decision (README, Any deployment).
+    at 0 (padding) stay. A deterministic polish of a policy's decision
+    (docs/findings/any-deployment.md).
     """
     a0 = jnp.asarray(a0, jnp.int32)
     n_ue, n_opt = costs.per_option.shape

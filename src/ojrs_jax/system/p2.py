@@ -1,7 +1,7 @@
 """Resource allocation sub-problem P2 for a fixed offloading decision (paper eqs. 5-13).
 
 A decision is an integer vector a (N,) with a_i = 0 for local execution and a_i = j for MEC j.
-Given a, P2 separates (README, "The model in brief"): offloading UEs transmit at p = P_max (no
+Given a, P2 separates (docs/findings/model.md): offloading UEs transmit at p = P_max (no
 interference), local UEs run at f_i0 = min(F_L, (P_max/kappa)^(1/3)), and the UEs S_j on MEC j
 share its CPU by the KKT rule f_ij = F_MEC_j sqrt(w_i F_i) / sum_{k in S_j} sqrt(w_k F_k). The
 weighted latency is then
