@@ -50,6 +50,7 @@ FLOORS = {
     "run": 4,
     "app": 5,
     "experiments": 6,
+    "bench": 6,
     "cli": 7,
 }
 
