@@ -68,8 +68,8 @@ def test_the_moves_cap_uses_the_real_ues():
     dep, h = padded(1, 5, 3)
     p, params = Problem(dep=dep, h=h), jax.tree.map(jnp.float32, ASAParams())
     a0, key = jnp.zeros(9, jnp.int32), jax.random.key(2)
-    got = search(key, p, a0, 12, params, k=16, max_iter=12, moves=2.0)[0]
-    capped = params.replace(mut_scale=jnp.minimum(params.mut_scale, 2.0 / 5))
+    got = search(key, p, a0, 12, params, k=16, max_iter=12, moves=0.3)[0]
+    capped = params.replace(mut_scale=jnp.minimum(params.mut_scale, 0.3 / 5))  # 0.06 < 0.1
     q, costs = problem_probs(p, params.local_weight), problem_costs(p)
     want = search_with(key, q, costs, a0, 12, capped, 16, 12)[0]
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

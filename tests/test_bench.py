@@ -29,7 +29,6 @@ from ojrs_jax.system.p2 import costs_latency
 from ojrs_jax.system.scenario import SystemConfig, make_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTERNAL = ROOT / "examples" / "external_greedy.py"
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +127,9 @@ def test_decisions_are_checked(paper):
 
 
 def test_an_external_command_through_the_cli_and_the_python_api(paper, tmp_path, capsys):
-    """The NumPy Greedy of examples/external_greedy.py scores as the built-in Greedy, through
+    """The NumPy Greedy of ojrs_jax.bench.external_greedy scores as the built-in Greedy, through
     `ojrs-bench run --command` and through `run_entry`."""
-    cmd = f"{sys.executable} {EXTERNAL} {{in}} {{out}}"
+    cmd = f"{sys.executable} -m ojrs_jax.bench.external_greedy {{in}} {{out}}"
     bench_main(["run", "paper", "--command", cmd, "--out", str(tmp_path / "ext.json")])
     ext = json.loads((tmp_path / "ext.json").read_text())
     api = run_entry(Entry("numpy greedy", command=cmd), paper)

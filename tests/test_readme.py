@@ -34,7 +34,8 @@ def recipes() -> list[str]:
 def test_the_recipes_are_found():
     cmds = recipes()
     assert len(cmds) >= 8
-    for tool in ("ojrs-train", "ojrs-decide", "ojrs-train-any", "ojrs-reproduce", "ojrs-aggregate"):
+    tools = ("ojrs-train", "ojrs-decide", "ojrs-train-any", "ojrs-reproduce", "ojrs-aggregate")
+    for tool in (*tools, "ojrs-bench"):
         assert any(c.startswith(tool + " ") for c in cmds), tool
 
 

@@ -23,7 +23,7 @@ from ojrs_jax.app.hydra import cli_guard
 
 EXAMPLES = """examples:
   ojrs-bench run paper --scheduler greedy_br
-  ojrs-bench run paper --command "python examples/greedy_numpy.py {in} {out}"
+  ojrs-bench run paper --command "python -m ojrs_jax.bench.external_greedy {in} {out}"
   ojrs-bench leaderboard paper mobile --schedulers greedy asa droo any --out runs/board
 """
 
