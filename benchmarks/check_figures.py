@@ -44,7 +44,7 @@ FIGURE = re.compile(
     rf"(?P<sp>\s?)(?P<unit>{UNIT})(?![\w/])"
 )
 DECIMAL = re.compile(r"(?<![\w.,/-])(?P<about>about\s+)?(?P<a>\d+\.\d+)(?![\w.])")
-RECORD = re.compile(r"(?:benchmarks/results/)?([\w.-]+\.json)")
+RECORD = re.compile(r"(?:benchmarks/results/)?((?:[\w.-]+/)*[\w.-]+\.json)")
 TABLE_RECORD = re.compile(r"(?<![\w/.-])(reproduction/[\w.-]+\.csv)")  # relative to ROOT
 UNRECORDED = "(no record kept)"
 SCALES = {

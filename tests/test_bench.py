@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from reference_model import RefModel
 
+from ojrs_jax import bench
 from ojrs_jax.bench import droo
 from ojrs_jax.bench import suites as S
 from ojrs_jax.bench.entries import builtin_entries
@@ -128,13 +129,14 @@ def test_decisions_are_checked(paper):
 
 def test_an_external_command_through_the_cli_and_the_python_api(paper, tmp_path, capsys):
     """The NumPy Greedy of ojrs_jax.bench.external_greedy scores as the built-in Greedy, through
-    `ojrs-bench run --command` and through `run_entry`."""
+    `ojrs-bench run --command`, through `ojrs_jax.bench.run(command=...)` and `run_entry`."""
     cmd = f"{sys.executable} -m ojrs_jax.bench.external_greedy {{in}} {{out}}"
     bench_main(["run", "paper", "--command", cmd, "--out", str(tmp_path / "ext.json")])
     ext = json.loads((tmp_path / "ext.json").read_text())
-    api = run_entry(Entry("numpy greedy", command=cmd), paper)
+    api = bench.run("paper", command=cmd)
+    entry = run_entry(Entry("numpy greedy", command=cmd), paper)
     ref = run_entry(builtin_entries()["greedy"], paper, repeats=1)
-    for r in (ext, api):
+    for r in (ext, api, entry):
         assert r["nrr"] == pytest.approx(ref["nrr"], rel=1e-12)
         assert r["nrr_min"] == pytest.approx(ref["nrr_min"], rel=1e-12)
     assert "NRR" in capsys.readouterr().out
@@ -157,6 +159,30 @@ def test_a_failing_external_command_is_one_line(script, needle, tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+def test_a_python_callable_one_problem_at_a_time():
+    """`bench.run(decide=...)` with batched=False: every UE local scores as the reference
+    model's latency of all-local decisions against the stored optima, computed here."""
+
+    def all_local(dep, h):
+        assert h.ndim == 2  # one problem at a time
+        return np.zeros(h.shape[0], np.int32)
+
+    r = bench.run("mobile", decide=all_local, batched=False, repeats=1)
+    suite = S.load_suite("mobile")
+    ratios = []
+    for cell in suite.cells:
+        scns = suite.scenarios(cell)
+        for i in range(cell.size):
+            h = np.asarray(cell.h[i], np.float64)
+            lat = RefModel(scns[i]).latency(h, np.zeros(cell.n_ue, int))
+            ratios.append(cell.opt_latency[i] / lat)
+    assert r["scheduler"] == "all_local" and r["nrr"] == pytest.approx(np.mean(ratios), rel=1e-9)
+    with pytest.raises(ConfigError, match="exactly one"):
+        bench.run("mobile", "greedy", decide=all_local)
+    with pytest.raises(ConfigError, match="unknown suite"):
+        bench.run("moon", "greedy")
+
+
 def test_cli_faults_and_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench_main(["run", "paper", "--scheduler", "magic"])
@@ -170,18 +196,24 @@ def test_cli_faults_and_export(tmp_path, capsys):
 
 
 def test_droo_quantisation_is_order_preserving():
+    """Candidate 0 is every UE's most likely option; candidate k moves one UE to one other
+    option, the k-th most plausible change by p_ij / p_i,top (a loop over the pairs here)."""
     rng = np.random.default_rng(0)
-    logits = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
-    c = np.asarray(droo.candidates(logits, 8))
-    p = np.asarray(jax.nn.softmax(logits, axis=-1))
-    top = np.argsort(-p, axis=1)
-    conf = p[np.arange(7), top[:, 0]] - p[np.arange(7), top[:, 1]]
-    order = np.argsort(conf)  # least confident first
-    np.testing.assert_array_equal(c[0], top[:, 0])
-    for k in range(1, 8):
-        moved = set(order[:k].tolist())
-        for i in range(7):
-            assert c[k, i] == (top[i, 1] if i in moved else top[i, 0])
+    n, options, k = 7, 4, 12
+    logits = jnp.asarray(rng.normal(size=(n, options)), jnp.float32)
+    c = np.asarray(droo.candidates(logits, k))
+    p = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)
+    top = p.argmax(axis=1)
+    changes = sorted(
+        ((p[i, j] / p[i, top[i]], i, j) for i in range(n) for j in range(options) if j != top[i]),
+        key=lambda t: -t[0],
+    )
+    np.testing.assert_array_equal(c[0], top)
+    for cand, (_, i, j) in zip(c[1:], changes, strict=False):
+        want = top.copy()
+        want[i] = j
+        np.testing.assert_array_equal(cand, want)
+    assert c.shape == (k, n)
 
 
 def test_droo_takes_the_best_candidate_and_learns():

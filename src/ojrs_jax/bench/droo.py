@@ -8,10 +8,14 @@ on a batch of stored (channel, best decision) pairs (cross-entropy). Its paper's
 DNN of two hidden layers (120, 80), memory 1024, batch 128, training interval 10, Adam 0.01.
 
 Adapted to M MECs: the DNN gives each UE a softmax over its M + 1 options (DROO's sigmoid
-over 2). Candidate 1 takes every UE's most likely option; with the UEs ordered by their
-confidence (top probability minus the second), candidate k + 1 moves the k least confident UEs
-to their second option: the order-preserving quantisation of DROO's binary case, where
-candidate k + 1 flips the k entries nearest 0.5. K = min(N + 1, `k_max`) candidates.
+over 2). Candidate 1 takes every UE's most likely option; the other K - 1 candidates each move
+one UE to another option, the (UE, option) pairs taken in the order of their probability
+relative to the UE's top one, p_ij / p_i,top (the most plausible changes first). In DROO's
+binary case this is its order-preserving quantisation near the threshold (the entries closest
+to 0.5 are changed first); with M + 1 options it reaches every option, not only the second
+(moving the k least confident UEs to their second option together reached NRR 0.67-0.82 at
+M = 3-5 on the paper suite, against 0.92-0.95 for single moves, one training seed).
+K = min(N + 1, `k_max`).
 
 The DNN reads the channel only, as in DROO: log h standardised per problem (scale-free, so one
 network serves deployments of one size whose gains and tasks differ); the candidates are scored
@@ -39,7 +43,7 @@ from ojrs_jax.system.p2 import costs_latency
 class DROOConfig:
     """DROO's settings (its paper's, and the frames of online training)."""
 
-    frames: int = 10000  # time frames of online training, one problem each
+    frames: int = 30000  # time frames of online training, one problem each (its paper's)
     hidden: tuple[int, ...] = (120, 80)  # the DNN's hidden widths
     k_max: int = 64  # candidates per frame: min(N + 1, k_max)
     memory: int = 1024  # replay memory (FIFO)
@@ -70,15 +74,18 @@ def dnn_input(h: jax.Array) -> jax.Array:
 
 
 def candidates(logits: jax.Array, k: int) -> jax.Array:
-    """K decisions (K, N) by order-preserving quantisation of per-UE softmaxes (N, M+1)."""
+    """K decisions (K, N) by order-preserving quantisation of per-UE softmaxes (N, M+1): the
+    most likely decision, then K - 1 single moves (UE i to option j) in decreasing order of
+    p_ij / p_i,top."""
     p = jax.nn.softmax(logits, axis=-1)
-    order = jnp.argsort(-p, axis=-1)
-    top1, top2 = order[:, 0], order[:, 1]
-    rows = jnp.arange(p.shape[0])
-    confidence = p[rows, top1] - p[rows, top2]
-    position = jnp.argsort(jnp.argsort(confidence))  # 0 for the least confident UE
-    moved = position[None, :] < jnp.arange(k)[:, None]  # candidate j moves j UEs
-    return jnp.where(moved, top2[None, :], top1[None, :]).astype(jnp.int32)
+    n, options = p.shape
+    top = jnp.argmax(p, axis=-1)
+    rel = p / p[jnp.arange(n), top][:, None]
+    rel = jnp.where(jax.nn.one_hot(top, options, dtype=bool), -jnp.inf, rel).reshape(-1)
+    pairs = jnp.argsort(-rel)[: k - 1]  # ties: the lower UE, then the lower option, first
+    ue, option = pairs // options, pairs % options
+    moves = jnp.broadcast_to(top, (k - 1, n)).at[jnp.arange(k - 1), ue].set(option)
+    return jnp.concatenate([top[None], moves]).astype(jnp.int32)
 
 
 def decide(net: DROONet, params: Any, p: Problem, k: int) -> jax.Array:

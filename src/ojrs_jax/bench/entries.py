@@ -157,7 +157,7 @@ def builtin_entries(work: Path = Path("runs/bench"), any_run: Path = SHIPPED_ANY
         Entry(
             "droo",
             prepare=_droo(work, droo.DROOConfig()),
-            note="DROO (Huang et al. 2020), trained online per cell, 10,000 frames",
+            note="DROO (Huang et al. 2020), trained online per cell, 30,000 frames",
         ),
         Entry(
             "main",

@@ -28,23 +28,9 @@ EXAMPLES = """examples:
 """
 
 
-def _print(r: dict) -> None:
-    from ojrs_jax.bench.leaderboard import _time
-
-    print(
-        f"{r['scheduler']} on {r['suite']} v{r['version']}: NRR {r['nrr']:.4f} (median "
-        f"{r['nrr_median']:.4f}, p10 {r['nrr_p10']:.4f}, min {r['nrr_min']:.4f}) on "
-        f"{r['certified']} certified of {r['problems']} problems, "
-        f"{_time(r['seconds_per_decision'])} per decision"
-    )
-    for name, c in r["cells"].items():
-        print(f"  {name}: NRR {c['nrr']:.4f} (min {c['nrr_min']:.4f}), {c['certified']} problems")
-
-
 @cli_guard
 def main(argv: list[str] | None = None) -> None:
     from ojrs_jax.bench import suites as S
-    from ojrs_jax.core.settings import ConfigError
 
     ap = argparse.ArgumentParser(
         prog="ojrs-bench",
@@ -73,48 +59,24 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--out", type=Path, help="another directory than the package's data")
     a = ap.parse_args(argv)
 
+    from ojrs_jax.bench import api
+
     if a.verb == "build":
-        print(json.dumps(S.build_suite(a.suite, a.out), indent=1))
-        return
-    if a.verb == "export":
-        from ojrs_jax.core.io import atomic_write_bytes
-
-        suite = S.load_suite(a.suite)
-        atomic_write_bytes(a.out, S.to_bytes(suite))
-        print(f"wrote {a.out}: suite {suite.name} v{suite.version}, {suite.size} problems")
-        return
-    from ojrs_jax.bench.entries import builtin_entries
-    from ojrs_jax.bench.harness import Entry, run_entry
-
-    builtins = builtin_entries(a.work)
-    if a.verb == "run":
-        suite = S.load_suite(a.suite)
-        if a.command is not None:
-            entry = Entry("command", command=a.command)
-        elif a.scheduler in builtins:
-            entry = builtins[a.scheduler]
-        else:
-            raise ConfigError(
-                f"unknown scheduler {a.scheduler!r} (built-in: {', '.join(builtins)})"
-            )
-        if entry.suites is not None and suite.name not in entry.suites:
-            raise ConfigError(f"{entry.name} applies to the suites {', '.join(entry.suites)}")
-        result = run_entry(entry, suite)
-        _print(result)
+        print(json.dumps(api.build(a.suite, a.out), indent=1))
+    elif a.verb == "export":
+        print(
+            f"wrote {api.export(a.suite, a.out)}: the problems of suite {a.suite} and their optima"
+        )
+    elif a.verb == "run":
+        result = api.run(a.suite, a.scheduler, command=a.command, work=a.work)
+        print(api.summary(result))
         if a.out is not None:
             from ojrs_jax.core.io import atomic_write_text
 
             atomic_write_text(a.out, json.dumps(result, indent=1))
-        return
-    from ojrs_jax.bench.leaderboard import leaderboard
-
-    names = a.schedulers or list(builtins)
-    unknown = [n for n in names if n not in builtins]
-    if unknown:
-        raise ConfigError(f"unknown scheduler {unknown[0]!r} (built-in: {', '.join(builtins)})")
-    suites = [S.load_suite(s) for s in (a.suites or S.SUITES)]
-    leaderboard(suites, [builtins[n] for n in names], a.out)
-    print(f"wrote {a.out / 'leaderboard.md'}, leaderboard.png and leaderboard.json")
+    else:
+        api.leaderboard(a.suites or None, a.schedulers, a.out, a.work)
+        print(f"wrote {a.out / 'leaderboard.md'}, leaderboard.png and leaderboard.json")
 
 
 if __name__ == "__main__":
