@@ -1,9 +1,10 @@
 """MkDocs hooks of the documentation site (mkdocs.yml `hooks:`; not a page of the site).
 
-The notebooks (`notebooks/*.py`, jupytext percent format) and the reproduction's figures
-(`reproduction/figures/*.png`) live outside `docs/`; they are added to the site's files under
-the same paths, `notebooks/NN_name.py` and `reproduction/figures/NAME.png`, before mkdocs-jupyter
-turns the notebooks into pages (its `on_files` runs at the default priority, this one earlier).
+The notebooks (`notebooks/*.py`, jupytext percent format), the reproduction's figures
+(`reproduction/figures/*.png`) and the leaderboard's (`benchmarks/results/leaderboard/*.png`)
+live outside `docs/`; they are added to the site's files under the same paths,
+`notebooks/NN_name.py`, `reproduction/figures/NAME.png`, ..., before mkdocs-jupyter turns the
+notebooks into pages (its `on_files` runs at the default priority, this one earlier).
 So there is one copy of each, and `mkdocs build --strict` checks the links to them.
 `ListsAfterParagraphs`, a griffe extension, lets the docstrings' lists render as lists.
 
@@ -22,7 +23,11 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTSIDE = (("notebooks", "[0-9][0-9]_*.py"), ("reproduction/figures", "*.png"))
+OUTSIDE = (
+    ("notebooks", "[0-9][0-9]_*.py"),
+    ("reproduction/figures", "*.png"),
+    ("benchmarks/results/leaderboard", "*.png"),
+)
 
 
 def on_startup(command, dirty):

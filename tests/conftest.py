@@ -78,6 +78,29 @@ TINY_CLI_ARGS = [
 ]
 
 
+# `ojrs-train-any` overrides of a tiny run on random deployments of N <= 6 UEs and M <= 2 MECs,
+# shared by the any-deployment tests.
+TINY_ANY_ARGS = [
+    "system.noise=2e-7",
+    "deployment.n_ue=[2,6]",
+    "deployment.n_max=6",
+    "deployment.n_mec=[1,2]",
+    "deployment.m_max=2",
+    "train.epochs=40",
+    "train.phi=10",
+    "train.batch=8",
+    "train.updates=2",
+    "train.buffer=32",
+    "train.link_width=8",
+    "train.score_hidden=8",
+    "train.chunk=20",
+    "asa.k=8",
+    "asa.max_iter=10",
+    "asa.t_sa0=5",
+    "eval.draws=4",
+]
+
+
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory):
     """One finished tiny `ojrs-train` run (a subprocess), shared by the CLI tests: read it or

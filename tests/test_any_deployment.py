@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.special
+from conftest import TINY_ANY_ARGS
 
 from ojrs_jax.agent import feature_policy as fp
 from ojrs_jax.run.inputs import make_deployment
@@ -219,28 +220,7 @@ def test_scheduler_api_checks_and_batch():
     assert refined["latency"] <= out["latency"][0] * (1 + 1e-6)
 
 
-# `ojrs-train-any` overrides of a tiny run on random deployments of N <= 6, M <= 2
-TINY_ANY = [
-    "deployment=random",
-    "train=any",
-    "system.noise=2e-7",
-    "deployment.n_ue=[2,6]",
-    "deployment.n_max=6",
-    "deployment.n_mec=[1,2]",
-    "deployment.m_max=2",
-    "train.epochs=40",
-    "train.phi=10",
-    "train.batch=8",
-    "train.updates=2",
-    "train.buffer=32",
-    "train.link_width=8",
-    "train.score_hidden=8",
-    "train.chunk=20",
-    "asa.k=8",
-    "asa.max_iter=10",
-    "asa.t_sa0=5",
-    "eval.draws=4",
-]
+TINY_ANY = ["deployment=random", "train=any", *TINY_ANY_ARGS]  # for ojrs-train
 
 
 def test_train_any_run_tiny(tmp_path):

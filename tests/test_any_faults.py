@@ -20,32 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_ANY_ARGS
 
 from ojrs_jax.cli.decide import main as decide_main
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.run.rundir import writing
 from ojrs_jax.run.scheduler import load_run
 
-# a tiny `ojrs-train-any` run: random deployments of N <= 6 UEs and M <= 2 MECs
-TINY_ANY = [
-    "system.noise=2e-7",
-    "deployment.n_ue=[2,6]",
-    "deployment.n_max=6",
-    "deployment.n_mec=[1,2]",
-    "deployment.m_max=2",
-    "train.epochs=40",
-    "train.phi=10",
-    "train.batch=8",
-    "train.updates=2",
-    "train.buffer=32",
-    "train.link_width=8",
-    "train.score_hidden=8",
-    "train.chunk=20",
-    "asa.k=8",
-    "asa.max_iter=10",
-    "asa.t_sa0=5",
-    "eval.draws=4",
-]
+TINY_ANY = TINY_ANY_ARGS  # a tiny `ojrs-train-any` run (ojrs-train-any sets the groups)
 RUN_FILES = ("config.yaml", "model.msgpack", "summary.json", "metrics.csv")
 
 

@@ -183,6 +183,18 @@ def test_a_python_callable_one_problem_at_a_time():
         bench.run("moon", "greedy")
 
 
+def test_a_trained_entry_reports_its_training_time(paper):
+    """`prepare` returns the decision function and the seconds of training it took (a reused run
+    reports its record's); the result sums them over the cells."""
+    from ojrs_jax.bench.harness import Prepared
+
+    greedy = builtin_entries()["greedy"].decide
+    entry = Entry("timed", prepare=lambda suite, cell: Prepared(greedy, 2.5))
+    r = run_entry(entry, paper, repeats=1)
+    assert r["train_seconds"] == 2.5 * len(paper.cells)
+    assert r["nrr"] == pytest.approx(run_entry(builtin_entries()["greedy"], paper, 1)["nrr"])
+
+
 def test_cli_faults_and_export(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         bench_main(["run", "paper", "--scheduler", "magic"])

@@ -148,7 +148,7 @@ def train(key: jax.Array, env: OffloadingEnv, params_env: Any, cfg: DROOConfig) 
     carry = (theta, opt.init(theta), memory, gen)
     times = jnp.arange(cfg.frames, dtype=jnp.int32)
     run = jax.jit(lambda c, ks: jax.lax.scan(frame, c, (ks, times))[0])
-    theta = run(carry, jax.random.split(k_run, cfg.frames))[0]
+    theta = jax.block_until_ready(run(carry, jax.random.split(k_run, cfg.frames))[0])
     return DROO(net, theta, k)
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -40,6 +40,14 @@ from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.system.certify import Case, certify
 
 Decide = Callable[[Any, Any], Any]
+
+
+class Prepared(NamedTuple):
+    """What an entry's `prepare` returns for a cell: its decision function and the seconds of
+    training it took (a run reused from disk reports the training time of its record)."""
+
+    decide: Decide
+    train_seconds: float
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Entry:
     batched: bool = True  # `decide` takes a batch (B, ...) at once
     suites: tuple[str, ...] | None = None  # the suites it applies to (None: every suite)
     note: str = ""  # what it is, for the leaderboard
-    prepare: Callable[[Suite, Cell], Decide] | None = None  # builds `decide` for a cell
+    prepare: Callable[[Suite, Cell], Prepared] | None = None  # builds `decide` for a cell
     # (trained per cell: DROO, the main job), called once before the timed calls
 
 
@@ -168,16 +176,15 @@ def _latencies(cs: list[Case], a: np.ndarray) -> np.ndarray:
 
 def run_entry(entry: Entry, suite: Suite, repeats: int = 3) -> dict[str, Any]:
     """`entry` on every cell of `suite`: per-cell NRR and time per decision, and the suite's."""
-    cells, ratios, secs, n_dec, prep_s = {}, [], 0.0, 0, 0.0
+    cells, ratios, secs, n_dec, train_s = {}, [], 0.0, 0, 0.0
     for cell in suite.cells:
         if entry.command is not None:
             a, seconds = _run_command(entry, suite, cell)
         else:
             decide = entry.decide
             if entry.prepare is not None:
-                t0 = time.perf_counter()
-                decide = entry.prepare(suite, cell)
-                prep_s += time.perf_counter() - t0
+                decide, seconds = entry.prepare(suite, cell)
+                train_s += seconds
             a, seconds = _run_python(entry, decide, suite, cell, repeats)
         a = check_decisions(a, cell, entry.name)
         s = score_cell(suite, cell, a)
@@ -197,6 +204,6 @@ def run_entry(entry: Entry, suite: Suite, repeats: int = 3) -> dict[str, Any]:
         "nrr_p10": float(np.percentile(r, 10)),
         "nrr_min": float(r.min()),
         "seconds_per_decision": secs / n_dec,
-        "prepare_seconds": prep_s,
+        "train_seconds": train_s,
         "cells": cells,
     }

@@ -43,7 +43,7 @@ def table(results: list[dict[str, Any]]) -> str:
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for r in rows:
-            prep = f"{r['prepare_seconds']:.0f} s" if r["prepare_seconds"] >= 0.5 else "-"
+            prep = f"{r['train_seconds']:.0f} s" if r["train_seconds"] >= 0.5 else "-"
             lines.append(
                 f"| {r['scheduler']} | {r['nrr']:.4f} | {r['nrr_p10']:.4f} | {r['nrr_min']:.4f} "
                 f"| {_time(r['seconds_per_decision'])} | {prep} |"
@@ -98,7 +98,7 @@ def leaderboard(
     log = logging.getLogger(__name__)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results, t0 = [], time.perf_counter()
+    results, t0, load0 = [], time.perf_counter(), os.getloadavg()
     for suite in suites:
         for e in entries:
             if applies(e, suite):
@@ -121,6 +121,7 @@ def leaderboard(
             "cpus": os.cpu_count(),
             "processor": platform.processor(),
         },
+        "load_1_5_15": {"start": list(load0), "end": list(os.getloadavg())},
         "results": results,
     }
     atomic_write_text(out / "leaderboard.json", json.dumps(record, indent=1))
