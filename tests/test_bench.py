@@ -228,6 +228,19 @@ def test_droo_quantisation_is_order_preserving():
     assert c.shape == (k, n)
 
 
+def test_droo_second_option_quantisation():
+    """quantise="second": candidate k moves the k least confident UEs to their second option."""
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(7, 4)), jnp.float32)
+    c = np.asarray(droo.candidates(logits, 8, "second"))
+    p = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)
+    top = np.argsort(-p, axis=1)
+    order = np.argsort(p[np.arange(7), top[:, 0]] - p[np.arange(7), top[:, 1]])
+    for k in range(8):
+        moved = set(order[:k].tolist())
+        np.testing.assert_array_equal(c[k], [top[i, 1 if i in moved else 0] for i in range(7)])
+
+
 def test_droo_takes_the_best_candidate_and_learns():
     scn = make_scenario(SystemConfig(n_ue=6, n_mec=2))
     env = FixedDeployment(scn)

@@ -77,7 +77,8 @@ SNIPPET_PAGES = [p for p in PAGES if python_blocks(p)]
 
 def test_the_site_has_snippets_to_run():
     names = {p.relative_to(ROOT).as_posix() for p in SNIPPET_PAGES}
-    for page in ("docs/getting-started.md", "docs/guide/deciding.md", "docs/guide/evaluation.md"):
+    pages = ("getting-started", "guide/deciding", "guide/evaluation", "guide/benchmark")
+    for page in (f"docs/{p}.md" for p in pages):
         assert page in names, page
 
 

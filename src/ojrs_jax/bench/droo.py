@@ -13,9 +13,8 @@ one UE to another option, the (UE, option) pairs taken in the order of their pro
 relative to the UE's top one, p_ij / p_i,top (the most plausible changes first). In DROO's
 binary case this is its order-preserving quantisation near the threshold (the entries closest
 to 0.5 are changed first); with M + 1 options it reaches every option, not only the second
-(moving the k least confident UEs to their second option together reached NRR 0.67-0.82 at
-M = 3-5 on the paper suite, against 0.92-0.95 for single moves, one training seed).
-K = min(N + 1, `k_max`).
+(`quantise="second"`, moving the k least confident UEs to their second option together, is
+kept for comparison: benchmarks/bench_droo.py). K = min(N + 1, `k_max`).
 
 The DNN reads the channel only, as in DROO: log h standardised per problem (scale-free, so one
 network serves deployments of one size whose gains and tasks differ); the candidates are scored
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from ojrs_jax.core import ring
+from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.env.base import OffloadingEnv
 from ojrs_jax.system.deployment import Problem, problem_costs
 from ojrs_jax.system.p2 import costs_latency
@@ -50,6 +50,7 @@ class DROOConfig:
     batch: int = 128  # transitions per Adam step
     interval: int = 10  # frames between training steps
     learning_rate: float = 0.01  # Adam step size
+    quantise: str = "moves"  # "moves" (single moves, the default) or "second" (see `candidates`)
 
 
 class DROONet(nn.Module):
@@ -73,13 +74,22 @@ def dnn_input(h: jax.Array) -> jax.Array:
     return ((z - jnp.mean(z)) / jnp.maximum(jnp.std(z), 1e-6)).reshape(-1)
 
 
-def candidates(logits: jax.Array, k: int) -> jax.Array:
-    """K decisions (K, N) by order-preserving quantisation of per-UE softmaxes (N, M+1): the
-    most likely decision, then K - 1 single moves (UE i to option j) in decreasing order of
-    p_ij / p_i,top."""
+def candidates(logits: jax.Array, k: int, quantise: str = "moves") -> jax.Array:
+    """K decisions (K, N) by order-preserving quantisation of per-UE softmaxes (N, M+1).
+
+    "moves": the most likely decision, then K - 1 single moves (UE i to option j) in decreasing
+    order of p_ij / p_i,top. "second" (the first adaptation, kept for comparison): candidate
+    k + 1 moves the k least confident UEs (top probability minus the second) to their second
+    option."""
     p = jax.nn.softmax(logits, axis=-1)
     n, options = p.shape
     top = jnp.argmax(p, axis=-1)
+    if quantise == "second":
+        second = jnp.argsort(-p, axis=-1)[:, 1]
+        confidence = p[jnp.arange(n), top] - p[jnp.arange(n), second]
+        position = jnp.argsort(jnp.argsort(confidence))  # 0 for the least confident UE
+        moved = position[None, :] < jnp.arange(k)[:, None]
+        return jnp.where(moved, second[None, :], top[None, :]).astype(jnp.int32)
     rel = p / p[jnp.arange(n), top][:, None]
     rel = jnp.where(jax.nn.one_hot(top, options, dtype=bool), -jnp.inf, rel).reshape(-1)
     pairs = jnp.argsort(-rel)[: k - 1]  # ties: the lower UE, then the lower option, first
@@ -88,9 +98,9 @@ def candidates(logits: jax.Array, k: int) -> jax.Array:
     return jnp.concatenate([top[None], moves]).astype(jnp.int32)
 
 
-def decide(net: DROONet, params: Any, p: Problem, k: int) -> jax.Array:
+def decide(net: DROONet, params: Any, p: Problem, k: int, quantise: str = "moves") -> jax.Array:
     """DROO's decision for one problem: the best of its K candidates by P2's latency."""
-    cands = candidates(net.apply(params, dnn_input(p.h)), k)
+    cands = candidates(net.apply(params, dnn_input(p.h)), k, quantise)
     return cands[jnp.argmin(costs_latency(problem_costs(p), cands))]
 
 
@@ -100,17 +110,19 @@ class DROO(NamedTuple):
     net: DROONet
     params: Any
     k: int
+    quantise: str = "moves"
 
     def decide_batch(self, dep: Any, h: jax.Array) -> jax.Array:
         """Decisions (B, N) for a batch of deployments and channels."""
-        return jax.vmap(lambda d, x: decide(self.net, self.params, Problem(dep=d, h=x), self.k))(
-            dep, h
-        )
+        one = lambda d, x: decide(self.net, self.params, Problem(d, x), self.k, self.quantise)  # noqa: E731
+        return jax.vmap(one)(dep, h)
 
 
 def train(key: jax.Array, env: OffloadingEnv, params_env: Any, cfg: DROOConfig) -> DROO:
     """DROO trained online for `cfg.frames` frames of `env`'s problems."""
     n, m = env.n_ue, env.n_mec
+    if cfg.quantise not in ("moves", "second"):
+        raise ConfigError(f"DROO's quantise must be 'moves' or 'second', got {cfg.quantise!r}")
     k = min(n + 1, cfg.k_max)
     net = DROONet(n, m, cfg.hidden)
     k_init, k_gen, k_run = jax.random.split(key, 3)
@@ -131,7 +143,7 @@ def train(key: jax.Array, env: OffloadingEnv, params_env: Any, cfg: DROOConfig) 
         k_draw, k_batch = jax.random.split(key)
         gen, p = env.draw(k_draw, gen, t, params_env)
         x = dnn_input(p.h)
-        a = decide(net, theta, p, k)
+        a = decide(net, theta, p, k, cfg.quantise)
         memory = ring.push(memory, {"x": x, "a": a})
 
         def step(args):
@@ -149,7 +161,7 @@ def train(key: jax.Array, env: OffloadingEnv, params_env: Any, cfg: DROOConfig) 
     times = jnp.arange(cfg.frames, dtype=jnp.int32)
     run = jax.jit(lambda c, ks: jax.lax.scan(frame, c, (ks, times))[0])
     theta = jax.block_until_ready(run(carry, jax.random.split(k_run, cfg.frames))[0])
-    return DROO(net, theta, k)
+    return DROO(net, theta, k, cfg.quantise)
 
 
 __all__ = ["DROO", "DROOConfig", "DROONet", "candidates", "decide", "dnn_input", "train"]
