@@ -166,7 +166,7 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_checkpoint(tmp_path):
         time.sleep(0.2)
     assert ck.exists(), p.communicate()[1][-2000:]
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
+    _, err = p.communicate(timeout=600)  # handled once Python regains control from XLA
     assert p.returncode == 130, err[-2000:]
     line = one_error_line(err)
     assert "interrupted at epoch" in line and "resume=true continues" in line
