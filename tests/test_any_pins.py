@@ -8,10 +8,12 @@ again, parameter divergence, a non-finite latency, relative output paths)."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 
 import jax
@@ -310,3 +312,92 @@ def test_a_relative_out_into_the_run_is_refused(tiny_run_dir, tmp_path, monkeypa
     assert "would replace a file of the run" in capsys.readouterr().err
     assert (tmp_path / "copy" / "model.msgpack").read_bytes() == before
     assert os.getcwd() == str(tmp_path)
+
+
+# --- pins of the second mutation run (tests/mutation_any.py) ----------------------------------
+
+
+def stacked(*deps):
+    return jax.tree.map(lambda *x: jnp.stack(x), *deps)
+
+
+def test_a_batch_of_deployments_is_decided_each_with_its_own():
+    deps_h = [padded(20 + i, n, m) for i, (n, m) in enumerate([(4, 2), (7, 3), (5, 1)])]
+    net = fp.FeaturePolicy(rounds=1, width=8, hidden=8)
+    params = fp.init_params(jax.random.key(3), net, *deps_h[0])
+    sched = make_any_scheduler(net, params, SYS, polish=1)
+    deps, H = stacked(*[d for d, _ in deps_h]), jnp.stack([h for _, h in deps_h])
+    got = sched.allocate(deps, H)
+    for i, (d, h) in enumerate(deps_h):
+        one = sched.allocate(d, h)
+        np.testing.assert_array_equal(got["a"][i], one["a"])
+        assert got["latency"][i] == pytest.approx(float(one["latency"]), rel=1e-5)
+
+
+def test_random_deployments_place_m_mecs_on_the_grid_of_m():
+    cfg = replace(PAD, mec_layout="grid", area=(100.0, 100.0))
+    for m in range(1, cfg.m_max + 1):
+        dep = random_deployment(jax.random.key(m), cfg, SYS, 5, m)
+        cols = math.ceil(math.sqrt(m))
+        rows = math.ceil(m / cols)
+        cells = [((c + 0.5) / cols, (r + 0.5) / rows) for r in range(rows) for c in range(cols)]
+        np.testing.assert_allclose(
+            np.asarray(dep.scn.mec_pos)[:m], 100.0 * np.asarray(cells[:m]), rtol=1e-5
+        )
+        np.testing.assert_array_equal(np.asarray(dep.mec_mask), np.arange(cfg.m_max) < m)
+
+
+def test_the_certified_evaluation_scores_each_problem_on_its_own_deployment():
+    deps_h = [padded(30 + i, n, m) for i, (n, m) in enumerate([(4, 2), (8, 3), (6, 2)])]
+    deps, H = stacked(*[d for d, _ in deps_h]), jnp.stack([h for _, h in deps_h])
+    rng = np.random.default_rng(2)
+    A = np.zeros((3, 9), int)
+    for i, (d, _) in enumerate(deps_h):
+        n, m = int(d.ue_mask.sum()), int(d.mec_mask.sum())
+        A[i, :n] = rng.integers(0, m + 1, size=n)
+    got = certify(cases(Problem(dep=deps, h=H)), {"x": A}, exact=False)["latency_x"]
+    want = np.mean(
+        [
+            ref.latency_padded(ref.dep_np(d), np.asarray(h, np.float64), A[i])
+            for i, (d, h) in enumerate(deps_h)
+        ]
+    )
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_a_model_with_one_nan_entry_is_refused(tiny_run_dir, tmp_path):
+    from flax import serialization
+
+    from ojrs_jax.run.scheduler import load_run
+
+    d = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, d)
+    model = serialization.msgpack_restore((d / "model.msgpack").read_bytes())
+    leaves, treedef = jax.tree.flatten(model["policy"])
+    first = np.array(leaves[0], copy=True)
+    first.flat[0] = np.nan  # one entry of one array
+    model["policy"] = jax.tree.unflatten(treedef, [first, *leaves[1:]])
+    (d / "model.msgpack").write_bytes(serialization.msgpack_serialize(model))
+    with pytest.raises(ConfigError, match="NaN or infinite parameters"):
+        load_run(d)
+
+
+def test_a_policy_trained_on_one_fixed_deployment_warns_of_no_range():
+    """A feature policy trained on the fixed deployment has no ranges of N, M, D, ... to warn
+    about; the defaults of a `random` distribution (N in 5..100) are not its range."""
+    dep, h = padded(7, 4, 2)
+    net = fp.FeaturePolicy(rounds=1, width=8, hidden=8)
+    sched = make_any_scheduler(
+        net,
+        fp.init_params(jax.random.key(0), net, dep, h),
+        SYS,
+        polish=0,
+        trained_on=DeploymentConfig(),  # kind "fixed"
+    )
+    given = sched.deployment(
+        gain=np.full((3, 2), 1e-6), data_bits=8e5, cycles=1e9, weights=1.0, f_mec=5e10
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = sched.decide(given, np.full((3, 2), 2e-6))
+    assert a.shape == (3,)
