@@ -1,6 +1,7 @@
 """Mutation testing of the any-deployment and run-directory code (a script, not a pytest file).
 
     python tests/mutation_any.py [--only ID ...] [--out tests/mutation_any.json] [--check]
+                                 [--resume] [--commit REV]
 
 Each mutant below is one single-point edit of real-bug shape (a flipped sign or comparison, an
 off-by-one, a dropped mask, a wrong index or axis, a wrong constant, a removed check, mean for
@@ -12,17 +13,23 @@ each mutant the script applies the edit in a git worktree of HEAD at /work/mut, 
 
 there (cwd /work/mut, so the worktree's tests and their helpers run; PYTHONPATH puts the
 worktree's package before the editable install, for the test process and every subprocess it
-starts, which is checked once before anything runs) with a timeout of 900 s, and records
-killed (some test failed or errored), survived (all passed) or timeout, the first FAILED/ERROR
-line and the seconds. The unmutated worktree must first pass the union of the selected test
-files (else the script stops). The JSON record (date, commit, each mutant's result, totals, kill
-rate) is written atomically after every mutant and at the end; the worktree is removed at the end.
+starts, which is checked once before anything runs) with a timeout of 900 s and a memory cap
+of 8 GiB on the test session (a mutant that opens /dev/zero as a file reads it without end),
+and records killed (some test failed or errored, or the session passed the memory cap or died
+of a signal), survived (all passed) or timeout, the first FAILED/ERROR line and the seconds.
+The unmutated worktree must first pass the union of the selected test files (else the script
+stops). The JSON record (date, commit, each mutant's result, totals, kill rate, survivors,
+mutants not run yet) is written atomically after every mutant and at the end; the worktree is
+removed at the end.
 
 Before the baseline and before each mutant the script waits while an `ojrs-bench` process runs
 (a shared 2-core machine). Subprocesses share one XLA compilation cache (OJRS_CACHE_DIR, under
 /tmp): its keys are the compiled programs, so a mutant that changes a program compiles it anew,
 and the tests that check the cache set their own directory. `--check` only validates the
-mutants (each original snippet occurs exactly once in HEAD's file, test files exist).
+mutants (each original snippet occurs exactly once in HEAD's file, test files exist);
+`--resume` continues an interrupted record at --out of the same commit (its baseline stands;
+its results are kept); `--commit REV` mutates another commit than HEAD (to finish such a
+record after HEAD has moved on).
 """
 
 # ruff: noqa: E501  (the snippets are the source lines, verbatim)
@@ -45,6 +52,10 @@ MAIN = Path("/work/main")
 WORKTREE = Path("/work/mut")
 PYTHON = MAIN / ".venv" / "bin" / "python"
 TIMEOUT = 900  # s per mutant
+# the test session's memory (RSS of all its processes) is capped: a mutant that reads /dev/zero
+# (the regular-file check removed) would otherwise take the shared machine's memory
+MEM_LIMIT = 8 * 2**30  # bytes
+PAGE = os.sysconf("SC_PAGE_SIZE")
 CACHE = Path(tempfile.gettempdir()) / "mutation_any_xla"
 PYTEST = ["-m", "pytest", "-n", "0", "-x", "-q", "-p", "no:cacheprovider"]
 
@@ -750,8 +761,24 @@ def validate(mutants: list[dict], read) -> None:
                 raise SystemExit(f"{m['id']}: no test file {t}")
 
 
+def session_rss(sid: int) -> int:
+    """Bytes resident in the processes of session `sid` (the test run and its subprocesses)."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            rest = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(rest[3]) == sid:  # field 6, session
+            total += int(rest[21]) * PAGE  # field 24, rss (pages)
+    return total
+
+
 def run_pytest(tests: list[str], extra: list[str] = ()) -> dict:
-    """Run pytest on `tests` in the worktree: rc, seconds, output, timed_out."""
+    """Run pytest on `tests` in the worktree: rc, seconds, output, timed_out, over_memory
+    (the session passed MEM_LIMIT and was killed)."""
     cmd = [str(PYTHON), *PYTEST, *extra, *tests]
     t0 = time.time()
     with tempfile.TemporaryFile("w+") as out:
@@ -764,13 +791,18 @@ def run_pytest(tests: list[str], extra: list[str] = ()) -> dict:
             start_new_session=True,
             text=True,
         )
+        timed_out = over_memory = False
         try:
-            rc = p.wait(timeout=TIMEOUT)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            rc = p.wait()
-            timed_out = True
+            while (rc := p.poll()) is None:
+                if time.time() - t0 > TIMEOUT:
+                    timed_out = True
+                elif session_rss(p.pid) > MEM_LIMIT:
+                    over_memory = True
+                if timed_out or over_memory:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    rc = p.wait()
+                    break
+                time.sleep(1.0)
         except BaseException:  # Ctrl-C or SIGTERM of this script: no orphaned test session
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
@@ -782,7 +814,13 @@ def run_pytest(tests: list[str], extra: list[str] = ()) -> dict:
                 pass
         out.seek(0)
         text = out.read()
-    return {"rc": rc, "seconds": round(time.time() - t0, 1), "output": text, "timed_out": timed_out}
+    return {
+        "rc": rc,
+        "seconds": round(time.time() - t0, 1),
+        "output": text,
+        "timed_out": timed_out,
+        "over_memory": over_memory,
+    }
 
 
 def first_failure(output: str) -> str | None:
@@ -825,6 +863,92 @@ def totals(results: list[dict]) -> dict:
     }
 
 
+def run_baseline(files: list[str], waited: float, record: dict, out: Path) -> None:
+    """The unmutated worktree on `files`; stops the script unless every test passes."""
+    base = run_pytest(files, ["--durations=0"])
+    record["baseline"] = {
+        "tests": files,
+        "rc": base["rc"],
+        "seconds": base["seconds"],
+        "waited_for_bench_s": round(waited, 1),
+        "summary": summary_line(base["output"]),
+        "seconds_by_file": durations_by_file(base["output"]),
+    }
+    print(f"  rc {base['rc']} in {base['seconds']} s", flush=True)
+    if base["rc"] != 0 or base["timed_out"] or base["over_memory"]:
+        write_json(out, record)
+        print(base["output"][-3000:])
+        raise SystemExit(
+            "the unmutated worktree fails the selected tests: fix that first "
+            f"(first failure: {first_failure(base['output'])})"
+        )
+
+
+def not_run(chosen: list[dict], results: list[dict]) -> list[str]:
+    done = {r["id"] for r in results}
+    return [m["id"] for m in chosen if m["id"] not in done]
+
+
+def record_date() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def run_mutants(
+    chosen: list[dict],
+    to_run: list[dict],
+    results: list[dict],
+    record: dict,
+    out: Path,
+    t_start: float,
+) -> None:
+    """Apply, test and revert each mutant of `to_run` in turn; `results` and the record grow as
+    they run (`chosen`: every selected mutant, for the list of those not run yet)."""
+    for m in to_run:
+        waited = wait_for_bench()
+        git("checkout", "--", ".", cwd=WORKTREE)
+        path = WORKTREE / "src" / "ojrs_jax" / m["file"]
+        text = path.read_text()
+        assert text.count(m["original"]) == 1, m["id"]
+        path.write_text(text.replace(m["original"], m["replacement"]))
+        print(f"{m['id']} {m['file']}: {m['description']} ...", flush=True)
+        r = run_pytest(m["tests"])
+        git("checkout", "--", ".", cwd=WORKTREE)
+        why = None
+        if r["timed_out"]:
+            status = "timeout"
+        elif r["over_memory"]:  # the tests would have exhausted the machine: not a pass
+            status = "killed"
+            why = f"the test session passed {MEM_LIMIT / 2**30:.0f} GiB of memory (killed)"
+        elif r["rc"] == 0:
+            status = "survived"
+        elif r["rc"] in (1, 2, 3):  # failed, interrupted/collection error, internal error
+            status = "killed"
+        elif r["rc"] < 0:  # the test process died of a signal (e.g. the kernel's OOM killer)
+            status = "killed"
+            why = f"the test process died of signal {-r['rc']}"
+        else:  # 4 usage error, 5 no tests: the script's fault, not a verdict
+            raise SystemExit(f"{m['id']}: pytest exited {r['rc']}\n{r['output'][-2000:]}")
+        results.append(
+            {
+                **m,
+                "status": status,
+                "killed_by": why
+                or first_failure(r["output"])
+                or (summary_line(r["output"]) if status == "killed" else None),
+                "summary": summary_line(r["output"]),
+                "rc": r["rc"],
+                "seconds": r["seconds"],
+                **({"waited_for_bench_s": round(waited, 1)} if waited > 1 else {}),
+            }
+        )
+        record["totals"] = totals(results)
+        record["survivors"] = [x["id"] for x in results if x["status"] == "survived"]
+        record["not_run"] = not_run(chosen, results)
+        record["wall_seconds"] = round(time.time() - t_start, 1)
+        write_json(out, record)
+        print(f"  {status} in {r['seconds']} s: {results[-1]['killed_by'] or ''}", flush=True)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -837,11 +961,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="ID", help="run these mutants only")
     ap.add_argument("--out", type=Path, default=MAIN / "tests" / "mutation_any.json")
     ap.add_argument("--check", action="store_true", help="validate the mutants and stop")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the record at --out (same commit): keep its results, run the rest",
+    )
+    ap.add_argument("--commit", default="HEAD", help="the commit to mutate (default HEAD)")
     args = ap.parse_args(argv)
     # SIGTERM (e.g. `kill PID`) as Ctrl-C: the test session is ended and the worktree removed
     signal.signal(signal.SIGTERM, _interrupt)
 
-    commit = git("rev-parse", "HEAD")
+    commit = git("rev-parse", args.commit)
     chosen = MUTANTS
     if args.only:
         unknown = sorted(set(args.only) - {m["id"] for m in MUTANTS})
@@ -856,80 +986,56 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     t_start = time.time()
     record: dict = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": record_date(),
         "commit": commit,
         "command": "python tests/mutation_any.py"
         + (f" --only {' '.join(args.only)}" if args.only else ""),
         "pytest": f"PYTHONPATH={WORKTREE}/src {PYTHON} {' '.join(PYTEST)} <tests> "
-        f"(cwd {WORKTREE}, timeout {TIMEOUT} s, OJRS_CACHE_DIR={CACHE})",
+        f"(cwd {WORKTREE}, timeout {TIMEOUT} s, memory {MEM_LIMIT // 2**30} GiB, "
+        f"OJRS_CACHE_DIR={CACHE})",
         "complete": False,
     }
+    results: list[dict] = []
+    if args.resume and out.exists():
+        old = json.loads(out.read_text())
+        if old.get("commit") != commit:
+            raise SystemExit(f"--resume: {out} records commit {old.get('commit')}, not {commit}")
+        wanted = {m["id"] for m in chosen}
+        results = [r for r in old.get("mutants", []) if r["id"] in wanted]
+        t_start -= old.get("wall_seconds", 0.0)  # the wall time of the earlier runs counts
+        record = {**old, "complete": False}
+        record.setdefault("resumed", []).append(record_date())
+        print(f"resuming: {len(results)} of {len(chosen)} mutants recorded", flush=True)
+    done = {r["id"] for r in results}
+    to_run = [m for m in chosen if m["id"] not in done]
     try:
         setup_worktree(commit)
         record["imported_from"] = check_import()
-        files = sorted({t for m in chosen for t in m["tests"]})
+        files = sorted({t for m in to_run for t in m["tests"]})
+        base = record.get("baseline") or {}
         waited = wait_for_bench()
-        print(f"baseline: unmutated worktree on {len(files)} test files ...", flush=True)
-        base = run_pytest(files, ["--durations=0"])
-        record["baseline"] = {
-            "tests": files,
-            "rc": base["rc"],
-            "seconds": base["seconds"],
-            "waited_for_bench_s": round(waited, 1),
-            "summary": summary_line(base["output"]),
-            "seconds_by_file": durations_by_file(base["output"]),
-        }
-        print(
-            f"  rc {base['rc']} in {base['seconds']} s: {summary_line(base['output'])}", flush=True
-        )
-        if base["rc"] != 0 or base["timed_out"]:
-            write_json(out, record)
-            print(base["output"][-3000:])
-            raise SystemExit(
-                "the unmutated worktree fails the selected tests: fix that first "
-                f"(first failure: {first_failure(base['output'])})"
-            )
-        results: list[dict] = []
+        if results and base.get("rc") == 0 and set(files) <= set(base.get("tests", [])):
+            print("baseline: passed at the start of this record (same commit)", flush=True)
+        else:
+            print(f"baseline: unmutated worktree on {len(files)} test files ...", flush=True)
+            run_baseline(files, waited, record, out)
         record["mutants"] = results
-        for m in chosen:
-            waited = wait_for_bench()
-            git("checkout", "--", ".", cwd=WORKTREE)
-            path = WORKTREE / "src" / "ojrs_jax" / m["file"]
-            text = path.read_text()
-            assert text.count(m["original"]) == 1, m["id"]
-            path.write_text(text.replace(m["original"], m["replacement"]))
-            print(f"{m['id']} {m['file']}: {m['description']} ...", flush=True)
-            r = run_pytest(m["tests"])
-            git("checkout", "--", ".", cwd=WORKTREE)
-            if r["timed_out"]:
-                status = "timeout"
-            elif r["rc"] == 0:
-                status = "survived"
-            elif r["rc"] in (1, 2, 3):  # failed, interrupted/collection error, internal error
-                status = "killed"
-            else:  # 4 usage error, 5 no tests: the script's fault, not a verdict
-                raise SystemExit(f"{m['id']}: pytest exited {r['rc']}\n{r['output'][-2000:]}")
-            results.append(
-                {
-                    **m,
-                    "status": status,
-                    "killed_by": first_failure(r["output"])
-                    or (summary_line(r["output"]) if status == "killed" else None),
-                    "summary": summary_line(r["output"]),
-                    "rc": r["rc"],
-                    "seconds": r["seconds"],
-                    **({"waited_for_bench_s": round(waited, 1)} if waited > 1 else {}),
-                }
-            )
-            record["totals"] = totals(results)
+        try:
+            run_mutants(chosen, to_run, results, record, out, t_start)
+        except KeyboardInterrupt:  # the record keeps the finished mutants and names the rest
+            record["not_run"] = not_run(chosen, results)
+            record["stopped"] = f"interrupted after {len(results)} of {len(chosen)} mutants"
             record["wall_seconds"] = round(time.time() - t_start, 1)
             write_json(out, record)
-            print(f"  {status} in {r['seconds']} s: {results[-1]['killed_by'] or ''}", flush=True)
+            print(f"stopped: {record['stopped']}; record {out}", flush=True)
+            return 130
         record["complete"] = True
+        record.pop("stopped", None)
         record["totals"] = totals(results)
         record["survivors"] = [r["id"] for r in results if r["status"] == "survived"]
+        record["not_run"] = []
         record["wall_seconds"] = round(time.time() - t_start, 1)
-        record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        record["finished"] = record_date()
         write_json(out, record)
         t = record["totals"]
         print(

@@ -401,3 +401,57 @@ def test_a_policy_trained_on_one_fixed_deployment_warns_of_no_range():
         warnings.simplefilter("error")
         a = sched.decide(given, np.full((3, 2), 2e-6))
     assert a.shape == (3,)
+
+
+def test_an_out_into_the_run_is_refused_however_the_paths_are_written(
+    tiny_run_dir, tmp_path, monkeypatch, capsys
+):
+    """--run absolute, --out relative to the working directory: the same file of the run."""
+    from ojrs_jax.cli.decide import main
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run_dir, run)
+    np.savez(tmp_path / "h.npz", h=np.full((2, 6, 2), 1e-6))
+    before = (run / "model.msgpack").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    argv = ["--run", str(run), "--channels", "h.npz", "--out", "./copy/model.msgpack"]
+    assert main(argv) == 2
+    assert "would replace a file of the run" in capsys.readouterr().err
+    assert (run / "model.msgpack").read_bytes() == before
+
+
+def test_an_encoder_that_does_not_fit_the_run_is_refused(tiny_run_dir, tmp_path):
+    from flax import serialization
+
+    from ojrs_jax.run.scheduler import load_run
+
+    d = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, d)
+    model = serialization.msgpack_restore((d / "model.msgpack").read_bytes())
+    assert model["encoder"], "the tiny run keeps its 2r-SAE"
+    layer = sorted(model["encoder"])[0]
+    model["encoder"][layer]["kernel"] = model["encoder"][layer]["kernel"][:, :-1]
+    (d / "model.msgpack").write_bytes(serialization.msgpack_serialize(model))
+    with pytest.raises(ConfigError, match="does not fit the run's N = 6, M = 2"):
+        load_run(d)
+
+
+def test_refine_is_asa_with_about_five_moves_per_neighbour():
+    """The scheduler's `refine` R: R iterations of ASA (K = 128, mutation scale capped at 5 / N,
+    key 0) from the policy's decision, as its docstring says."""
+    from ojrs_jax.run.scheduler import _asa_params
+
+    cfg = replace(PAD, n_ue=(60, 60), n_max=60, n_mec=(3, 3), m_max=4)
+    dep = random_deployment(jax.random.key(11), cfg, SYS, 60, 3)
+    h = rayleigh(jax.random.key(12), dep)
+    net = fp.FeaturePolicy(rounds=1, width=8, hidden=8)
+    params = fp.init_params(jax.random.key(0), net, dep, h)
+    got = make_any_scheduler(net, params, SYS, refine=6, polish=0).decide(dep, h)
+    a0 = fp.act(net, params, dep, h)
+    p = Problem(dep=dep, h=h)
+    want, _, _ = search(jax.random.key(0), p, a0, 6, _asa_params(), k=128, max_iter=6, moves=5.0)
+    np.testing.assert_array_equal(got, np.asarray(want))
+    uncapped, _, _ = search(
+        jax.random.key(0), p, a0, 6, _asa_params(), k=128, max_iter=6, moves=0.0
+    )
+    assert not np.array_equal(np.asarray(want), np.asarray(uncapped))  # the cap matters here
