@@ -6,14 +6,14 @@
 Each mutant below is one single-point edit of real-bug shape (a flipped sign or comparison, an
 off-by-one, a dropped mask, a wrong index or axis, a wrong constant, a removed check, mean for
 sum) in a file under src/ojrs_jax, with the test files that are "the tests of that code". For
-each mutant the script applies the edit in a git worktree of HEAD at /work/mut, runs
+each mutant the script applies the edit in a git worktree of HEAD (WORKTREE, under the temporary
+directory), runs
 
-    PYTHONPATH=/work/mut/src /work/main/.venv/bin/python -m pytest -n 0 -x -q \
-        -p no:cacheprovider <test files>
+    PYTHONPATH=WORKTREE/src python -m pytest -n 0 -x -q -p no:cacheprovider <test files>
 
-there (cwd /work/mut, so the worktree's tests and their helpers run; PYTHONPATH puts the
-worktree's package before the editable install, for the test process and every subprocess it
-starts, which is checked once before anything runs) with a timeout of 900 s and a memory cap
+with the Python that runs the script, there (cwd WORKTREE, so the worktree's tests and their
+helpers run; PYTHONPATH puts the worktree's package before the editable install, for the test
+process and every subprocess it starts, which is checked once before anything runs) with a timeout of 900 s and a memory cap
 of 8 GiB on the test session (a mutant that opens /dev/zero as a file reads it without end),
 and records killed (some test failed or errored, or the session passed the memory cap or died
 of a signal), survived (all passed) or timeout, the first FAILED/ERROR line and the seconds.
@@ -48,9 +48,9 @@ import tempfile
 import time
 from pathlib import Path
 
-MAIN = Path("/work/main")
-WORKTREE = Path("/work/mut")
-PYTHON = MAIN / ".venv" / "bin" / "python"
+MAIN = Path(__file__).resolve().parents[1]  # the checkout whose HEAD is mutated
+WORKTREE = Path(tempfile.gettempdir()) / "ojrs-mutation-worktree"
+PYTHON = Path(sys.executable)  # the environment the project is installed in
 TIMEOUT = 900  # s per mutant
 # the test session's memory (RSS of all its processes) is capped: a mutant that reads /dev/zero
 # (the regular-file check removed) would otherwise take the shared machine's memory
