@@ -233,16 +233,16 @@ def test_inputs_in_float32_and_the_one_metre_floor():
     assert float(dep.gain[1, 0]) == pytest.approx(SYS.beta0 / 900.0, rel=1e-5)
 
 
-def test_a_task_size_outside_the_training_range_warns():
+def small_scheduler(trained_on: DeploymentConfig):
+    """A scheduler of an untrained small feature policy that says what it was trained on."""
     dep, h = padded(6, 4, 2)
     net = fp.FeaturePolicy(rounds=1, width=8, hidden=8)
-    sched = make_any_scheduler(
-        net,
-        fp.init_params(jax.random.key(0), net, dep, h),
-        SYS,
-        polish=0,
-        trained_on=replace(PAD, n_ue=(2, 9), n_mec=(1, 4)),
-    )
+    params = fp.init_params(jax.random.key(0), net, dep, h)
+    return make_any_scheduler(net, params, SYS, polish=0, trained_on=trained_on)
+
+
+def test_a_task_size_outside_the_training_range_warns():
+    sched = small_scheduler(replace(PAD, n_ue=(2, 9), n_mec=(1, 4)))
     given = sched.deployment(
         gain=np.full((4, 2), 1e-6),
         data_bits=[8e5, 8e5, 8e5, 1.6e7],
@@ -385,15 +385,7 @@ def test_a_model_with_one_nan_entry_is_refused(tiny_run_dir, tmp_path):
 def test_a_policy_trained_on_one_fixed_deployment_warns_of_no_range():
     """A feature policy trained on the fixed deployment has no ranges of N, M, D, ... to warn
     about; the defaults of a `random` distribution (N in 5..100) are not its range."""
-    dep, h = padded(7, 4, 2)
-    net = fp.FeaturePolicy(rounds=1, width=8, hidden=8)
-    sched = make_any_scheduler(
-        net,
-        fp.init_params(jax.random.key(0), net, dep, h),
-        SYS,
-        polish=0,
-        trained_on=DeploymentConfig(),  # kind "fixed"
-    )
+    sched = small_scheduler(DeploymentConfig())  # kind "fixed"
     given = sched.deployment(
         gain=np.full((3, 2), 1e-6), data_bits=8e5, cycles=1e9, weights=1.0, f_mec=5e10
     )
