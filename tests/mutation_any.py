@@ -86,7 +86,8 @@ def _m(
         "original": original,
         "replacement": replacement,
         "description": description,
-        "tests": tests,
+        # the pins of this code (tests/test_any_pins.py) are among the tests of every mutant
+        "tests": tests if PINS in tests else [*tests, PINS],
     }
 
 

@@ -447,3 +447,18 @@ def test_refine_is_asa_with_about_five_moves_per_neighbour():
         jax.random.key(0), p, a0, 6, _asa_params(), k=128, max_iter=6, moves=0.0
     )
     assert not np.array_equal(np.asarray(want), np.asarray(uncapped))  # the cap matters here
+
+
+def test_init_from_refuses_a_policy_with_nan_parameters(tiny_run_dir, tmp_path):
+    from flax import serialization
+
+    from ojrs_jax.run.rundir import read_policy
+
+    d = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, d)
+    assert read_policy(d)  # the finished run's policy starts another
+    model = serialization.msgpack_restore((d / "model.msgpack").read_bytes())
+    model["policy"] = jax.tree.map(lambda x: np.full_like(x, np.nan), model["policy"])
+    (d / "model.msgpack").write_bytes(serialization.msgpack_serialize(model))
+    with pytest.raises(ConfigError, match="holds no finite policy parameters"):
+        read_policy(d)
