@@ -15,6 +15,7 @@ import subprocess
 import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -462,3 +463,13 @@ def test_init_from_refuses_a_policy_with_nan_parameters(tiny_run_dir, tmp_path):
     (d / "model.msgpack").write_bytes(serialization.msgpack_serialize(model))
     with pytest.raises(ConfigError, match="holds no finite policy parameters"):
         read_policy(d)
+
+
+def test_load_run_takes_the_polish_asked_for():
+    """The shipped model E decides with the number of best-response passes its caller asks."""
+    from ojrs_jax.run.scheduler import load_run
+
+    run = Path(__file__).parents[1] / "benchmarks" / "results" / "any_run_e"
+    assert load_run(run).polish == 1  # the default
+    for polish in (0, 3):
+        assert load_run(run, polish=polish).polish == polish
