@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,11 +31,11 @@ def main() -> None:
     add_out_argument(ap, "bench_droo")
     args = ap.parse_args()
     rec = Recording()
-    import jax
     import jax.numpy as jnp
 
     from ojrs_jax.bench import droo
     from ojrs_jax.bench import suites as S
+    from ojrs_jax.bench.entries import droo_prepare
     from ojrs_jax.bench.harness import score_cell
 
     suite = S.load_suite(args.suite)
@@ -47,13 +45,8 @@ def main() -> None:
         cfg = replace(droo.DROOConfig(), frames=args.frames, quantise=quantise)
         for seed in args.seeds:
             for cell in suite.cells:
-                env, params = S.training_env(suite, cell)
-                tag = zlib.crc32(f"{suite.name}/{cell.name}".encode()) % 2**31
-                key = jax.random.fold_in(jax.random.key(seed), tag)
-                t0 = time.perf_counter()
-                model = droo.train(key, env, params, cfg)
-                seconds = time.perf_counter() - t0
-                a = np.asarray(model.decide_batch(suite.deployment(cell), jnp.asarray(cell.h)))
+                decide, seconds = droo_prepare(cfg, seed)(suite, cell)
+                a = np.asarray(decide(suite.deployment(cell), jnp.asarray(cell.h)))
                 nrr = score_cell(suite, cell, a)["nrr"]
                 rows.append(
                     {

@@ -27,13 +27,12 @@ from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.run.rundir import writing
 from ojrs_jax.run.scheduler import load_run
 
-TINY_ANY = TINY_ANY_ARGS  # a tiny `ojrs-train-any` run (ojrs-train-any sets the groups)
 RUN_FILES = ("config.yaml", "model.msgpack", "summary.json", "metrics.csv")
 
 
 def train_any(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ojrs_jax.cli.train_any", *TINY_ANY, *args],
+        [sys.executable, "-m", "ojrs_jax.cli.train_any", *TINY_ANY_ARGS, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -163,7 +162,7 @@ def keyboard_signals() -> None:
 
 def test_ctrl_c_is_one_line_exit_130_and_keeps_the_checkpoint(tmp_path):
     d = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ojrs_jax.cli.train_any", *TINY_ANY]
+    cmd = [sys.executable, "-m", "ojrs_jax.cli.train_any", *TINY_ANY_ARGS]
     cmd += ["train.epochs=100000", "train.chunk=20", f"hydra.run.dir={d}"]
     p = subprocess.Popen(
         cmd,
@@ -199,7 +198,7 @@ def test_a_full_disk_with_tensorboard_is_one_line_not_a_hang(tmp_path, monkeypat
     d = tmp_path / "run"
     argv = [
         "t",
-        *TINY_ANY,
+        *TINY_ANY_ARGS,
         "tensorboard=true",
         "hydra/job_logging=none",
         "hydra/hydra_logging=none",

@@ -14,15 +14,13 @@ from typing import Any
 
 from ojrs_jax.core.settings import ConfigError
 
-WORK = Path("runs/bench")  # where the trained entries (DROO, the main job, ...) keep their runs
+WORK = Path("runs/bench")  # where the trained entries (`main`, `sae_state`) keep their runs
 
 
 def _suite(name: str) -> Any:
     from ojrs_jax.bench import suites as S
 
-    if name not in S.SUITES:
-        raise ConfigError(f"unknown suite {name!r} (suites: {', '.join(S.SUITES)})")
-    return S.load_suite(name)
+    return S.load_suite(name)  # names an unknown suite
 
 
 def _builtins(work: Path) -> dict:
@@ -98,9 +96,7 @@ def build(suite: str, out: Path | None = None) -> dict[str, Any]:
     """Draw and certify a suite with SCIP into the package's data (maintainers) or `out`."""
     from ojrs_jax.bench import suites as S
 
-    if suite not in S.SUITES:
-        raise ConfigError(f"unknown suite {suite!r} (suites: {', '.join(S.SUITES)})")
-    return S.build_suite(suite, out)
+    return S.build_suite(suite, out)  # names an unknown suite
 
 
 def summary(r: dict[str, Any]) -> str:

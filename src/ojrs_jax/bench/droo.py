@@ -81,6 +81,8 @@ def candidates(logits: jax.Array, k: int, quantise: str = "moves") -> jax.Array:
     order of p_ij / p_i,top. "second" (the first adaptation, kept for comparison): candidate
     k + 1 moves the k least confident UEs (top probability minus the second) to their second
     option."""
+    if quantise not in ("moves", "second"):
+        raise ConfigError(f"DROO's quantise must be 'moves' or 'second', got {quantise!r}")
     p = jax.nn.softmax(logits, axis=-1)
     n, options = p.shape
     top = jnp.argmax(p, axis=-1)
@@ -121,8 +123,6 @@ class DROO(NamedTuple):
 def train(key: jax.Array, env: OffloadingEnv, params_env: Any, cfg: DROOConfig) -> DROO:
     """DROO trained online for `cfg.frames` frames of `env`'s problems."""
     n, m = env.n_ue, env.n_mec
-    if cfg.quantise not in ("moves", "second"):
-        raise ConfigError(f"DROO's quantise must be 'moves' or 'second', got {cfg.quantise!r}")
     k = min(n + 1, cfg.k_max)
     net = DROONet(n, m, cfg.hidden)
     k_init, k_gen, k_run = jax.random.split(key, 3)

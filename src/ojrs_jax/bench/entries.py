@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ojrs_jax.bench import droo
+from ojrs_jax.bench.api import WORK
 from ojrs_jax.bench.harness import Entry, Prepared
 from ojrs_jax.bench.suites import Cell, Suite, training_env
 from ojrs_jax.core.settings import ConfigError
@@ -103,11 +104,14 @@ def _pso(dep, h):
     return jax.vmap(one)(_keys(dep, 4), dep, h)
 
 
-def _droo(work: Path, cfg: droo.DROOConfig):
-    def prepare(suite: Suite, cell: Cell):
+def droo_prepare(cfg: droo.DROOConfig, seed: int = 5):
+    """DROO trained for a cell on its training distribution, from a key of `seed` and the cell's
+    name (the same in every process), timed: an entry's `prepare`."""
+
+    def prepare(suite: Suite, cell: Cell) -> Prepared:
         env, params = training_env(suite, cell)
         tag = zlib.crc32(f"{suite.name}/{cell.name}".encode())  # the same key in every process
-        key = jax.random.fold_in(jax.random.key(5), tag % 2**31)
+        key = jax.random.fold_in(jax.random.key(seed), tag % 2**31)
         t0 = time.perf_counter()
         model = droo.train(key, env, params, cfg)  # blocks until trained
         return Prepared(jax.jit(model.decide_batch), time.perf_counter() - t0)
@@ -149,7 +153,7 @@ def _any(run: Path, polish: int | None):
     return prepare
 
 
-def builtin_entries(work: Path = Path("runs/bench"), any_run: Path = SHIPPED_ANY) -> dict:
+def builtin_entries(work: Path = WORK, any_run: Path = SHIPPED_ANY) -> dict:
     """The built-in schedulers by name (see the module docstring)."""
     work = Path(work)
     entries = [
@@ -161,7 +165,7 @@ def builtin_entries(work: Path = Path("runs/bench"), any_run: Path = SHIPPED_ANY
         Entry("pso", _pso, note=f"PSO from Greedy, {PSO_PARTICLES} particles x {PSO_ITER}"),
         Entry(
             "droo",
-            prepare=_droo(work, droo.DROOConfig()),
+            prepare=droo_prepare(droo.DROOConfig()),
             note="DROO (Huang et al. 2020), trained online per cell, 30,000 frames",
         ),
         Entry(

@@ -183,8 +183,8 @@ def run_entry(entry: Entry, suite: Suite, repeats: int = 3) -> dict[str, Any]:
         else:
             decide = entry.decide
             if entry.prepare is not None:
-                decide, seconds = entry.prepare(suite, cell)
-                train_s += seconds
+                decide, trained = entry.prepare(suite, cell)
+                train_s += trained
             a, seconds = _run_python(entry, decide, suite, cell, repeats)
         a = check_decisions(a, cell, entry.name)
         s = score_cell(suite, cell, a)

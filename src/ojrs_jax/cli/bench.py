@@ -30,6 +30,7 @@ EXAMPLES = """examples:
 
 @cli_guard
 def main(argv: list[str] | None = None) -> None:
+    from ojrs_jax.bench import api
     from ojrs_jax.bench import suites as S
 
     ap = argparse.ArgumentParser(
@@ -45,12 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--scheduler", help="a built-in scheduler (ojrs-bench leaderboard --help)")
     g.add_argument("--command", help="an external scheduler's command")
     r.add_argument("--out", type=Path, help="write the result as JSON here")
-    r.add_argument("--work", type=Path, default=Path("runs/bench"), help="trained entries")
+    r.add_argument("--work", type=Path, default=api.WORK, help="trained entries")
     lb = sub.add_parser("leaderboard", help="every built-in scheduler on the suites")
     lb.add_argument("suites", nargs="*", help=f"suites (default: all of {', '.join(S.SUITES)})")
     lb.add_argument("--schedulers", nargs="+", help="a subset of the built-in schedulers")
     lb.add_argument("--out", type=Path, default=Path("runs/leaderboard"))
-    lb.add_argument("--work", type=Path, default=Path("runs/bench"), help="trained entries")
+    lb.add_argument("--work", type=Path, default=api.WORK, help="trained entries")
     ex = sub.add_parser("export", help="a suite's problems and optima as one .npz")
     ex.add_argument("suite", choices=S.SUITES)
     ex.add_argument("out", type=Path)
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("suite", choices=S.SUITES)
     b.add_argument("--out", type=Path, help="another directory than the package's data")
     a = ap.parse_args(argv)
-
-    from ojrs_jax.bench import api
 
     if a.verb == "build":
         print(json.dumps(api.build(a.suite, a.out), indent=1))
