@@ -154,23 +154,21 @@ def test_a_policy_of_one_deployment_cannot_train_on_a_distribution(tmp_path):
     assert "needs the policy for any deployment" in one_error_line(p, 2)
 
 
-def keyboard_signals() -> None:
-    """In the child: Ctrl-C as in a terminal. A test run started in the background by a
-    non-interactive shell inherits SIGINT ignored, and Python keeps an ignored SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Ctrl-C as in a terminal: a test session started in the background by a non-interactive shell
+# passes SIGINT ignored to its children, and Python keeps an ignored SIGINT; the child restores
+# Python's handler itself (no preexec_fn: forking a multithreaded JAX process is unsafe).
+KEYBOARD = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'ojrs-train-any'; "
+    "runpy.run_module('ojrs_jax.cli.train_any', run_name='__main__')"
+)
 
 
 def test_ctrl_c_is_one_line_exit_130_and_keeps_the_checkpoint(tmp_path):
     d = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ojrs_jax.cli.train_any", *TINY_ANY_ARGS]
+    cmd = [sys.executable, "-c", KEYBOARD, *TINY_ANY_ARGS]
     cmd += ["train.epochs=100000", "train.chunk=20", f"hydra.run.dir={d}"]
-    p = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=keyboard_signals,
-    )
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ck = d / "checkpoint" / "meta.json"
     t0 = time.time()
     while not ck.exists() and time.time() - t0 < 900 and p.poll() is None:
