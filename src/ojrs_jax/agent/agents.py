@@ -3,7 +3,11 @@
 An `Agent` binds the policy network of `train.arch` to its observation of an epoch's problem:
 - `state=channel`: the channel h preprocessed into x = vec(h / gbar) (or its log, or minmax);
 - `state=sae`: the 2r-SAE code s = encoder(x) (eq. 19) of the online encoder, which Algorithm 1
-  keeps training during DRL (`train.incremental_sae`);
+  keeps training during DRL (`train.incremental_sae`) by the SAE's own loss; with
+  `train.code_weight` > 0 the code is learned for the decision instead: the agent's parameters
+  are the policy and the SAE together, the buffer stores x, and eq. 25 on encoder(x) plus
+  code_weight x the SAE's loss (eq. 23) trains both in one step (Algorithm 1's online learning
+  and the policy's update are then the same Adam step);
 - `state=deployment` (the feature policy): the whole padded deployment and its channel, so one
   network decides for any N and M.
 The observation `observe(...)` is what the replay buffer stores; `act` is the per-UE argmax of
@@ -39,7 +43,8 @@ class Agent(NamedTuple):
     net: Any  # the flax module of the policy
     state_dim: int  # width of an observation s (a replay buffer row)
     reads_code: bool  # the policy reads the 2r-SAE code (its encoder learns online, Alg. 1)
-    init: Callable[[jax.Array], Params]  # key -> initial policy parameters theta
+    learns_code: bool  # the SAE is part of the parameters and learns with the policy (eq. 25)
+    init: Callable[..., Params]  # (key, pretrained SAE or None) -> initial parameters theta
     observe: Callable[[Any, Any, Problem], jax.Array]  # (encoder, env params, problem) -> s
     act: Callable[[Params, jax.Array], jax.Array]  # (theta, s) -> a (N,) int32
     loss: Callable[[Params, jax.Array, jax.Array, Any], jax.Array]  # eq. 25 (theta, S, A*, lam)
@@ -72,8 +77,10 @@ def make_agent(
     n_in = n_ue * n_mec
     code = cfg.state == "sae"
     state_dim = sae_cfg.state_width(n_ue) if code else n_in
+    if cfg.code_weight > 0:
+        return _joint_agent(cfg, sae_cfg, env, net, state_dim, start)
 
-    def init(key: jax.Array) -> Params:
+    def init(key: jax.Array, sae: Any = None) -> Params:
         params = init_policy(key, net, state_dim, cfg.local_bias)
         return params if start is None else _cast_like(start, params)
 
@@ -87,7 +94,44 @@ def make_agent(
     def loss(theta: Params, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
         return policy_loss(net, theta, S, A, lam)
 
-    return Agent(net, state_dim, code, init, observe, act, loss)
+    return Agent(net, state_dim, code, False, init, observe, act, loss)
+
+
+def _joint_agent(
+    cfg: TrainConfig,
+    sae_cfg: sae_mod.SAEConfig,
+    env: OffloadingEnv,
+    net: Any,
+    code_width: int,
+    start: Params,
+) -> Agent:
+    """The policy on a code learned for the decision: theta = {"policy", "encoder"} (the whole
+    SAE, so the decoder keeps the code a compression of h); the buffer stores x; the loss is
+    eq. 25 on encoder(x) plus `code_weight` x the SAE's loss (eq. 23 for sae.variant=2r_sae)."""
+    n_in = env.n_ue * env.n_mec
+    stats = channel_map.channel_stats(env.scn, sae_cfg.preprocess)
+    weight = cfg.code_weight
+
+    def init(key: jax.Array, sae: Any = None) -> Params:
+        if sae is None:
+            sae = sae_mod.init_sae(key, sae_cfg, n_in, env.n_mec)
+        policy = init_policy(key, net, code_width, cfg.local_bias)
+        if start is not None:
+            policy = _cast_like(start, policy)
+        return {"policy": policy, "encoder": sae}
+
+    def observe(encoder: Any, params: Any, p: Problem) -> jax.Array:
+        return channel_map.preprocess(p.h, params.stats).reshape(*p.h.shape[:-2], n_in)
+
+    def act(theta: Params, x: jax.Array) -> jax.Array:
+        return policy_act(net, theta["policy"], sae_mod.encode(theta["encoder"], sae_cfg, x))
+
+    def loss(theta: Params, X: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+        s = sae_mod.encode(theta["encoder"], sae_cfg, X)
+        code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
+        return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+
+    return Agent(net, n_in, True, True, init, observe, act, loss)
 
 
 def _fixed_template(env: OffloadingEnv) -> Problem:
@@ -103,7 +147,7 @@ def _feature_agent(cfg: TrainConfig, net: fp.FeaturePolicy, template: Problem, s
     dep0 = template.dep.replace(ue_mask=jnp.ones_like(template.dep.ue_mask))
     h0 = jnp.ones_like(template.h)
 
-    def init(key: jax.Array) -> Params:
+    def init(key: jax.Array, sae: Any = None) -> Params:
         params = fp.init_params(key, net, dep0, h0)
         return params if start is None else _cast_like(start, params)
 
@@ -118,4 +162,4 @@ def _feature_agent(cfg: TrainConfig, net: fp.FeaturePolicy, template: Problem, s
         P = jax.vmap(unravel)(S)
         return fp.loss(net, theta, P.dep, P.h, A, lam)
 
-    return Agent(net, int(flat0.shape[0]), False, init, observe, act, loss)
+    return Agent(net, int(flat0.shape[0]), False, False, init, observe, act, loss)

@@ -64,6 +64,7 @@ class TrainConfig:
     weight_low: float = 0.5  # new weights ~ U[weight_low, weight_high]
     weight_high: float = 1.5
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
+    code_weight: float = 0.0  # > 0: the SAE learns with the policy, eq. 25 + this x eq. 23
     state: str = "sae"  # what the policy reads: sae (2r-SAE code) | channel | deployment
     arch: str = "mlp"  # mlp (the paper's DNN) | per_ue | per_ue_code | feature (any N, M)
     ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
@@ -97,7 +98,14 @@ class TrainConfig:
             raise ConfigError(f"train.arch={self.arch} needs {want}")
         if self.replay not in REPLAYS:
             raise ConfigError(f"train.replay must be one of per, uniform, got {self.replay!r}")
-        for name in ("learning_rate", "lam", "weight_low", "weight_high", "asa_moves"):
+        for name in (
+            "learning_rate",
+            "lam",
+            "weight_low",
+            "weight_high",
+            "asa_moves",
+            "code_weight",
+        ):
             v = getattr(self, name)
             if not _number(v) or v < 0 or (name in ("learning_rate", "weight_low") and v == 0):
                 raise ConfigError(f"train.{name} must be a finite positive number, got {v!r}")
@@ -124,6 +132,12 @@ class TrainConfig:
                 isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in h
             ):
                 raise ConfigError(f"train.hidden must be 'auto' or positive widths, got {h!r}")
+        if self.code_weight > 0 and (self.state != "sae" or not self.incremental_sae):
+            raise ConfigError(
+                "train.code_weight > 0 trains the SAE with the policy during DRL: it needs "
+                f"train.state=sae and train.incremental_sae=true, got state={self.state}, "
+                f"incremental_sae={self.incremental_sae}"
+            )
         if isinstance(self.init_from, bool) or not isinstance(self.init_from, str):
             raise ConfigError(
                 f"train.init_from must be a run directory or '', got {self.init_from!r}"

@@ -91,6 +91,13 @@ class Trainer:
     def net(self) -> Any:
         return self.agent.net
 
+    def model(self, st: TrainState) -> dict[str, Any]:
+        """What a scheduler needs to decide, as `model.msgpack` holds it: the policy parameters
+        and the online encoder ({} when the policy reads no code)."""
+        if self.agent.learns_code:
+            return {"policy": st.policy["policy"], "encoder": st.policy["encoder"]}
+        return {"policy": st.policy, "encoder": {} if st.sae is None else st.sae.online}
+
 
 def make_env(
     key: jax.Array, scn: Scenario, cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig
@@ -122,14 +129,16 @@ def make_trainer(
     def init(key: jax.Array, sae_params: Any = None, params: Any = None) -> TrainState:
         params = env.default_params if params is None else params
         k_pol, key = jax.random.split(key)
-        policy = agent.init(k_pol)
+        policy = agent.init(k_pol, sae_params)
         if env.gen_needs_key:
             k_gen, key = jax.random.split(key)
             gen = env.init_gen(k_gen, params)
         else:
             gen = env.init_gen(None, params)
         sae = (
-            None if sae_params is None else incremental.incremental_init(sae_cfg, sae_params, n_in)
+            None
+            if sae_params is None or agent.learns_code
+            else incremental.incremental_init(sae_cfg, sae_params, n_in)
         )
         return TrainState(
             key=key,
@@ -184,7 +193,7 @@ def make_trainer(
         )
         # incremental SAE learning on the block's channels (Alg. 1)
         sae_state = st.sae
-        if cfg.incremental_sae and agent.reads_code:
+        if cfg.incremental_sae and agent.reads_code and not agent.learns_code:
             X = channel_map.preprocess(problems.h, params.stats).reshape(phi, n_in)
             sae_state, _ = jax.lax.scan(
                 lambda s, kx: incremental.incremental_step(kx[0], s, sae_cfg, kx[1], params.stats),

@@ -93,3 +93,46 @@ def train_offline(
         return p
 
     return fit(params, k_fit)
+
+
+def train_offline_joint(
+    key: jax.Array,
+    net: Any,
+    sae_cfg: sae_mod.SAEConfig,
+    sae_params: Any,
+    x: jax.Array,
+    labels: jax.Array,
+    stats: channel_map.ChannelStats,
+    code_weight: float = 1.0,
+    steps: int = 3000,
+    batch: int = 256,
+    learning_rate: float = 1e-3,
+    lam: float = 1e-4,
+) -> tuple[Any, Any]:
+    """Fit the policy and the SAE together: eq. 25 on the code encoder(x) plus `code_weight` x
+    the SAE's own loss (eq. 23 or MSE, by `sae_cfg.variant`) on the same batch, so the encoder
+    learns what the decision needs while the decoder keeps it a compression of h. Starts from
+    `sae_params` (a pretrained SAE); returns (policy parameters, SAE parameters)."""
+    k_init, k_fit = jax.random.split(key)
+    pol0 = net.init(k_init, sae_mod.encode(sae_params, sae_cfg, x[:1])[0])
+    opt = optax.adam(learning_rate)
+
+    def loss(p, xb, a):
+        pol, enc = p
+        s = sae_mod.encode(enc, sae_cfg, xb)
+        ce = cross_entropy(net, pol, s, a) + 0.5 * lam * params_norm_sq(pol)
+        return ce + code_weight * sae_mod.sae_loss(enc, sae_cfg, xb, stats)
+
+    @jax.jit
+    def fit(params, k_fit):
+        def body(carry, k):
+            p, o = carry
+            idx = jax.random.randint(k, (batch,), 0, x.shape[0])
+            g = jax.grad(loss)(p, x[idx], labels[idx])
+            u, o = opt.update(g, o, p)
+            return (optax.apply_updates(p, u), o), None
+
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(k_fit, steps))
+        return p
+
+    return fit((pol0, sae_params), k_fit)

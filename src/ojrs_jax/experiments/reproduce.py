@@ -244,7 +244,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     run = _train(s, out, spec.trainer, keys["train"], 1, sae_params, env, shard=False)
     _write_training_metrics(out, run)
     pol = jax.tree.map(lambda x: x[0], run.state.policy)
-    enc = jax.tree.map(lambda x: x[0], run.state.sae.online)
+    enc = None if run.state.sae is None else jax.tree.map(lambda x: x[0], run.state.sae.online)
     decide = spec.trainer.decide
 
     def ojrs(key, scn, h):

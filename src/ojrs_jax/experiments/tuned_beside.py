@@ -52,7 +52,8 @@ def train_on(
     )
     seconds = time.perf_counter() - t0
     st = run.state
-    sched = make_scheduler(scn, tc, spec.sae_cfg, st.policy, st.sae.online)
+    model = spec.trainer.model(st)
+    sched = make_scheduler(scn, tc, spec.sae_cfg, model["policy"], model["encoder"])
     return sched, {"epochs": tc.n_blocks * tc.phi, "train_seconds": seconds}
 
 

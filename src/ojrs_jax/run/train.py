@@ -165,10 +165,9 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
     state, flat, compile_s = run.state, run.metrics, run.first_chunk_seconds
     train_s = run.seconds  # the chunks, first compilation included (train.log says the same)
 
-    encoder = {} if state.sae is None else state.sae.online
     if spec.scn is not None:
         save_scenario(scenario_at(params, int(state.epoch)), run_dir / "scenario.json")
-    save_model(run_dir, {"policy": state.policy, "encoder": encoder})
+    save_model(run_dir, spec.trainer.model(state))
     cols = list(flat)
     write_csv(
         run_dir / "metrics.csv",

@@ -1,0 +1,116 @@
+"""The code learned for the decision (train.code_weight > 0, issue 28): the joint agent's loss
+and actions against the NumPy references of the policy MLP (reference_algorithm3) and of eq. 23
+(reference_sae); joint training moves the encoder, and what a run writes decides as it did."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference_algorithm3 as ref_a3
+import reference_sae as ref_sae
+from conftest import decide_channels, fixed_trainer
+
+from ojrs_jax.agent.config import TrainConfig
+from ojrs_jax.agent.trainer import make_env
+from ojrs_jax.core.settings import ConfigError
+from ojrs_jax.run.scheduler import make_scheduler
+from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
+
+GAMMAS = dict(gamma1=0.5, gamma2=0.08, l2="weights", l2_mean=True)
+
+
+def _scn(n=5, m=2):
+    return make_scenario(SystemConfig(n_ue=n, n_mec=m, layout="paper", seed=2))
+
+
+def _layers(policy) -> list:
+    inner = policy["params"]
+    names = sorted(inner, key=lambda k: int(k.split("_")[1]))
+    return [
+        (np.asarray(inner[k]["kernel"], np.float64), np.asarray(inner[k]["bias"], np.float64))
+        for k in names
+    ]
+
+
+def test_code_weight_needs_the_sae_state_and_online_learning():
+    with pytest.raises(ConfigError, match="code_weight"):
+        TrainConfig(code_weight=1.0, incremental_sae=False)
+    with pytest.raises(ConfigError, match="code_weight"):
+        TrainConfig(code_weight=1.0, state="channel")
+    with pytest.raises(ConfigError, match="code_weight"):
+        TrainConfig(code_weight=-1.0)
+    assert TrainConfig(code_weight=0.5).code_weight == 0.5
+
+
+@pytest.mark.parametrize("weight", [0.3, 2.0])
+def test_joint_loss_and_action_match_numpy(weight):
+    """loss = eq. 25 on encoder(x) + weight x eq. 23 on x; act = the policy's argmax on the code."""
+    scn = _scn()
+    sae_cfg = sae.SAEConfig(variant="2r_sae", latent=4, hidden=[7])
+    cfg = TrainConfig(
+        epochs=20, phi=5, batch=8, buffer=16, hidden=(6,), lam=0.05, code_weight=weight
+    )
+    trainer = fixed_trainer(cfg, sae_cfg, scn)
+    agent = trainer.agent
+    assert agent.learns_code and agent.state_dim == 10  # the buffer stores x (N M), not the code
+    pre = sae.init_sae(jax.random.key(1), sae_cfg, 10, 2)
+    theta = agent.init(jax.random.key(2), pre)
+    leaves, tree = jax.tree.flatten(theta["encoder"])
+    noise = jax.random.split(jax.random.key(3), len(leaves))
+    theta["encoder"] = jax.tree.unflatten(
+        tree, [v + 0.2 * jax.random.normal(k, v.shape) for v, k in zip(leaves, noise, strict=True)]
+    )
+    h = sample_channels(jax.random.key(4), scn, 6)
+    st = channel_map.channel_stats(scn, "linear")
+    x = channel_map.preprocess(h, st)
+    a_star = jax.random.randint(jax.random.key(5), (6, 5), 0, 3)
+    got = float(agent.loss(theta, x, a_star, jnp.float32(cfg.lam)))
+
+    enc = ref_sae.to_np(theta["encoder"])
+    x64, g = np.asarray(x, np.float64), np.asarray(st.gain, np.float64)
+    z, _ = ref_sae.forward(enc, x64, "elu")
+    layers = _layers(theta["policy"])
+    want = ref_a3.loss_ref(layers, z, np.asarray(a_star), cfg.lam, 3)
+    want += weight * ref_sae.loss(
+        enc, x64, g, kind="linear", variant="2r_sae", activation="elu", **GAMMAS
+    )
+    assert got == pytest.approx(want, rel=2e-4)
+    a = np.asarray(agent.act(theta, x))
+    want_a = np.stack([ref_a3.act_ref(layers, z[b], 3) for b in range(6)])
+    np.testing.assert_array_equal(a, want_a)
+
+
+def test_joint_training_moves_the_encoder_and_the_model_decides_as_trained():
+    """A few blocks of Algorithm 3 with code_weight > 0 change the encoder the policy reads
+    (frozen with code_weight = 0 and incremental learning off); the model of the state, read by
+    the scheduler as `model.msgpack` is, decides as the trainer does."""
+    scn = _scn(n=6)
+    sae_cfg = sae.SAEConfig(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[8])
+    common = dict(epochs=40, phi=5, batch=8, buffer=32, updates=2, chunk=40, change_epoch=0)
+    common.update(state="sae", arch="per_ue_code", ue_hidden=(8,), ue_embed=4)
+    pre = sae.init_sae(jax.random.key(1), sae_cfg, 12, 2)
+    moved = {}
+    for name, extra in (
+        ("joint", dict(code_weight=1.0)),
+        ("frozen", dict(incremental_sae=False)),
+    ):
+        cfg = TrainConfig(**common, **extra)
+        trainer = fixed_trainer(cfg, sae_cfg, scn)
+        params = make_env(jax.random.key(5), scn, cfg, sae_cfg)
+        state, metrics = trainer.train(jax.random.key(0), params, pre)
+        model = trainer.model(state)
+        moved[name] = max(
+            float(jnp.max(jnp.abs(a - b)))
+            for a, b in zip(jax.tree.leaves(model["encoder"]), jax.tree.leaves(pre), strict=True)
+        )
+        h = sample_channels(jax.random.key(9), scn, 12)
+        online = None if state.sae is None else state.sae.online
+        want = np.asarray(decide_channels(trainer, state.policy, online, params, h))
+        sched = make_scheduler(scn, cfg, sae_cfg, model["policy"], model["encoder"])
+        np.testing.assert_array_equal(np.asarray(sched.decide(h)), want)
+        assert np.all(np.isfinite(np.asarray(metrics["loss"])))
+    assert moved["joint"] > 1e-3 and moved["frozen"] == 0.0
