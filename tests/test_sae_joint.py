@@ -114,3 +114,23 @@ def test_joint_training_moves_the_encoder_and_the_model_decides_as_trained():
         np.testing.assert_array_equal(np.asarray(sched.decide(h)), want)
         assert np.all(np.isfinite(np.asarray(metrics["loss"])))
     assert moved["joint"] > 1e-3 and moved["frozen"] == 0.0
+
+
+@pytest.mark.parametrize("m", [2, 5])
+def test_sae_joint_preset_is_the_papers_method_at_the_papers_code_width(m):
+    """train=sae_joint: the policy reads the code only, eq. 23 in the encoder's loss, Algorithm
+    1's online learning on with a step size > 0, one code number per UE (CR = 1 - 1/M)."""
+    from hydra import compose, initialize_config_module
+
+    from ojrs_jax.app.hydra import to_container
+    from ojrs_jax.run.build import build
+
+    with initialize_config_module("ojrs_jax.conf", version_base=None):
+        cfg = to_container(compose("train", overrides=["train=sae_joint", f"scale=paper_m{m}"]))
+    spec = build(cfg)
+    tc, sc = spec.train_cfg, spec.sae_cfg
+    assert (tc.state, tc.arch, tc.incremental_sae) == ("sae", "per_ue_code", True)
+    assert tc.code_weight > 0 and tc.learning_rate > 0 and spec.trainer.agent.learns_code
+    assert sc.variant == "2r_sae" and sc.uses_2r and sc.structure == "per_ue"
+    assert sc.state_width(30) == 30
+    assert sae.compression_ratio(30, m, sc.state_width(30)) == pytest.approx(1 - 1 / m)
