@@ -43,6 +43,8 @@ def test_code_weight_needs_the_sae_state_and_online_learning():
         TrainConfig(code_weight=1.0, state="channel")
     with pytest.raises(ConfigError, match="code_weight"):
         TrainConfig(code_weight=-1.0)
+    with pytest.raises(ConfigError, match="init_from is not available"):
+        TrainConfig(code_weight=1.0, init_from="runs/earlier")
     assert TrainConfig(code_weight=0.5).code_weight == 0.5
 
 

@@ -142,6 +142,11 @@ class TrainConfig:
             raise ConfigError(
                 f"train.init_from must be a run directory or '', got {self.init_from!r}"
             )
+        if self.code_weight > 0 and self.init_from:
+            raise ConfigError(
+                "train.init_from is not available with train.code_weight > 0: the policy of a "
+                "run reads the code of that run's own encoder, which a new run pretrains afresh"
+            )
 
     @property
     def n_blocks(self) -> int:
