@@ -127,11 +127,26 @@ def _joint_agent(
         return policy_act(net, theta["policy"], sae_mod.encode(theta["encoder"], sae_cfg, x))
 
     def loss(theta: Params, X: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
-        s = sae_mod.encode(theta["encoder"], sae_cfg, X)
-        code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
-        return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+        return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam)
 
     return Agent(net, n_in, True, True, init, observe, act, loss)
+
+
+def joint_loss(
+    net: Any,
+    sae_cfg: sae_mod.SAEConfig,
+    stats: channel_map.ChannelStats,
+    weight: float,
+    theta: Params,
+    X: jax.Array,
+    A: jax.Array,
+    lam: Any,
+) -> jax.Array:
+    """Eq. 25 of the policy theta["policy"] on the code encoder(X) plus `weight` x the SAE's own
+    loss (eq. 23, or MSE by `sae_cfg.variant`) of theta["encoder"] on X (B, N*M)."""
+    s = sae_mod.encode(theta["encoder"], sae_cfg, X)
+    code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
+    return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
 
 
 def _fixed_template(env: OffloadingEnv) -> Problem:

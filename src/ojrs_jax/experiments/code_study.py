@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ojrs_jax.agent.policy import cross_entropy, params_norm_sq
+from ojrs_jax.agent.agents import joint_loss
+from ojrs_jax.agent.policy import policy_loss
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.sae import train as sae_train
@@ -62,6 +63,34 @@ def asa_labels(
     return run(jax.random.split(key, h.shape[0]), h)
 
 
+def _fit(
+    key: jax.Array,
+    loss: Any,
+    params: Any,
+    inputs: jax.Array,
+    labels: jax.Array,
+    steps: int,
+    batch: int,
+    learning_rate: float,
+) -> Any:
+    """Adam on `loss(params, inputs[idx], labels[idx])` over `steps` uniform minibatches."""
+    opt = optax.adam(learning_rate)
+
+    def body(carry, k):
+        p, o = carry
+        idx = jax.random.randint(k, (batch,), 0, inputs.shape[0])
+        g = jax.grad(loss)(p, inputs[idx], labels[idx])
+        u, o = opt.update(g, o, p)
+        return (optax.apply_updates(p, u), o), None
+
+    @jax.jit
+    def fit(params, key):
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(key, steps))
+        return p
+
+    return fit(params, key)
+
+
 def train_offline(
     key: jax.Array,
     net: Any,
@@ -75,24 +104,11 @@ def train_offline(
     """Fit the policy `net` to (states (E, D), labels (E, N)) by Adam on eq. 25."""
     k_init, k_fit = jax.random.split(key)
     params = net.init(k_init, states[0])
-    opt = optax.adam(learning_rate)
 
     def loss(p, s, a):
-        return cross_entropy(net, p, s, a) + 0.5 * lam * params_norm_sq(p)
+        return policy_loss(net, p, s, a, lam)
 
-    @jax.jit
-    def fit(params, k_fit):
-        def body(carry, k):
-            p, o = carry
-            idx = jax.random.randint(k, (batch,), 0, states.shape[0])
-            g = jax.grad(loss)(p, states[idx], labels[idx])
-            u, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, u), o), None
-
-        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(k_fit, steps))
-        return p
-
-    return fit(params, k_fit)
+    return _fit(k_fit, loss, params, states, labels, steps, batch, learning_rate)
 
 
 def train_offline_joint(
@@ -109,30 +125,15 @@ def train_offline_joint(
     learning_rate: float = 1e-3,
     lam: float = 1e-4,
 ) -> tuple[Any, Any]:
-    """Fit the policy and the SAE together: eq. 25 on the code encoder(x) plus `code_weight` x
-    the SAE's own loss (eq. 23 or MSE, by `sae_cfg.variant`) on the same batch, so the encoder
-    learns what the decision needs while the decoder keeps it a compression of h. Starts from
-    `sae_params` (a pretrained SAE); returns (policy parameters, SAE parameters)."""
+    """Fit the policy and the SAE together by the joint agent's loss (`agents.joint_loss`: eq. 25
+    on the code encoder(x) plus `code_weight` x the SAE's own loss), so the encoder learns what
+    the decision needs while the decoder keeps it a compression of h. Starts from `sae_params`
+    (a pretrained SAE); returns (policy parameters, SAE parameters)."""
     k_init, k_fit = jax.random.split(key)
     pol0 = net.init(k_init, sae_mod.encode(sae_params, sae_cfg, x[:1])[0])
-    opt = optax.adam(learning_rate)
 
     def loss(p, xb, a):
-        pol, enc = p
-        s = sae_mod.encode(enc, sae_cfg, xb)
-        ce = cross_entropy(net, pol, s, a) + 0.5 * lam * params_norm_sq(pol)
-        return ce + code_weight * sae_mod.sae_loss(enc, sae_cfg, xb, stats)
+        theta = {"policy": p[0], "encoder": p[1]}
+        return joint_loss(net, sae_cfg, stats, code_weight, theta, xb, a, lam)
 
-    @jax.jit
-    def fit(params, k_fit):
-        def body(carry, k):
-            p, o = carry
-            idx = jax.random.randint(k, (batch,), 0, x.shape[0])
-            g = jax.grad(loss)(p, x[idx], labels[idx])
-            u, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, u), o), None
-
-        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(k_fit, steps))
-        return p
-
-    return fit((pol0, sae_params), k_fit)
+    return _fit(k_fit, loss, (pol0, sae_params), x, labels, steps, batch, learning_rate)
