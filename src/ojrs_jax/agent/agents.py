@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.flatten_util import ravel_pytree
 
 from ojrs_jax.agent import feature_policy as fp
@@ -32,7 +33,9 @@ from ojrs_jax.env.base import OffloadingEnv
 from ojrs_jax.env.distribution import DeploymentDistribution
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
+from ojrs_jax.search.asa import label_channels
 from ojrs_jax.system.deployment import Problem
+from ojrs_jax.system.scenario import sample_channels
 
 Params = Any
 
@@ -112,13 +115,33 @@ def _joint_agent(
     stats = channel_map.channel_stats(env.scn, sae_cfg.preprocess)
     weight = cfg.code_weight
 
+    def warm_start(key: jax.Array, theta: Params) -> Params:
+        """`cfg.warm_start` Adam steps of the joint loss on ASA labels (from Greedy, asa.max_iter
+        iterations) of `cfg.warm_start_draws` channels of the deployment, before DRL."""
+        k_h, k_lab, k_fit = jax.random.split(key, 3)
+        h = sample_channels(k_h, env.scn, cfg.warm_start_draws)
+        labels = label_channels(
+            k_lab, env.scn, h, cfg.asa_params, k=cfg.asa.k, n_iter=cfg.asa.max_iter
+        )
+        x = channel_map.preprocess(h, stats)
+
+        def loss(th: Params, xb: jax.Array, a: jax.Array) -> jax.Array:
+            return joint_loss(net, sae_cfg, stats, weight, th, xb, a, cfg.lam)
+
+        return fit_offline(
+            k_fit, loss, theta, x, labels, cfg.warm_start, cfg.batch, cfg.learning_rate
+        )
+
     def init(key: jax.Array, sae: Any = None) -> Params:
         if sae is None:
             sae = sae_mod.init_sae(key, sae_cfg, n_in, env.n_mec)
         policy = init_policy(key, net, code_width, cfg.local_bias)
         if start is not None:
             policy = _cast_like(start, policy)
-        return {"policy": policy, "encoder": sae}
+        theta = {"policy": policy, "encoder": sae}
+        if cfg.warm_start:
+            theta = warm_start(jax.random.fold_in(key, 1), theta)
+        return theta
 
     def observe(encoder: Any, params: Any, p: Problem) -> jax.Array:
         return channel_map.preprocess(p.h, params.stats).reshape(*p.h.shape[:-2], n_in)
@@ -147,6 +170,35 @@ def joint_loss(
     s = sae_mod.encode(theta["encoder"], sae_cfg, X)
     code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
     return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+
+
+def fit_offline(
+    key: jax.Array,
+    loss: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    params: Any,
+    inputs: jax.Array,
+    labels: jax.Array,
+    steps: int,
+    batch: int,
+    learning_rate: float,
+) -> Any:
+    """Adam on `loss(params, inputs[idx], labels[idx])` over `steps` uniform minibatches of
+    `batch` rows (an offline fit: the warm start of `train.warm_start`, the code study's fits)."""
+    opt = optax.adam(learning_rate)
+
+    def body(carry, k):
+        p, o = carry
+        idx = jax.random.randint(k, (batch,), 0, inputs.shape[0])
+        g = jax.grad(loss)(p, inputs[idx], labels[idx])
+        u, o = opt.update(g, o, p)
+        return (optax.apply_updates(p, u), o), None
+
+    @jax.jit
+    def fit(params, key):
+        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(key, steps))
+        return p
+
+    return fit(params, key)
 
 
 def _fixed_template(env: OffloadingEnv) -> Problem:

@@ -65,6 +65,8 @@ class TrainConfig:
     weight_high: float = 1.5
     incremental_sae: bool = True  # keep training the SAE online (Alg. 1) during DRL
     code_weight: float = 0.0  # > 0: the SAE learns with the policy, eq. 25 + this x eq. 23
+    warm_start: int = 0  # > 0 (with code_weight): Adam steps fitting policy and SAE to ASA labels
+    warm_start_draws: int = 4096  # channels labelled by ASA (from Greedy) for the warm start
     state: str = "sae"  # what the policy reads: sae (2r-SAE code) | channel | deployment
     arch: str = "mlp"  # mlp (the paper's DNN) | per_ue | per_ue_code | feature (any N, M)
     ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
@@ -82,7 +84,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         ints = ("epochs", "phi", "batch", "updates", "buffer", "chunk", "ue_embed", "rounds")
-        for name in (*ints, "link_width", "score_hidden"):
+        for name in (*ints, "link_width", "score_hidden", "warm_start_draws"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {v!r}")
@@ -141,6 +143,14 @@ class TrainConfig:
         if isinstance(self.init_from, bool) or not isinstance(self.init_from, str):
             raise ConfigError(
                 f"train.init_from must be a run directory or '', got {self.init_from!r}"
+            )
+        w = self.warm_start
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ConfigError(f"train.warm_start must be an integer >= 0, got {w!r}")
+        if w > 0 and self.code_weight <= 0:
+            raise ConfigError(
+                "train.warm_start > 0 fits the policy and the SAE together before DRL: it needs "
+                f"train.code_weight > 0, got code_weight={self.code_weight}"
             )
         if self.code_weight > 0 and self.init_from:
             raise ConfigError(

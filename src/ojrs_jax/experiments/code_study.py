@@ -15,16 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
 
-from ojrs_jax.agent.agents import joint_loss
+from ojrs_jax.agent.agents import fit_offline, joint_loss
 from ojrs_jax.agent.policy import policy_loss
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.sae import train as sae_train
-from ojrs_jax.search.asa import ASAParams, asa_search
-from ojrs_jax.search.baselines import greedy
+from ojrs_jax.search.asa import ASAParams, label_channels
 from ojrs_jax.system.scenario import Scenario
 
 
@@ -49,46 +46,10 @@ def fit_autoencoder(
 def asa_labels(
     key: jax.Array, scn: Scenario, h: jax.Array, t_sa: int = 50, k: int = 128
 ) -> jax.Array:
-    """a* (E, N) = ASA started at Greedy, `t_sa` iterations of K neighbours, per channel."""
-    a0 = greedy(scn)
-    params = ASAParams()
-
-    @jax.jit
-    def run(keys, h):
-        def one(kk, hh):
-            return asa_search(kk, scn, hh, a0, jnp.asarray(t_sa), params, k=k, max_iter=t_sa)[0]
-
-        return jax.lax.map(lambda args: one(*args), (keys, h), batch_size=64)
-
-    return run(jax.random.split(key, h.shape[0]), h)
-
-
-def _fit(
-    key: jax.Array,
-    loss: Any,
-    params: Any,
-    inputs: jax.Array,
-    labels: jax.Array,
-    steps: int,
-    batch: int,
-    learning_rate: float,
-) -> Any:
-    """Adam on `loss(params, inputs[idx], labels[idx])` over `steps` uniform minibatches."""
-    opt = optax.adam(learning_rate)
-
-    def body(carry, k):
-        p, o = carry
-        idx = jax.random.randint(k, (batch,), 0, inputs.shape[0])
-        g = jax.grad(loss)(p, inputs[idx], labels[idx])
-        u, o = opt.update(g, o, p)
-        return (optax.apply_updates(p, u), o), None
-
-    @jax.jit
-    def fit(params, key):
-        (p, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(key, steps))
-        return p
-
-    return fit(params, key)
+    """a* (E, N) = ASA started at Greedy, `t_sa` iterations of K neighbours, per channel
+    (`search.asa.label_channels` with the default ASA numbers)."""
+    run = jax.jit(label_channels, static_argnames=("k", "n_iter", "batch"))
+    return run(key, scn, h, ASAParams(), k=k, n_iter=t_sa)
 
 
 def train_offline(
@@ -108,7 +69,7 @@ def train_offline(
     def loss(p, s, a):
         return policy_loss(net, p, s, a, lam)
 
-    return _fit(k_fit, loss, params, states, labels, steps, batch, learning_rate)
+    return fit_offline(k_fit, loss, params, states, labels, steps, batch, learning_rate)
 
 
 def train_offline_joint(
@@ -136,4 +97,4 @@ def train_offline_joint(
         theta = {"policy": p[0], "encoder": p[1]}
         return joint_loss(net, sae_cfg, stats, code_weight, theta, xb, a, lam)
 
-    return _fit(k_fit, loss, (pol0, sae_params), x, labels, steps, batch, learning_rate)
+    return fit_offline(k_fit, loss, (pol0, sae_params), x, labels, steps, batch, learning_rate)

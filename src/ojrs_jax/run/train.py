@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import numpy as np
 from omegaconf import OmegaConf
 
@@ -138,7 +140,18 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
         save_scenario(spec.scn, run_dir / "scenario_start.json")
 
     sae_params, sae_report = initial_sae(keys["sae"], spec)
-    state = spec.trainer.init(keys["train"], sae_params, params)
+    warm = spec.train_cfg.warm_start
+    if warm:
+        log.info(
+            "warm start: %d Adam steps on ASA labels of %d channels ...",
+            warm,
+            spec.train_cfg.warm_start_draws,
+        )
+    t_init = time.perf_counter()
+    state = jax.block_until_ready(spec.trainer.init(keys["train"], sae_params, params))
+    init_s = time.perf_counter() - t_init
+    if warm:
+        log.info("warm start done in %.1f s", init_s)
     metrics: dict[str, np.ndarray] = {}
     restored = load_state(run_dir, state) if resume else None
     if restored is not None:
@@ -186,6 +199,7 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
         "task": task_line(spec),
         "sae": {k: v for k, v in sae_report.items() if k != "loss_curve"},
         "train_seconds": train_s,
+        **({"warm_start_seconds": init_s} if warm else {}),
         "first_chunk_seconds_with_compile": compile_s,
         "epochs_to_stable": epochs_to_stable(flat["reward"][: min(total, change)]),
         "final_t_sa": int(state.t_sa),

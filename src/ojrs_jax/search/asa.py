@@ -46,6 +46,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ojrs_jax.core.settings import ConfigError, split_settings
+from ojrs_jax.search.baselines import greedy
 from ojrs_jax.system.deployment import Problem, decision, link_mask, problem_costs
 from ojrs_jax.system.p2 import OptionCosts, costs_latency, option_costs
 from ojrs_jax.system.scenario import Scenario
@@ -344,6 +345,28 @@ def asa_search(
     iteration G + 1 (constant after n_iter). L(a_best) <= L(a0) always.
     """
     return _search(key, scn, h, a0, n_iter, params, k, max_iter, guided=True)
+
+
+def label_channels(
+    key: jax.Array,
+    scn: Scenario,
+    h: jax.Array,
+    params: ASAParams,
+    *,
+    k: int,
+    n_iter: int,
+    batch: int = 64,
+) -> jax.Array:
+    """Searched actions a* (E, N) = ASA(Greedy, h_e) for each channel h (E, N, M): `n_iter`
+    iterations of K neighbours from the Greedy decision (Algorithm 2), the labels of an offline
+    fit of the policy (eq. 25). Channels are searched `batch` at a time (`lax.map`)."""
+    a0 = greedy(scn)
+
+    def one(args: tuple[jax.Array, jax.Array]) -> jax.Array:
+        kk, hh = args
+        return asa_search(kk, scn, hh, a0, n_iter, params, k=k, max_iter=n_iter)[0]
+
+    return jax.lax.map(one, (jax.random.split(key, h.shape[0]), h), batch_size=batch)
 
 
 def search(

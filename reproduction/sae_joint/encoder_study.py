@@ -1,0 +1,204 @@
+"""Does the encoder's shape or the amount of training limit a one-number-per-UE code? Offline test.
+
+Issue 28's learned code (`train=sae_joint`) stays below the paper's Table III at M = 2..5. This
+study asks, offline and on one deployment (N = 30, deployment seed 2), whether a richer encoder
+of the same code width, or more labels and Adam steps, raise the ceiling of the code: the NRR of
+the per-UE policy fitted on ASA labels together with the encoder (eq. 25 + w x eq. 23, w = 0.001,
+as `train=sae_joint`), certified against the exact optimum on the 200 held-out draws of
+joint_m<M>_s2.json (joint_study.py, the same channels and optima).
+
+The encoder variants (all one number per UE, CR = 1 - 1/M; decoder per UE, so the code stays a
+compression of h):
+- `base`: the library's per-UE 2r-SAE (M -> 64 -> 64 -> 1, shared by every UE), as the preset;
+- `id<E>`: the encoder and decoder also read a learned E-wide embedding of the UE's identity
+  (a conditional autoencoder: each UE's code can be tailored to its position);
+- `ctx<C>`: the encoder also reads a C-wide mean over all UEs of a per-UE feature (so each UE's
+  number can depend on the whole channel matrix, as the paper's flat SAE's does);
+each pretrained by eq. 23 for `--pretrain` Adam steps (0: from a random SAE), then fitted with
+the policy for `--steps` Adam steps on ASA labels of `--labels` training channels.
+
+    python reproduction/sae_joint/encoder_study.py --m 5 --variants base id16 ctx32 id16_ctx32
+    python reproduction/sae_joint/encoder_study.py --m 5 --steps 12000 --labels 16000
+
+Writes reproduction/sae_joint/encoder_m<M>_s2.json (one row per variant and setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ojrs_jax.agent.agents import fit_offline
+from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
+from ojrs_jax.experiments import code_study
+from ojrs_jax.sae import channel_map
+from ojrs_jax.system.certify import cases, certify, latency64
+from ojrs_jax.system.deployment import Problem, from_scenario
+from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
+
+N_UE, GAMMA1, GAMMA2, CODE_WEIGHT, LAM = 30, 0.5, 0.08, 0.001, 1e-4
+HERE = Path(__file__).parent
+
+
+class RowSAE(nn.Module):
+    """Per-UE autoencoder of one number per UE, optionally identity-conditioned and with context."""
+
+    n_ue: int
+    n_mec: int
+    embed: int = 0  # width of the UE-identity embedding read by encoder and decoder (0: none)
+    context: int = 0  # width of the all-UE mean feature read by the encoder (0: none)
+    hidden: tuple[int, ...] = (64, 64)
+
+    def setup(self) -> None:
+        if self.embed:
+            self.ue_embedding = self.param(
+                "ue_embedding", nn.initializers.normal(0.1), (self.n_ue, self.embed)
+            )
+        if self.context:
+            self.context_layer = nn.Dense(self.context)
+        self.enc = [nn.Dense(w) for w in (*self.hidden, 1)]
+        self.dec = [nn.Dense(w) for w in (*self.hidden[::-1], self.n_mec)]
+
+    def _with_identity(self, rows: jax.Array) -> jax.Array:
+        if not self.embed:
+            return rows
+        e = jnp.broadcast_to(self.ue_embedding, (*rows.shape[:-1], self.embed))
+        return jnp.concatenate([rows, e], axis=-1)
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """x (..., N*M) -> code (..., N)."""
+        r = self._with_identity(x.reshape(*x.shape[:-1], self.n_ue, self.n_mec))
+        if self.context:
+            c = jnp.mean(nn.relu(self.context_layer(r)), axis=-2, keepdims=True)
+            r = jnp.concatenate([r, jnp.broadcast_to(c, (*r.shape[:-1], self.context))], -1)
+        for layer in self.enc[:-1]:
+            r = nn.elu(layer(r))
+        return nn.elu(self.enc[-1](r))[..., 0]
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        """code (..., N) -> x-hat (..., N*M)."""
+        r = self._with_identity(z[..., None])
+        for layer in self.dec[:-1]:
+            r = nn.elu(layer(r))
+        y = self.dec[-1](r)
+        return y.reshape(*y.shape[:-2], -1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.decode(self.encode(x))
+
+
+def eq23(mod: RowSAE, params, x: jax.Array, stats: channel_map.ChannelStats) -> jax.Array:
+    """Eq. 23 as `sae.model.total_loss` computes it (l2 over kernels, per parameter)."""
+    xh = mod.apply({"params": params}, x)
+    mse = jnp.mean(jnp.square(x - xh))
+    rho = channel_map.relative_channel(channel_map.log_channel(x, stats))
+    rho_h = channel_map.relative_channel(channel_map.log_channel(xh, stats))
+    rel = jnp.mean(jnp.sum(jnp.square(rho - rho_h), axis=(-2, -1)))
+    kernels = [
+        v
+        for path, v in jax.tree_util.tree_leaves_with_path(params)
+        if getattr(path[-1], "key", None) == "kernel"
+    ]
+    l2 = sum(jnp.sum(v * v) for v in kernels) / sum(v.size for v in kernels)
+    return mse + 0.5 * GAMMA1 * rel + 0.5 * GAMMA2 * l2
+
+
+def parse_variant(name: str) -> dict[str, int]:
+    """'base', 'id16', 'ctx32', 'id16_ctx32' -> RowSAE's embed and context widths."""
+    out = {"embed": 0, "context": 0}
+    for part in name.split("_"):
+        if part == "base":
+            continue
+        if part.startswith("id") and part[2:].isdigit():
+            out["embed"] = int(part[2:])
+        elif part.startswith("ctx") and part[3:].isdigit():
+            out["context"] = int(part[3:])
+        else:
+            raise SystemExit(f"error: unknown variant part {part!r} (base, id<E>, ctx<C>)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--m", type=int, default=5)
+    ap.add_argument("--variants", nargs="+", default=["base"])
+    ap.add_argument("--pretrain", type=int, default=3000, help="eq. 23 Adam steps (0: random)")
+    ap.add_argument("--steps", type=int, default=3000, help="joint offline Adam steps")
+    ap.add_argument("--labels", type=int, default=4000, help="ASA-labelled training channels")
+    args = ap.parse_args()
+    record = HERE / f"joint_m{args.m}_s2.json"
+    if not record.exists():
+        raise SystemExit(f"error: {record} missing; run joint_study.py --m {args.m} first")
+    a_opt = np.asarray(json.loads(record.read_text())["a_opt"])
+    draws = len(a_opt)
+    scn = make_scenario(SystemConfig(n_ue=N_UE, n_mec=args.m, layout="paper", seed=2))
+    k_tr, k_te, k_lab, k_pol, k_sae = jax.random.split(jax.random.key(0), 5)  # as joint_study
+    h_tr = sample_channels(k_tr, scn, max(5000, args.labels))
+    h_te = sample_channels(k_te, scn, 2000)
+    stats = channel_map.channel_stats(scn, "linear")
+    x_tr = channel_map.preprocess(h_tr, stats).reshape(h_tr.shape[0], -1)
+    x_te = channel_map.preprocess(h_te, stats).reshape(h_te.shape[0], -1)
+    labels = code_study.asa_labels(k_lab, scn, h_tr[: args.labels])
+    x_lab = x_tr[: args.labels]
+    h_d = np.asarray(h_te[:draws], np.float64)
+    cs = cases(Problem(dep=from_scenario(scn), h=h_d))
+    ref = (latency64(scn, h_d, a_opt), draws)
+    net = PerUEPolicy(n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1)
+    out = HERE / f"encoder_m{args.m}_s2.json"
+    res = json.loads(out.read_text()) if out.exists() else {}
+    for name in args.variants:
+        t0 = time.perf_counter()
+        mod = RowSAE(N_UE, args.m, **parse_variant(name))
+        params = mod.init(k_sae, x_tr[:1])["params"]
+        if args.pretrain:
+            params = fit_offline(
+                k_sae,
+                lambda p, xb, _, mod=mod: eq23(mod, p, xb, stats),
+                params,
+                x_tr,
+                x_tr[:, :1],  # unused labels
+                args.pretrain,
+                512,
+                3e-3,
+            )
+        code = mod.apply({"params": params}, x_tr[:1], method=RowSAE.encode)[0]
+        pol0 = net.init(k_pol, code)
+
+        def joint(theta, xb, a, mod=mod):
+            s = mod.apply({"params": theta[1]}, xb, method=RowSAE.encode)
+            return policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
+                mod, theta[1], xb, stats
+            )
+
+        pol, params = fit_offline(
+            k_pol, joint, (pol0, params), x_lab, labels, args.steps, 256, 1e-3
+        )
+        s = mod.apply({"params": params}, x_te[:draws], method=RowSAE.encode)
+        a = np.asarray(jnp.argmax(net.apply(pol, s), -1))
+        sc = certify(cs, {"policy": a}, reference=ref)
+        h_hat = channel_map.postprocess(mod.apply({"params": params}, x_te), stats)
+        row = {
+            "variant": name,
+            "pretrain_steps": args.pretrain,
+            "steps": args.steps,
+            "labels": args.labels,
+            "draws": draws,
+            "offline_nrr": sc["nrr_policy"],
+            "offline_nrr_p10": sc["nrr_policy_p10"],
+            "wape_acc": float(channel_map.reconstruction_accuracy(h_te, h_hat)),
+            "seconds": time.perf_counter() - t0,
+        }
+        res[f"{name}_p{args.pretrain}_s{args.steps}_l{args.labels}"] = row
+        out.write_text(json.dumps(res, indent=1))
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
