@@ -207,3 +207,26 @@ def test_warm_start_fits_the_policy_and_the_code_to_the_asa_labels():
         )
     assert moved[0] == 0.0 and moved[400] > 1e-3
     assert agree[400] >= 0.85 and agree[400] >= agree[0] + 0.5, agree
+
+
+def test_warm_start_keeps_the_initialisation_that_decides_best():
+    """With several pretrained SAEs (stacked, sae.restarts > 1) the warm start fits each with the
+    policy and keeps the one whose decisions fit held-out labels best: beside a useful SAE, one
+    whose encoder kernels are all zero (a constant code, which no gradient can revive) is never
+    kept, in either order."""
+    scn = _scn(n=6)
+    sae_cfg = sae.SAEConfig(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[8])
+    common = dict(epochs=10, phi=5, batch=32, buffer=32, code_weight=0.01, change_epoch=0)
+    common.update(state="sae", arch="per_ue_code", ue_hidden=(16,), ue_embed=4, lam=1e-4)
+    common.update(learning_rate=3e-3, warm_start_draws=256, warm_start=300)
+    agent = fixed_trainer(TrainConfig(**common), sae_cfg, scn).agent
+    good = sae.init_sae(jax.random.key(1), sae_cfg, 12, 2)
+    dead = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.zeros_like(v) if path[-1].key == "kernel" else v, good
+    )
+    for order in ((good, dead), (dead, good)):
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *order)
+        theta = agent.init(jax.random.key(2), stacked)
+        enc = theta["encoder"]
+        assert enc["enc_0"]["kernel"].shape == good["enc_0"]["kernel"].shape  # one SAE kept
+        assert float(jnp.max(jnp.abs(enc["enc_0"]["kernel"]))) > 1e-2

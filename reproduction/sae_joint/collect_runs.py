@@ -13,9 +13,10 @@ import yaml
 
 HERE = Path(__file__).parent
 HEAD = (
-    "| run | M | code weight | encoder hidden | SAE init | SAE steps | epochs | SAE WAPE Acc | "
-    "DRL s | NRR mean (median, p10) | certified |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    "| run | M | code weight | encoder hidden | SAE init | SAE steps | warm start | Adam steps "
+    "per round | ASA T_SA(0) | epochs | SAE WAPE Acc | warm start s | DRL s | "
+    "NRR mean (median, p10) | certified |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
 )
 
 
@@ -31,8 +32,12 @@ def row(d: Path) -> tuple[tuple, str]:
         sae["hidden"],
         init,
         s["sae"]["steps"],
+        t.get("warm_start", 0),
+        t["updates"],
+        cfg["asa"]["t_sa0"],
         t["epochs"],
         f"{s['sae']['acc']:.3f}",
+        f"{s['warm_start_seconds']:.0f}" if "warm_start_seconds" in s else "-",
         f"{s['train_seconds']:.0f}",
         f"{e['nrr_policy']:.4f} ({e['nrr_policy_median']:.3f}, {e['nrr_policy_p10']:.3f})",
         f"{e['certified']} / {e['draws']}",
@@ -45,7 +50,10 @@ text = (
     "# The code learned for the decision: `ojrs-train` runs (N = 30, deployment seed 2, seed 0)\n\n"
     "Written by collect_runs.py from runs/*/ (config.yaml, overrides.yaml and summary.json of "
     "each run; run directories not kept). Every NRR is the policy's own decision from the code "
-    "(no search, no best-response pass) against the SCIP optimum on the run's held-out draws.\n\n"
+    "(no search, no best-response pass) against the SCIP optimum on the run's held-out draws. "
+    "Warm start: Adam steps fitting policy and SAE to ASA labels before DRL (train.warm_start; "
+    "warm start s where the summary times it apart, else it is inside DRL s). A run of 10 "
+    "epochs measures the warm-started policy itself.\n\n"
     + HEAD
     + "\n".join(r for _, r in rows)
     + "\n"

@@ -15,7 +15,8 @@ compression of h):
 - `ctx<C>`: the encoder also reads a C-wide mean over all UEs of a per-UE feature (so each UE's
   number can depend on the whole channel matrix, as the paper's flat SAE's does);
 each pretrained by eq. 23 for `--pretrain` Adam steps (0: from a random SAE), then fitted with
-the policy for `--steps` Adam steps on ASA labels of `--labels` training channels.
+the policy for `--steps` Adam steps on ASA labels of `--labels` training channels; `--inits`
+lists the SAE's random initialisations (0: the key of joint_study.py, i > 0: folded in).
 
     python reproduction/sae_joint/encoder_study.py --m 5 --variants base id16 ctx32 id16_ctx32
     python reproduction/sae_joint/encoder_study.py --m 5 --steps 12000 --labels 16000
@@ -132,6 +133,7 @@ def main() -> None:
     ap.add_argument("--pretrain", type=int, default=3000, help="eq. 23 Adam steps (0: random)")
     ap.add_argument("--steps", type=int, default=3000, help="joint offline Adam steps")
     ap.add_argument("--labels", type=int, default=4000, help="ASA-labelled training channels")
+    ap.add_argument("--inits", type=int, nargs="+", default=[0], help="SAE initialisations")
     args = ap.parse_args()
     record = HERE / f"joint_m{args.m}_s2.json"
     if not record.exists():
@@ -153,10 +155,11 @@ def main() -> None:
     net = PerUEPolicy(n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1)
     out = HERE / f"encoder_m{args.m}_s2.json"
     res = json.loads(out.read_text()) if out.exists() else {}
-    for name in args.variants:
+    for name, init in [(v, i) for v in args.variants for i in args.inits]:
         t0 = time.perf_counter()
         mod = RowSAE(N_UE, args.m, **parse_variant(name))
-        params = mod.init(k_sae, x_tr[:1])["params"]
+        k_init = k_sae if init == 0 else jax.random.fold_in(k_sae, init)
+        params = mod.init(k_init, x_tr[:1])["params"]
         if args.pretrain:
             params = fit_offline(
                 k_sae,
@@ -186,6 +189,7 @@ def main() -> None:
         h_hat = channel_map.postprocess(mod.apply({"params": params}, x_te), stats)
         row = {
             "variant": name,
+            "init": init,
             "pretrain_steps": args.pretrain,
             "steps": args.steps,
             "labels": args.labels,
@@ -195,7 +199,8 @@ def main() -> None:
             "wape_acc": float(channel_map.reconstruction_accuracy(h_te, h_hat)),
             "seconds": time.perf_counter() - t0,
         }
-        res[f"{name}_p{args.pretrain}_s{args.steps}_l{args.labels}"] = row
+        tag = f"_i{init}" if init else ""
+        res[f"{name}_p{args.pretrain}_s{args.steps}_l{args.labels}{tag}"] = row
         out.write_text(json.dumps(res, indent=1))
         print(json.dumps(row), flush=True)
 

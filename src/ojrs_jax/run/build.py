@@ -156,27 +156,36 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         inits = [k_init] + [jax.random.fold_in(k_init, r) for r in range(1, cfg.restarts)]
         starts = [sae_mod.init_sae(k, cfg, n_ue * n_mec, n_mec) for k in inits]
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *starts)
+        # with a warm start every initialisation is kept: the joint agent fits each to the ASA
+        # labels and keeps the one that decides best on held-out labels (agents._joint_agent)
+        keep_all = spec.train_cfg.warm_start > 0
         params, curves, steps, scores = sae_train.train_best_of(
-            k_fit, cfg, stacked, x, stats, x_test
+            k_fit, cfg, stacked, x, stats, x_test, keep_all=keep_all
         )
         best = int(np.argmin(scores))
-        chosen = {"restart": best, "restart_losses": [float(v) for v in scores]}
+        chosen = {"restart_losses": [float(v) for v in scores]}
+        # the held-out metrics below are of the lowest loss (the kept one without a warm start)
+        shown = jax.tree.map(lambda a: a[best], params) if keep_all else params
+        if not keep_all:
+            chosen["restart"] = best
         log.info(
-            "SAE restarts: final held-out losses %s, initialisation %d kept",
+            "SAE restarts: final held-out losses %s, %s",
             [round(float(v), 4) for v in scores],
-            best,
+            "all kept for the warm start" if keep_all else f"initialisation {best} kept",
         )
     elif cfg.max_steps:
         params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves, steps = sae_train.train_sae_converged(k_fit, cfg, params, x, stats, x_test)
+        shown = params
     else:
         params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves = sae_train.train_sae(k_fit, cfg, params, x, stats)
         steps = cfg.steps
+        shown = params
     jax.block_until_ready(params)
     seconds = time.perf_counter() - t0
     held_out = {
-        k: float(v) for k, v in sae_mod.evaluate(params, spec.sae_cfg, x_test, stats).items()
+        k: float(v) for k, v in sae_mod.evaluate(shown, spec.sae_cfg, x_test, stats).items()
     }
     cr = sae_mod.compression_ratio(n_ue, n_mec, spec.sae_cfg.state_width(n_ue))
     log_summary(

@@ -157,6 +157,7 @@ def train_best_of(
     x: jax.Array,
     stats: ChannelStats,
     x_val: jax.Array,
+    keep_all: bool = False,
 ) -> tuple[Params, dict[str, np.ndarray], int, np.ndarray]:
     """Train several initialisations (stacked along a leading axis) together, vmapped on the same
     minibatches, to the plateau of their mean held-out loss (`run_to_plateau`; one chunk with
@@ -164,7 +165,8 @@ def train_best_of(
     last tenth of the last chunk). Some initialisations of the per-UE SAE end in a poor minimum
     (held-out MSE 0.26-0.31 against 0.04-0.07; the DRL on such a code fails), and the first
     chunk does not tell them apart. Returns the kept parameters, its curves, the steps taken and
-    every initialisation's final held-out loss."""
+    every initialisation's final held-out loss; with `keep_all` the parameters of every
+    initialisation (stacked), for a later choice by another criterion (`train.warm_start`)."""
 
     def chunk(k, carry):
         p, o, m = jax.vmap(lambda p_, o_: train_chunk(k, cfg, p_, o_, x, stats, x_val))(*carry)
@@ -176,7 +178,7 @@ def train_best_of(
     tail = max(1, cfg.steps // 10)
     scores = np.asarray(curves["test_loss"])[:, -tail:].mean(axis=1)
     best = int(np.argmin(scores))
-    pick = jax.tree.map(lambda a: a[best], params)
+    pick = params if keep_all else jax.tree.map(lambda a: a[best], params)
     return pick, {k: v[best] for k, v in curves.items()}, steps, scores
 
 
