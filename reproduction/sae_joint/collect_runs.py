@@ -12,12 +12,12 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).parent
-HEAD = (
-    "| run | M | code weight | encoder hidden | SAE init | SAE steps | warm start | Adam steps "
-    "per round | ASA T_SA(0) | epochs | SAE WAPE Acc | warm start s | DRL s | "
-    "NRR mean (median, p10) | certified |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+COLUMNS = (
+    "run | M | seed | code weight | encoder hidden | SAE init | SAE steps | warm start | "
+    "Adam steps per round | ASA T_SA(0) | epochs | SAE WAPE Acc | warm start s | DRL s | "
+    "NRR mean (median, p10) | certified"
 )
+HEAD = f"| {COLUMNS} |\n|" + " --- |" * len(COLUMNS.split(" | ")) + "\n"
 
 
 def row(d: Path) -> tuple[tuple, str]:
@@ -28,6 +28,7 @@ def row(d: Path) -> tuple[tuple, str]:
     cells = [
         d.name,
         cfg["scale"]["n_mec"],
+        cfg.get("seed", 0),
         t.get("code_weight", 0.0),
         sae["hidden"],
         init,
@@ -47,7 +48,7 @@ def row(d: Path) -> tuple[tuple, str]:
 
 rows = sorted(row(d) for d in (HERE / "runs").iterdir() if (d / "summary.json").exists())
 text = (
-    "# The code learned for the decision: `ojrs-train` runs (N = 30, deployment seed 2, seed 0)\n\n"
+    "# The code learned for the decision: `ojrs-train` runs (N = 30, deployment seed 2)\n\n"
     "Written by collect_runs.py from runs/*/ (config.yaml, overrides.yaml and summary.json of "
     "each run; run directories not kept). Every NRR is the policy's own decision from the code "
     "(no search, no best-response pass) against the SCIP optimum on the run's held-out draws. "
