@@ -40,11 +40,13 @@ from ojrs_jax.agent.agents import fit_offline
 from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
 from ojrs_jax.experiments import code_study
 from ojrs_jax.sae import channel_map
+from ojrs_jax.sae import model as sae_mod
 from ojrs_jax.system.certify import cases, certify, latency64
 from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
 
-N_UE, GAMMA1, GAMMA2, CODE_WEIGHT, LAM = 30, 0.5, 0.08, 0.001, 1e-4
+N_UE, CODE_WEIGHT, LAM = 30, 0.001, 1e-4
+SAE_CFG = sae_mod.SAEConfig(variant="2r_sae")  # eq. 23: gamma1 0.5, gamma2 0.08, l2 of kernels
 HERE = Path(__file__).parent
 
 
@@ -96,19 +98,16 @@ class RowSAE(nn.Module):
 
 
 def eq23(mod: RowSAE, params, x: jax.Array, stats: channel_map.ChannelStats) -> jax.Array:
-    """Eq. 23 as `sae.model.total_loss` computes it (l2 over kernels, per parameter)."""
+    """Eq. 23 of `mod` as `sae.model.loss_terms` and `total_loss` compute it for SAE_CFG."""
     xh = mod.apply({"params": params}, x)
-    mse = jnp.mean(jnp.square(x - xh))
     rho = channel_map.relative_channel(channel_map.log_channel(x, stats))
     rho_h = channel_map.relative_channel(channel_map.log_channel(xh, stats))
-    rel = jnp.mean(jnp.sum(jnp.square(rho - rho_h), axis=(-2, -1)))
-    kernels = [
-        v
-        for path, v in jax.tree_util.tree_leaves_with_path(params)
-        if getattr(path[-1], "key", None) == "kernel"
-    ]
-    l2 = sum(jnp.sum(v * v) for v in kernels) / sum(v.size for v in kernels)
-    return mse + 0.5 * GAMMA1 * rel + 0.5 * GAMMA2 * l2
+    terms = {
+        "mse": jnp.mean(jnp.square(x - xh)),
+        "rel": jnp.mean(jnp.sum(jnp.square(rho - rho_h), axis=(-2, -1))),
+        "l2": sae_mod.l2_norm_sq(params, SAE_CFG),
+    }
+    return sae_mod.total_loss(terms, SAE_CFG)
 
 
 def parse_variant(name: str) -> dict[str, int]:

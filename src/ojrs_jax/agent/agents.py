@@ -137,8 +137,8 @@ def _joint_agent(
                 k_fit, loss, theta, x_fit, a_fit, cfg.warm_start, cfg.batch, cfg.learning_rate
             )
 
-        single = jax.tree.leaves(sae)[0].ndim == jax.tree.leaves(template)[0].ndim
-        if single:
+        template = jax.eval_shape(lambda k: sae_mod.init_sae(k, sae_cfg, n_in, env.n_mec), key)
+        if jax.tree.leaves(sae)[0].ndim == jax.tree.leaves(template)[0].ndim:  # one SAE
             return fit(sae, x, labels)
         n_val = max(1, cfg.warm_start_draws // 8)
         fitted = jax.vmap(fit, in_axes=(0, None, None))(sae, x[n_val:], labels[n_val:])
@@ -150,10 +150,6 @@ def _joint_agent(
 
         best = jnp.argmin(jax.vmap(held_out)(fitted))
         return jax.tree.map(lambda a: a[best], fitted)
-
-    template = jax.eval_shape(
-        lambda k: sae_mod.init_sae(k, sae_cfg, n_in, env.n_mec), jax.random.key(0)
-    )
 
     def init(key: jax.Array, sae: Any = None) -> Params:
         if sae is None:

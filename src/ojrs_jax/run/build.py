@@ -144,6 +144,7 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     n_ue, n_mec = spec.scn.n_ue, spec.scn.n_mec
     cfg = spec.sae_cfg
     chosen: dict[str, Any] = {}
+    keep_all = False  # every initialisation kept (stacked) for the warm start to choose
     log.info(
         "SAE pretraining: %s, %s steps on %d channels, %d initialisation(s) ...",
         cfg.variant,
@@ -164,8 +165,6 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
         )
         best = int(np.argmin(scores))
         chosen = {"restart_losses": [float(v) for v in scores]}
-        # the held-out metrics below are of the lowest loss (the kept one without a warm start)
-        shown = jax.tree.map(lambda a: a[best], params) if keep_all else params
         if not keep_all:
             chosen["restart"] = best
         log.info(
@@ -176,14 +175,14 @@ def pretrain_sae(key: jax.Array, spec: RunSpec, n_test: int = 512) -> tuple[Any,
     elif cfg.max_steps:
         params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves, steps = sae_train.train_sae_converged(k_fit, cfg, params, x, stats, x_test)
-        shown = params
     else:
         params = sae_mod.init_sae(k_init, cfg, n_ue * n_mec, n_mec)
         params, curves = sae_train.train_sae(k_fit, cfg, params, x, stats)
         steps = cfg.steps
-        shown = params
     jax.block_until_ready(params)
     seconds = time.perf_counter() - t0
+    # held-out metrics of the lowest loss (the kept initialisation without a warm start)
+    shown = jax.tree.map(lambda a: a[best], params) if keep_all else params
     held_out = {
         k: float(v) for k, v in sae_mod.evaluate(shown, spec.sae_cfg, x_test, stats).items()
     }
