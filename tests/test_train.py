@@ -283,3 +283,47 @@ def test_pretrain_sae_with_restarts_keeps_the_best_initialisation():
     assert rep["loss"] <= max(losses) and np.isfinite(rep["loss"])
     one = pretrain_sae(spec.keys()["sae"], build(TINY), n_test=64)[1]
     assert "restart" not in one
+
+
+def test_polyak_average_follows_its_recursion_and_decides(tiny_run, tmp_path):
+    """train.average = d: after every round avg <- d avg + (1 - d) theta (checked in float64
+    against the policy of each block, run one block per chunk); training itself is the run
+    without averaging, bit for bit; the average is what decides and what the run saves."""
+    spec, env, sae_params, state, m = tiny_run
+    d = 0.8
+    cfg = {**TINY, "train": {**TINY["train"], "epochs": 40, "chunk": 5, "average": d}}
+    avg_spec = build(cfg)
+    plain = build({**cfg, "train": {**cfg["train"], "average": 0.0}})
+    st = avg_spec.trainer.init(spec.keys()["train"], sae_params)
+    ref = jax.tree.map(lambda x: np.asarray(x, np.float64), st.policy)
+    assert (
+        st.average is not None and plain.trainer.init(jax.random.key(0), sae_params).average is None
+    )
+    for _ in range(8):
+        st, _ = avg_spec.trainer.run_chunk(st, env)
+        ref = jax.tree.map(lambda a, p: d * a + (1 - d) * np.asarray(p, np.float64), ref, st.policy)
+    for got, want in zip(jax.tree.leaves(st.average), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=1e-6)
+    # the average moved away from the last parameters: it is not a copy of them
+    gap = max(
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(st.average), jax.tree.leaves(st.policy), strict=True)
+    )
+    assert gap > 1e-4
+    # training does not depend on the average: the plain run reaches the same last parameters
+    st_plain, _ = plain.trainer.train(spec.keys()["train"], env, sae_params)
+    for a, b in zip(jax.tree.leaves(st_plain.policy), jax.tree.leaves(st.policy), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the average decides: deciding() and the saved model hold it, not the last theta
+    assert avg_spec.trainer.deciding(st) is st.average
+    model = avg_spec.trainer.model(st)
+    np.testing.assert_array_equal(
+        jax.tree.leaves(model["policy"])[0], jax.tree.leaves(st.average)[0]
+    )
+    assert plain.trainer.deciding(st_plain) is st_plain.policy
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.9", float("nan")])
+def test_average_setting_is_validated(bad):
+    with pytest.raises(ConfigError, match="train.average"):
+        TrainConfig(average=bad)

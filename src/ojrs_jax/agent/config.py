@@ -57,6 +57,7 @@ class TrainConfig:
     hidden: tuple[int, ...] | str = (120, 80)  # mlp widths, or "auto" (scale with N (M+1))
     learning_rate: float = 1e-3  # Adam step size (eq. 25)
     lr_final: float = 1.0  # last Adam step's size / learning_rate (cosine decay; 1: constant)
+    average: float = 0.0  # > 0: the Polyak average of theta (this decay per round) decides
     lam: float = 0.02  # lambda of eq. 25's L2 term
     explore_eps: float = 0.0  # epsilon-greedy: chance per UE of a random option before ASA
     adaptive: bool = True  # eq. 30 on (False: T_SA stays asa.t_sa0)
@@ -118,6 +119,9 @@ class TrainConfig:
             raise ConfigError(
                 f"train.weight_high ({self.weight_high}) must be >= weight_low ({self.weight_low})"
             )
+        d = self.average
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d < 1:
+            raise ConfigError(f"train.average must be in [0, 1), got {d!r}")
         e = self.explore_eps
         if isinstance(e, bool) or not isinstance(e, int | float) or not 0 <= e <= 1:
             raise ConfigError(f"train.explore_eps must be in [0, 1], got {e!r}")

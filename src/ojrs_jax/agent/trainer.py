@@ -20,6 +20,12 @@ the training round follows. A block is one `lax.scan` step; `run_chunk` scans ma
 jitted call, and a host loop over chunks (`run.loop`) shows progress and writes checkpoints.
 Metrics leave the scan as stacked outputs, one row per epoch.
 
+With `train.average` = d > 0 the state also keeps the Polyak average of theta (avg <- d avg +
+(1 - d) theta after every training round, from the initial theta); it decides at evaluation
+and is the saved model (`Trainer.deciding`), while training goes on from the last theta. The
+last parameters of a constant-step Adam run move from round to round (the NRR of consecutive
+evaluations differs by up to 0.01); their average decides more steadily.
+
 Dynamic environment (paper Sec. V.E): from epoch `change_epoch` on, the task weights of the
 fixed deployment switch to `weights_after` (drawn uniformly in [weight_low, weight_high] from
 the run's key, `make_env`).
@@ -72,6 +78,7 @@ class TrainState:
     sae: incremental.IncrementalState | None  # 2r-SAE under Algorithm 1 (None: no encoder)
     hyper: Hyper
     env: Any  # the environment's generator of the next epoch (mobility, fading), () if i.i.d.
+    average: Any = None  # Polyak average of theta (train.average > 0), else None
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,18 @@ class Trainer:
     def net(self) -> Any:
         return self.agent.net
 
+    def deciding(self, st: TrainState) -> Any:
+        """The parameters theta that decide: the Polyak average with `train.average` > 0, else
+        the last ones. The evaluations and the saved model use these."""
+        return st.policy if st.average is None else st.average
+
     def model(self, st: TrainState) -> dict[str, Any]:
         """What a scheduler needs to decide, as `model.msgpack` holds it: the policy parameters
         and the online encoder ({} when the policy reads no code)."""
+        theta = self.deciding(st)
         if self.agent.learns_code:
-            return {"policy": st.policy["policy"], "encoder": st.policy["encoder"]}
-        return {"policy": st.policy, "encoder": {} if st.sae is None else st.sae.online}
+            return {"policy": theta["policy"], "encoder": theta["encoder"]}
+        return {"policy": theta, "encoder": {} if st.sae is None else st.sae.online}
 
 
 def make_env(
@@ -154,6 +167,7 @@ def make_trainer(
                 asa=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), cfg.asa_params),
             ),
             env=gen,
+            average=policy if cfg.average else None,
         )
 
     def one_epoch(key, st: TrainState, params: Any, p: Problem):
@@ -222,6 +236,10 @@ def make_trainer(
         )
         # Delta-delta of eq. 30 is the loss decrease achieved by the whole training round
         loss_after, delta = losses[-1], jnp.sum(deltas)
+        average = st.average
+        if cfg.average:  # Polyak averaging: avg <- d avg + (1 - d) theta after each round
+            d = cfg.average
+            average = jax.tree.map(lambda a, p: d * a + (1 - d) * p, average, policy)
         t_sa = st.t_sa
         if cfg.adaptive:
             t_sa = adapt_t_sa(t_sa, delta, st.hyper.asa.eps, max_iter=max_iter)
@@ -234,6 +252,7 @@ def make_trainer(
             t_sa=t_sa,
             sae=sae_state,
             env=gen,
+            average=average,
         )
         rep = lambda x: jnp.full((phi,), x)  # noqa: E731  per-block value on each epoch row
         metrics = {

@@ -243,7 +243,7 @@ def run_table2(c: dict, out: Path) -> dict[str, Any]:
     sae_params, sae_rep = pretrain_sae(keys["sae"], spec)
     run = _train(s, out, spec.trainer, keys["train"], 1, sae_params, env, shard=False)
     _write_training_metrics(out, run)
-    pol = jax.tree.map(lambda x: x[0], run.state.policy)
+    pol = jax.tree.map(lambda x: x[0], spec.trainer.deciding(run.state))
     enc = None if run.state.sae is None else jax.tree.map(lambda x: x[0], run.state.sae.online)
     decide = spec.trainer.decide
 

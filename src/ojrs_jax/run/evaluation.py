@@ -98,7 +98,8 @@ def evaluate_run(
     problems = held_out(trainer.env, k_h, params, draws, epoch)
     t0 = time.perf_counter()
     online = None if state.sae is None else state.sae.online
-    a_pol = jax.block_until_ready(trainer.decide(state.policy, online, params, problems))
+    theta = trainer.deciding(state)
+    a_pol = jax.block_until_ready(trainer.decide(theta, online, params, problems))
     decide_s = time.perf_counter() - t0
     acts = {"policy": a_pol, **baseline_decisions(k_r, problems, draws)}
     out = {"epoch": epoch, "decide_seconds": decide_s}
@@ -173,7 +174,7 @@ def nrr_evaluator(trainer: Trainer, params: EnvParams, refs: tuple[Reference, Re
         ref = refs[1] if changed else refs[0]
         online = None if state.sae is None else state.sae.online
         problems = Problem(dep=from_scenario(ref.scn), h=ref.H)
-        a = decide(state.policy, online, params, problems)
+        a = decide(trainer.deciding(state), online, params, problems)
         lp = latency64(ref.scn, ref.H, np.asarray(a))  # (S, K)
         return {
             "phase": "S" if changed else "F",

@@ -107,7 +107,7 @@ def run_chunks(
                 bad_loss, bad_reward = ~np.isfinite(m["loss"]), ~np.isfinite(m["reward"])
                 if seeds:
                     bad_loss, bad_reward = bad_loss.any(axis=0), bad_reward.any(axis=0)
-                finite = _finite((new_state.policy, new_state.sae))
+                finite = _finite((new_state.policy, new_state.sae, new_state.average))
                 if bad_loss.any() or bad_reward.any() or not finite:
                     done = epoch_of(state)
                     bad = done + int(
