@@ -230,3 +230,69 @@ def test_warm_start_keeps_the_initialisation_that_decides_best():
         enc = theta["encoder"]
         assert enc["enc_0"]["kernel"].shape == good["enc_0"]["kernel"].shape  # one SAE kept
         assert float(jnp.max(jnp.abs(enc["enc_0"]["kernel"]))) > 1e-2
+
+
+def test_resume_with_a_warm_start_runs_no_warm_start_and_ends_as_uninterrupted(tmp_path):
+    """`resume=true` reads the checkpoint against the initial state's shapes only: the warm
+    start (and the rest of the initialisation) is not run again, and the resumed run writes the
+    metrics and model of the run that was never interrupted."""
+    import dataclasses
+
+    from hydra import compose, initialize_config_module
+
+    from ojrs_jax.app.hydra import to_container
+    from ojrs_jax.run.train import parse, train_run
+
+    over = [
+        "train=sae_joint",
+        "scale=tiny",
+        "train.epochs=40",
+        "train.chunk=20",
+        "train.warm_start=20",
+        "train.warm_start_draws=64",
+        "sae.max_steps=0",
+        "sae.steps=20",
+        "sae_pretrain.draws=64",
+        "eval.draws=8",
+        "eval.exact=false",
+    ]
+    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
+        cfg = to_container(compose("train", over))
+    spec, opts = parse(cfg)
+    full = train_run(spec, opts, tmp_path / "full")
+    assert full["warm_start_seconds"] > 0
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def stop_after_first(state, env):
+        if calls:
+            raise Stop
+        calls.append(1)
+        return spec.trainer.run_chunk(state, env)
+
+    broken = dataclasses.replace(
+        spec, trainer=dataclasses.replace(spec.trainer, run_chunk=stop_after_first)
+    )
+    with pytest.raises(Stop):
+        train_run(broken, opts, tmp_path / "cut")
+    assert (tmp_path / "cut" / "checkpoint" / "state.msgpack").exists()
+
+    concrete = []
+
+    def spy(*args):
+        concrete.append(not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)))
+        return spec.trainer.init(*args)
+
+    resumed_spec = dataclasses.replace(spec, trainer=dataclasses.replace(spec.trainer, init=spy))
+    resumed = train_run(resumed_spec, opts, tmp_path / "cut", resume=True)
+    assert concrete == [False]  # traced for the shapes, never run
+    assert "warm_start_seconds" not in resumed
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (
+        tmp_path / "full" / "metrics.csv"
+    ).read_text()
+    assert (tmp_path / "cut" / "model.msgpack").read_bytes() == (
+        tmp_path / "full" / "model.msgpack"
+    ).read_bytes()

@@ -31,18 +31,30 @@ from ojrs_jax.core.io import atomic_write_bytes, atomic_write_text
 from ojrs_jax.core.settings import ConfigError, first_line, rename_settings
 
 
+def _is_key(x: Any) -> bool:
+    """A typed PRNG key, as an array or as the shape of one (`jax.eval_shape`)."""
+    return isinstance(x, jax.Array | jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key
+    )
+
+
 def _to_host(tree: Any) -> Any:
-    """Typed PRNG keys become their raw uint32 data so msgpack can store them."""
+    """Typed PRNG keys become their raw uint32 data so msgpack can store them. A template of
+    shapes (`jax.eval_shape` of the initial state) gives the shapes of that data."""
 
-    def is_key(x: Any) -> bool:
-        return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    def host(x: Any) -> Any:
+        if not _is_key(x):
+            return x
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.eval_shape(jax.random.key_data, x)
+        return jax.random.key_data(x)
 
-    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+    return jax.tree.map(host, tree)
 
 
 def _from_host(template: Any, tree: Any) -> Any:
     def back(t, x):
-        if isinstance(t, jax.Array) and jax.dtypes.issubdtype(t.dtype, jax.dtypes.prng_key):
+        if _is_key(t):
             return jax.random.wrap_key_data(np.asarray(x, np.uint32))
         return x
 
@@ -117,7 +129,8 @@ def save_state(run_dir: Path, state: Any, metrics: dict[str, np.ndarray], epoch:
 
 
 def load_state(run_dir: Path, template: Any) -> tuple[Any, dict[str, np.ndarray], int] | None:
-    """The saved (state, metrics, epoch), or None when the run has no checkpoint yet."""
+    """The saved (state, metrics, epoch), or None when the run has no checkpoint yet. The
+    template is an initial state or its shapes (`jax.eval_shape`, which computes nothing)."""
     path = Path(run_dir) / "checkpoint" / "state.msgpack"
     # a process killed inside an atomic write leaves the temporary file behind
     for tmp in [*Path(run_dir).glob(".*.tmp"), *path.parent.glob(".*.tmp")]:

@@ -140,24 +140,31 @@ def _train(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool) -> dict
         save_scenario(spec.scn, run_dir / "scenario_start.json")
 
     sae_params, sae_report = initial_sae(keys["sae"], spec)
-    warm = spec.train_cfg.warm_start
-    if warm:
-        log.info(
-            "warm start: %d Adam steps on ASA labels of %d channels ...",
-            warm,
-            spec.train_cfg.warm_start_draws,
-        )
-    t_init = time.perf_counter()
-    state = jax.block_until_ready(spec.trainer.init(keys["train"], sae_params, params))
-    init_s = time.perf_counter() - t_init
-    if warm:
-        log.info("warm start done in %.1f s", init_s)
+    init = spec.trainer.init
     metrics: dict[str, np.ndarray] = {}
-    restored = load_state(run_dir, state) if resume else None
+    # a checkpoint is read against the initial state's shapes: nothing (no warm start) is run
+    restored = (
+        load_state(run_dir, jax.eval_shape(init, keys["train"], sae_params, params))
+        if resume
+        else None
+    )
+    warm = spec.train_cfg.warm_start if restored is None else 0
     if restored is not None:
         state, metrics, _ = restored
         print(f"resuming {run_dir} at epoch {int(state.epoch)}")
         log.info("resuming %s at epoch %d", run_dir, int(state.epoch))
+    else:
+        if warm:
+            log.info(
+                "warm start: %d Adam steps on ASA labels of %d channels ...",
+                warm,
+                spec.train_cfg.warm_start_draws,
+            )
+        t_init = time.perf_counter()
+        state = jax.block_until_ready(init(keys["train"], sae_params, params))
+        init_s = time.perf_counter() - t_init
+        if warm:
+            log.info("warm start done in %.1f s", init_s)
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi
     writer = open_writer(opts.tensorboard, run_dir)
     try:
