@@ -296,3 +296,27 @@ def test_resume_with_a_warm_start_runs_no_warm_start_and_ends_as_uninterrupted(t
     assert (tmp_path / "cut" / "model.msgpack").read_bytes() == (
         tmp_path / "full" / "model.msgpack"
     ).read_bytes()
+
+
+def test_algorithm1_settings_unused_by_the_joint_code_are_named_in_a_warning():
+    """With train.code_weight > 0 the SAE learns in the policy's Adam step; a changed setting of
+    Algorithm 1's separate retraining is named in a warning, an unchanged one is not."""
+    import warnings
+
+    from ojrs_jax.run.build import build
+
+    base = {
+        "scale": {"n_ue": 4, "n_mec": 2, "area": 50.0, "layout": "paper", "seed": 2},
+        "train": {"state": "sae", "arch": "per_ue_code", "code_weight": 0.001, "epochs": 20},
+        "sae": {"structure": "per_ue", "per_ue_code": 1},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build(base)  # nothing changed: no warning
+    changed = {**base, "sae": {**base["sae"], "retrain_learning_rate": 0.01, "sync_period": 3}}
+    with pytest.warns(UserWarning, match=r"sae.retrain_learning_rate, sae.sync_period have no"):
+        build(changed)
+    plain = {**changed, "train": {**base["train"], "code_weight": 0.0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build(plain)  # Algorithm 1 uses them: no warning

@@ -12,8 +12,10 @@ them builds a run the same way from one plain config dict (the resolved Hydra co
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +105,7 @@ def build(cfg: dict) -> RunSpec:
     sys_cfg = system_config(c)
     seed = seed_value(c)
     pre = positive_int(dict(c.get("sae_pretrain", {"draws": 4096})), "draws", "sae_pretrain.")
+    _warn_unused_incremental(train_cfg, sae_cfg)
     env = make_environment(dcfg, sys_cfg)
     agent = make_agent(train_cfg, sae_cfg, env)
     if train_cfg.init_from:  # fine-tuning: the policy of a finished run starts this one
@@ -117,6 +120,37 @@ def build(cfg: dict) -> RunSpec:
     trainer = make_trainer(train_cfg, env, agent, sae_cfg)
     scn = env.scn if isinstance(env, FixedDeployment) else None
     return RunSpec(c, sys_cfg, dcfg, scn, sae_cfg, train_cfg, trainer, seed, pre)
+
+
+# Algorithm 1's own settings: the SAE's separate online learning from a FIFO memory
+INCREMENTAL_SETTINGS = (
+    "memory_size",
+    "error_threshold",
+    "retrain_steps",
+    "retrain_learning_rate",
+    "sync_period",
+)
+
+
+def _warn_unused_incremental(train_cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig) -> None:
+    """With train.code_weight > 0 the SAE learns in the policy's own Adam step, so Algorithm 1's
+    memory and retraining settings do nothing: a changed one is named in a warning."""
+    if train_cfg.code_weight <= 0:
+        return
+    default = sae_mod.SAEConfig()
+    changed = [
+        f"sae.{f.name}"
+        for f in dataclasses.fields(default)
+        if f.name in INCREMENTAL_SETTINGS and getattr(sae_cfg, f.name) != getattr(default, f.name)
+    ]
+    if changed:
+        warnings.warn(
+            f"{', '.join(changed)} {'has' if len(changed) == 1 else 'have'} no effect with "
+            "train.code_weight > 0: the SAE then learns in the policy's Adam step (step size "
+            "train.learning_rate, every training round), not from Algorithm 1's memory",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def initial_sae(key: jax.Array, spec: RunSpec) -> tuple[Any, dict]:
