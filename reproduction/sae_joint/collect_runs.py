@@ -15,8 +15,35 @@ HERE = Path(__file__).parent
 COLUMNS = (
     "run | M | seed | code weight | encoder hidden | SAE init | SAE steps | warm start | "
     "Adam steps per round | ASA T_SA(0) | epochs | SAE WAPE Acc | warm start s | DRL s | "
-    "NRR mean (median, p10) | certified"
+    "other overrides | NRR mean (median, p10) | certified"
 )
+# overrides a column already shows, or that change no result (train.chunk; sae.layers, which
+# sae.hidden sets), by their key
+SHOWN = (
+    "train.chunk",
+    "sae.layers",
+    "train",
+    "scale",
+    "seed",
+    "train.code_weight",
+    "sae.hidden",
+    "sae.restarts",
+    "sae.steps",
+    "sae.max_steps",
+    "train.warm_start",
+    "train.updates",
+    "asa.t_sa0",
+    "train.epochs",
+)
+
+
+def other_overrides(d: Path) -> str:
+    """The run's command-line overrides that no column shows, or "-"."""
+    path = d / "overrides.yaml"
+    over = yaml.safe_load(path.read_text()) if path.exists() else []
+    rest = [o for o in over or [] if o.split("=", 1)[0] not in SHOWN]
+    return ", ".join(f"`{o}`" for o in rest) or "-"
+
 HEAD = f"| {COLUMNS} |\n|" + " --- |" * len(COLUMNS.split(" | ")) + "\n"
 
 
@@ -40,6 +67,7 @@ def row(d: Path) -> tuple[tuple, str]:
         f"{s['sae']['acc']:.3f}",
         f"{s['warm_start_seconds']:.0f}" if "warm_start_seconds" in s else "-",
         f"{s['train_seconds']:.0f}",
+        other_overrides(d),
         f"{e['nrr_policy']:.4f} ({e['nrr_policy_median']:.3f}, {e['nrr_policy_p10']:.3f})",
         f"{e['certified']} / {e['draws']}",
     ]
