@@ -44,6 +44,7 @@ def other_overrides(d: Path) -> str:
     rest = [o for o in over or [] if o.split("=", 1)[0] not in SHOWN]
     return ", ".join(f"`{o}`" for o in rest) or "-"
 
+
 HEAD = f"| {COLUMNS} |\n|" + " --- |" * len(COLUMNS.split(" | ")) + "\n"
 
 
