@@ -14,8 +14,6 @@ from typing import Any
 
 from ojrs_jax.core.settings import ConfigError
 
-WORK = Path("runs/bench")  # where the trained entries (`main`, `sae_state`) keep their runs
-
 
 def _suite(name: str) -> Any:
     from ojrs_jax.bench import suites as S
@@ -23,10 +21,12 @@ def _suite(name: str) -> Any:
     return S.load_suite(name)  # names an unknown suite
 
 
-def _builtins(work: Path) -> dict:
+def _builtins(work: Path | None) -> dict:
+    """The built-in entries; the trained ones keep their runs under `work` (None: the
+    default, `entries.WORK`)."""
     from ojrs_jax.bench.entries import builtin_entries
 
-    return builtin_entries(work)
+    return builtin_entries() if work is None else builtin_entries(work)
 
 
 def run(
@@ -37,7 +37,7 @@ def run(
     decide: Any = None,
     batched: bool = True,
     name: str | None = None,
-    work: Path = WORK,
+    work: Path | None = None,
     repeats: int = 3,
 ) -> dict[str, Any]:
     """One scheduler on one suite: a built-in by name, an external `command` or a Python `decide`
@@ -67,7 +67,7 @@ def leaderboard(
     suites: list[str] | None = None,
     schedulers: list[str] | None = None,
     out: Path = Path("runs/leaderboard"),
-    work: Path = WORK,
+    work: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every built-in scheduler (or `schedulers`) on every suite (or `suites`) it applies to;
     writes leaderboard.md, leaderboard.png and leaderboard.json into `out`."""

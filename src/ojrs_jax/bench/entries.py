@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from ojrs_jax.bench import droo
-from ojrs_jax.bench.api import WORK
 from ojrs_jax.bench.harness import Entry, Prepared
 from ojrs_jax.bench.suites import Cell, Suite, training_env
 from ojrs_jax.core.settings import ConfigError
@@ -37,6 +36,8 @@ from ojrs_jax.search.asa import ASAParams, best_response, plain_sa, search
 from ojrs_jax.search.baselines import greedy, random_decision
 from ojrs_jax.search.pso import PSOParams, pso
 from ojrs_jax.system.deployment import Problem, problem_costs
+
+WORK = Path("runs/bench")  # where the trained entries (`main`, `sae_state`) keep their runs
 
 ASA_ITER, ASA_K, ASA_MOVES = 100, 128, 5.0
 PSO_PARTICLES, PSO_ITER = 64, 100
