@@ -321,6 +321,19 @@ def test_polyak_average_follows_its_recursion_and_decides(tiny_run, tmp_path):
         jax.tree.leaves(model["policy"])[0], jax.tree.leaves(st.average)[0]
     )
     assert plain.trainer.deciding(st_plain) is st_plain.policy
+    # the final evaluation scores the average's decisions, not the last theta's
+    from ojrs_jax.run.evaluation import evaluate_run, held_out
+    from ojrs_jax.system.certify import cases, certify
+
+    key = jax.random.key(3)
+    rep = evaluate_run(avg_spec.trainer, st, env, key, draws=64, exact=False)
+    problems = held_out(avg_spec.trainer.env, jax.random.split(key)[0], env, 64, int(st.epoch))
+    online = st.sae.online
+    a_avg = avg_spec.trainer.decide(st.average, online, env, problems)
+    a_last = avg_spec.trainer.decide(st.policy, online, env, problems)
+    assert not np.array_equal(np.asarray(a_avg), np.asarray(a_last))
+    want = certify(cases(problems), {"policy": a_avg}, exact=False)["latency_policy"]
+    assert rep["latency_policy"] == want
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.9", float("nan")])
