@@ -334,6 +334,16 @@ def test_polyak_average_follows_its_recursion_and_decides(tiny_run, tmp_path):
     assert not np.array_equal(np.asarray(a_avg), np.asarray(a_last))
     want = certify(cases(problems), {"policy": a_avg}, exact=False)["latency_policy"]
     assert rep["latency_policy"] == want
+    # so does Table III's evaluator (states with a leading seed axis)
+    from ojrs_jax.run.evaluation import Reference, nrr_evaluator
+    from ojrs_jax.system.certify import latency64
+
+    H = problems.h
+    ones = np.ones(H.shape[0])
+    ref = Reference(scn=spec.scn, H=H, exact=ones, pso=ones, certified=H.shape[0])
+    measure = nrr_evaluator(avg_spec.trainer, env, (ref, ref))
+    got = measure(jax.tree.map(lambda x: x[None], st), 0)["latency"]
+    np.testing.assert_allclose(got, [latency64(spec.scn, H, np.asarray(a_avg)).mean()])
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.9", float("nan")])
