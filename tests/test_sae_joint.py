@@ -238,9 +238,7 @@ def test_resume_with_a_warm_start_runs_no_warm_start_and_ends_as_uninterrupted(t
     metrics and model of the run that was never interrupted."""
     import dataclasses
 
-    from hydra import compose, initialize_config_module
-
-    from ojrs_jax.app.hydra import to_container
+    from ojrs_jax.app.compose import compose_config
     from ojrs_jax.run.train import parse, train_run
 
     over = [
@@ -256,9 +254,7 @@ def test_resume_with_a_warm_start_runs_no_warm_start_and_ends_as_uninterrupted(t
         "eval.draws=8",
         "eval.exact=false",
     ]
-    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
-        cfg = to_container(compose("train", over))
-    spec, opts = parse(cfg)
+    spec, opts = parse(compose_config(over))
     full = train_run(spec, opts, tmp_path / "full")
     assert full["warm_start_seconds"] > 0
 

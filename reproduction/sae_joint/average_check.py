@@ -20,9 +20,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from hydra import compose, initialize_config_module
 
-from ojrs_jax.app.hydra import to_container
+from ojrs_jax.app.compose import compose_config
 from ojrs_jax.run.build import build, initial_sae
 from ojrs_jax.run.evaluation import held_out
 from ojrs_jax.system.deployment import problem_latency
@@ -35,9 +34,7 @@ def main() -> None:
     m, epochs = int(sys.argv[1]), int(sys.argv[2])
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     over = ["train=sae_joint", f"scale=paper_m{m}", f"train.epochs={epochs}", "train.chunk=10"]
-    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
-        cfg = to_container(compose("train", [*over, f"seed={seed}"]))
-    spec = build(cfg)
+    spec = build(compose_config([*over, f"seed={seed}"]))
     keys, params = spec.keys(), spec.env_params()
     sae_params, _ = initial_sae(keys["sae"], spec)
     tr = spec.trainer

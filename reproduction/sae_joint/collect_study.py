@@ -10,6 +10,14 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
+
+
+def records(kind: str) -> list[tuple[int, dict]]:
+    """(M, record) of every <kind>_m<M>_s2.json here, by M."""
+    files = sorted(HERE.glob(f"{kind}_m*_s2.json"))
+    return [(int(f.stem.split("_")[1][1:]), json.loads(f.read_text())) for f in files]
+
+
 NAMES = {
     "frozen": "pretrained by eq. 23 (reconstruction only, frozen)",
     "joint_w1": "fitted offline with the policy, eq. 25 + 1 x eq. 23",
@@ -36,9 +44,7 @@ lines = [
     "NRR (p10) | run's policy NRR |",
     "| --- | --- | --- | --- | --- | --- | --- |",
 ]
-for f in sorted(HERE.glob("joint_m*_s2.json")):
-    m = int(f.stem.split("_")[1][1:])
-    res = json.loads(f.read_text())
+for m, res in records("joint"):
     for key, rows in res.items():
         if key == "a_opt":
             continue
@@ -70,9 +76,8 @@ lines += [
     "| offline NRR (p10) |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",
 ]
-for f in sorted(HERE.glob("encoder_m*_s2.json")):
-    m = int(f.stem.split("_")[1][1:])
-    for r in json.loads(f.read_text()).values():
+for m, res in records("encoder"):
+    for r in res.values():
         lines.append(
             f"| {m} | {r['variant']} | {r.get('init', 0)} | {r['pretrain_steps']} | "
             f"{r['labels']} | {r['steps']} | {r['wape_acc']:.3f} | {r['offline_nrr']:.4f} "

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import jax
-from hydra import compose, initialize_config_module
 
-from ojrs_jax.app.hydra import to_container
+from ojrs_jax.app.compose import compose_config
 from ojrs_jax.run.build import build, initial_sae
 from ojrs_jax.run.evaluation import evaluate_run
 from ojrs_jax.run.loop import run_chunks
@@ -33,9 +32,7 @@ def main() -> None:
     if len(sys.argv) < 3:
         raise SystemExit("usage: sae_init_study.py M INITS (comma-separated) [overrides ...]")
     m, inits, extra = int(sys.argv[1]), [int(v) for v in sys.argv[2].split(",")], sys.argv[3:]
-    with initialize_config_module("ojrs_jax.conf", version_base="1.3"):
-        cfg = to_container(compose("train", ["train=sae_joint", f"scale=paper_m{m}", *extra]))
-    spec = build(cfg)
+    spec = build(compose_config(["train=sae_joint", f"scale=paper_m{m}", *extra]))
     keys, params = spec.keys(), spec.env_params()
     total = spec.train_cfg.n_blocks * spec.train_cfg.phi
     chunk = spec.train_cfg.chunk_blocks * spec.train_cfg.phi

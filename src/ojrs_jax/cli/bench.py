@@ -32,6 +32,7 @@ EXAMPLES = """examples:
 def main(argv: list[str] | None = None) -> None:
     from ojrs_jax.bench import api
     from ojrs_jax.bench import suites as S
+    from ojrs_jax.bench.entries import WORK
 
     ap = argparse.ArgumentParser(
         prog="ojrs-bench",
@@ -46,12 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--scheduler", help="a built-in scheduler (ojrs-bench leaderboard --help)")
     g.add_argument("--command", help="an external scheduler's command")
     r.add_argument("--out", type=Path, help="write the result as JSON here")
-    r.add_argument("--work", type=Path, default=None, help="trained entries (default: runs/bench)")
+    r.add_argument("--work", type=Path, default=WORK, help="trained entries")
     lb = sub.add_parser("leaderboard", help="every built-in scheduler on the suites")
     lb.add_argument("suites", nargs="*", help=f"suites (default: all of {', '.join(S.SUITES)})")
     lb.add_argument("--schedulers", nargs="+", help="a subset of the built-in schedulers")
     lb.add_argument("--out", type=Path, default=Path("runs/leaderboard"))
-    lb.add_argument("--work", type=Path, default=None, help="trained entries (default: runs/bench)")
+    lb.add_argument("--work", type=Path, default=WORK, help="trained entries")
     ex = sub.add_parser("export", help="a suite's problems and optima as one .npz")
     ex.add_argument("suite", choices=S.SUITES)
     ex.add_argument("out", type=Path)

@@ -12,7 +12,6 @@ them builds a run the same way from one plain config dict (the resolved Hydra co
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import warnings
@@ -139,9 +138,9 @@ def _warn_unused_incremental(train_cfg: TrainConfig, sae_cfg: sae_mod.SAEConfig)
         return
     default = sae_mod.SAEConfig()
     changed = [
-        f"sae.{f.name}"
-        for f in dataclasses.fields(default)
-        if f.name in INCREMENTAL_SETTINGS and getattr(sae_cfg, f.name) != getattr(default, f.name)
+        f"sae.{name}"
+        for name in INCREMENTAL_SETTINGS
+        if getattr(sae_cfg, name) != getattr(default, name)
     ]
     if changed:
         warnings.warn(
