@@ -71,7 +71,10 @@ lines += [
     "certified held-out draws as the table above. Variants: `base` the per-UE encoder "
     "M-64-64-1 of `train=sae_joint`; `id16` encoder and decoder also read a 16-wide learned "
     "embedding of the UE's identity; `ctx32` the encoder also reads a 32-wide mean over all UEs "
-    "of a per-UE feature (each UE's number can depend on the whole channel matrix).\n",
+    "of a per-UE feature (each UE's number can depend on the whole channel matrix); `lin` the "
+    "code layer is linear (no ELU on the code); `log` the encoder reads [x, ln x] of the UE's "
+    "row; `ff6` the policy reads the code through 6 Fourier pairs [z, sin(pi 2^k z), "
+    "cos(pi 2^k z)], k < 6.\n",
     "| M | variant | SAE init | eq. 23 pretraining steps | labels | offline steps | WAPE Acc "
     "| offline NRR (p10) |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -14,6 +14,12 @@ compression of h):
   (a conditional autoencoder: each UE's code can be tailored to its position);
 - `ctx<C>`: the encoder also reads a C-wide mean over all UEs of a per-UE feature (so each UE's
   number can depend on the whole channel matrix, as the paper's flat SAE's does);
+- `lin`: the code layer is linear (no ELU on the code: its negative side is not squashed);
+- `log`: the encoder reads [x, ln x] of the UE's row (a deep fade is far from a good link in
+  ln x; the decoder still reconstructs x);
+- `ff<K>`: the policy reads the code through K Fourier pairs, [z, sin(pi 2^k z), cos(pi 2^k z)]
+  for k < K (NeRF's positional encoding: a one-number code with fine structure the policy's
+  ReLU layers could not resolve from z alone);
 each pretrained by eq. 23 for `--pretrain` Adam steps (0: from a random SAE), then fitted with
 the policy for `--steps` Adam steps on ASA labels of `--labels` training channels; `--inits`
 lists the SAE's random initialisations (0: the key of joint_study.py, i > 0: folded in).
@@ -57,6 +63,8 @@ class RowSAE(nn.Module):
     n_mec: int
     embed: int = 0  # width of the UE-identity embedding read by encoder and decoder (0: none)
     context: int = 0  # width of the all-UE mean feature read by the encoder (0: none)
+    linear_code: bool = False  # the code layer without ELU
+    log_input: bool = False  # the encoder reads [x, ln x] of each row
     hidden: tuple[int, ...] = (64, 64)
 
     def setup(self) -> None:
@@ -77,13 +85,17 @@ class RowSAE(nn.Module):
 
     def encode(self, x: jax.Array) -> jax.Array:
         """x (..., N*M) -> code (..., N)."""
-        r = self._with_identity(x.reshape(*x.shape[:-1], self.n_ue, self.n_mec))
+        rows = x.reshape(*x.shape[:-1], self.n_ue, self.n_mec)
+        if self.log_input:
+            rows = jnp.concatenate([rows, jnp.log(jnp.maximum(rows, 1e-6))], -1)
+        r = self._with_identity(rows)
         if self.context:
             c = jnp.mean(nn.relu(self.context_layer(r)), axis=-2, keepdims=True)
             r = jnp.concatenate([r, jnp.broadcast_to(c, (*r.shape[:-1], self.context))], -1)
         for layer in self.enc[:-1]:
             r = nn.elu(layer(r))
-        return nn.elu(self.enc[-1](r))[..., 0]
+        z = self.enc[-1](r)
+        return (z if self.linear_code else nn.elu(z))[..., 0]
 
     def decode(self, z: jax.Array) -> jax.Array:
         """code (..., N) -> x-hat (..., N*M)."""
@@ -110,19 +122,39 @@ def eq23(mod: RowSAE, params, x: jax.Array, stats: channel_map.ChannelStats) -> 
     return sae_mod.total_loss(terms, SAE_CFG)
 
 
-def parse_variant(name: str) -> dict[str, int]:
-    """'base', 'id16', 'ctx32', 'id16_ctx32' -> RowSAE's embed and context widths."""
-    out = {"embed": 0, "context": 0}
+def fourier(z: jax.Array, k: int) -> jax.Array:
+    """Codes z (..., N) -> (..., N * (1 + 2k)): each z with sin and cos of pi 2^j z, j < k."""
+    if not k:
+        return z
+    f = jnp.pi * 2.0 ** jnp.arange(k)
+    zz = z[..., None]
+    out = jnp.concatenate([zz, jnp.sin(zz * f), jnp.cos(zz * f)], -1)
+    return out.reshape(*z.shape[:-1], -1)
+
+
+def parse_variant(name: str) -> tuple[dict, int]:
+    """'base', 'id16', 'ctx32', 'lin', 'log', 'ff6' joined by '_' -> (RowSAE's settings, the
+    policy's Fourier pairs)."""
+    out: dict = {"embed": 0, "context": 0}
+    pairs = 0
     for part in name.split("_"):
         if part == "base":
             continue
-        if part.startswith("id") and part[2:].isdigit():
+        if part == "lin":
+            out["linear_code"] = True
+        elif part == "log":
+            out["log_input"] = True
+        elif part.startswith("ff") and part[2:].isdigit():
+            pairs = int(part[2:])
+        elif part.startswith("id") and part[2:].isdigit():
             out["embed"] = int(part[2:])
         elif part.startswith("ctx") and part[3:].isdigit():
             out["context"] = int(part[3:])
         else:
-            raise SystemExit(f"error: unknown variant part {part!r} (base, id<E>, ctx<C>)")
-    return out
+            raise SystemExit(
+                f"error: unknown variant part {part!r} (base, id<E>, ctx<C>, lin, log, ff<K>)"
+            )
+    return out, pairs
 
 
 def main() -> None:
@@ -151,12 +183,14 @@ def main() -> None:
     h_d = np.asarray(h_te[:draws], np.float64)
     cs = cases(Problem(dep=from_scenario(scn), h=h_d))
     ref = (latency64(scn, h_d, a_opt), draws)
-    net = PerUEPolicy(n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1)
     out = HERE / f"encoder_m{args.m}_s2.json"
-    res = json.loads(out.read_text()) if out.exists() else {}
     for name, init in [(v, i) for v in args.variants for i in args.inits]:
         t0 = time.perf_counter()
-        mod = RowSAE(N_UE, args.m, **parse_variant(name))
+        settings, pairs = parse_variant(name)
+        mod = RowSAE(N_UE, args.m, **settings)
+        net = PerUEPolicy(
+            n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1 + 2 * pairs
+        )
         k_init = k_sae if init == 0 else jax.random.fold_in(k_sae, init)
         params = mod.init(k_init, x_tr[:1])["params"]
         if args.pretrain:
@@ -171,10 +205,10 @@ def main() -> None:
                 3e-3,
             )
         code = mod.apply({"params": params}, x_tr[:1], method=RowSAE.encode)[0]
-        pol0 = net.init(k_pol, code)
+        pol0 = net.init(k_pol, fourier(code, pairs))
 
-        def joint(theta, xb, a, mod=mod):
-            s = mod.apply({"params": theta[1]}, xb, method=RowSAE.encode)
+        def joint(theta, xb, a, mod=mod, net=net, pairs=pairs):
+            s = fourier(mod.apply({"params": theta[1]}, xb, method=RowSAE.encode), pairs)
             return policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
                 mod, theta[1], xb, stats
             )
@@ -183,7 +217,7 @@ def main() -> None:
             k_pol, joint, (pol0, params), x_lab, labels, args.steps, 256, 1e-3
         )
         s = mod.apply({"params": params}, x_te[:draws], method=RowSAE.encode)
-        a = np.asarray(jnp.argmax(net.apply(pol, s), -1))
+        a = np.asarray(jnp.argmax(net.apply(pol, fourier(s, pairs)), -1))
         sc = certify(cs, {"policy": a}, reference=ref)
         h_hat = channel_map.postprocess(mod.apply({"params": params}, x_te), stats)
         row = {
@@ -199,6 +233,8 @@ def main() -> None:
             "seconds": time.perf_counter() - t0,
         }
         tag = f"_i{init}" if init else ""
+        # read again just before writing: several studies may run at once into one record
+        res = json.loads(out.read_text()) if out.exists() else {}
         res[f"{name}_p{args.pretrain}_s{args.steps}_l{args.labels}{tag}"] = row
         out.write_text(json.dumps(res, indent=1))
         print(json.dumps(row), flush=True)
