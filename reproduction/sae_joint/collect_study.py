@@ -74,7 +74,8 @@ lines += [
     "of a per-UE feature (each UE's number can depend on the whole channel matrix); `lin` the "
     "code layer is linear (no ELU on the code); `log` the encoder reads [x, ln x] of the UE's "
     "row; `ff6` the policy reads the code through 6 Fourier pairs [z, sin(pi 2^k z), "
-    "cos(pi 2^k z)], k < 6.\n",
+    "cos(pi 2^k z)], k < 6; `regret<B>` the loss also holds B x the policy's expected "
+    "regret (each UE's deviation from its label weighed by the relative latency it costs).\n",
     "| M | variant | SAE init | eq. 23 pretraining steps | labels | offline steps | WAPE Acc "
     "| offline NRR (p10) |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -20,6 +20,9 @@ compression of h):
 - `ff<K>`: the policy reads the code through K Fourier pairs, [z, sin(pi 2^k z), cos(pi 2^k z)]
   for k < K (NeRF's positional encoding: a one-number code with fine structure the policy's
   ReLU layers could not resolve from z alone);
+- `regret<B>`: the loss also holds B x the policy's expected regret, sum over UEs and options of
+  pi_i(o) (L with UE i moved to o - L of the label) / L of the label (others at their labels,
+  clipped at 0): a cost-sensitive eq. 25 that weighs a UE's mistake by what it costs;
 each pretrained by eq. 23 for `--pretrain` Adam steps (0: from a random SAE), then fitted with
 the policy for `--steps` Adam steps on ASA labels of `--labels` training channels; `--inits`
 lists the SAE's random initialisations (0: the key of joint_study.py, i > 0: folded in).
@@ -47,6 +50,7 @@ from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
 from ojrs_jax.experiments import code_study
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
+from ojrs_jax.system import p2
 from ojrs_jax.system.certify import cases, certify, latency64
 from ojrs_jax.system.deployment import Problem, from_scenario
 from ojrs_jax.system.scenario import SystemConfig, make_scenario, sample_channels
@@ -132,11 +136,29 @@ def fourier(z: jax.Array, k: int) -> jax.Array:
     return out.reshape(*z.shape[:-1], -1)
 
 
-def parse_variant(name: str) -> tuple[dict, int]:
-    """'base', 'id16', 'ctx32', 'lin', 'log', 'ff6' joined by '_' -> (RowSAE's settings, the
-    policy's Fourier pairs)."""
+def expected_regret(
+    scn, stats: channel_map.ChannelStats, logits: jax.Array, x: jax.Array, a: jax.Array
+) -> jax.Array:
+    """Mean over channels of sum_i sum_o pi_i(o) max(0, L(a with a_i = o) - L(a)) / L(a): what
+    the policy's single-UE deviations from the labels a (B, N) cost, relative (x: (B, N*M))."""
+    c = jax.vmap(lambda h: p2.option_costs(scn, h))(channel_map.postprocess(x, stats))
+    onehot = jax.nn.one_hot(a, logits.shape[-1])
+    sw = c.sqrt_wf[..., None]  # (B, N, 1)
+    load = jnp.sum(onehot[..., 1:] * sw, axis=-2, keepdims=True)  # (B, 1, M)
+    rest = load - sw * onehot[..., 1:]  # each MEC's load without UE i
+    shared = (2.0 * rest * sw + sw**2) * c.inv_f_mec[:, None, :]
+    option = c.per_option + jnp.concatenate([jnp.zeros_like(shared[..., :1]), shared], -1)
+    now = jnp.take_along_axis(option, a[..., None], axis=-1)
+    total = jnp.sum(onehot * c.per_option, (-2, -1)) + jnp.sum(load[:, 0] ** 2 * c.inv_f_mec, -1)
+    r = jax.lax.stop_gradient(jnp.maximum(option - now, 0.0) / total[:, None, None])
+    return jnp.mean(jnp.sum(jax.nn.softmax(logits, -1) * r, axis=(-2, -1)))
+
+
+def parse_variant(name: str) -> tuple[dict, int, float]:
+    """'base', 'id16', 'ctx32', 'lin', 'log', 'ff6', 'regret1' joined by '_' -> (RowSAE's
+    settings, the policy's Fourier pairs, the regret term's weight)."""
     out: dict = {"embed": 0, "context": 0}
-    pairs = 0
+    pairs, beta = 0, 0.0
     for part in name.split("_"):
         if part == "base":
             continue
@@ -146,15 +168,21 @@ def parse_variant(name: str) -> tuple[dict, int]:
             out["log_input"] = True
         elif part.startswith("ff") and part[2:].isdigit():
             pairs = int(part[2:])
+        elif part.startswith("regret"):
+            try:
+                beta = float(part[6:])
+            except ValueError:
+                raise SystemExit(f"error: regret<B> needs a number B, got {part!r}") from None
         elif part.startswith("id") and part[2:].isdigit():
             out["embed"] = int(part[2:])
         elif part.startswith("ctx") and part[3:].isdigit():
             out["context"] = int(part[3:])
         else:
             raise SystemExit(
-                f"error: unknown variant part {part!r} (base, id<E>, ctx<C>, lin, log, ff<K>)"
+                f"error: unknown variant part {part!r} (base, id<E>, ctx<C>, lin, log, ff<K>, "
+                "regret<B>)"
             )
-    return out, pairs
+    return out, pairs, beta
 
 
 def main() -> None:
@@ -186,7 +214,7 @@ def main() -> None:
     out = HERE / f"encoder_m{args.m}_s2.json"
     for name, init in [(v, i) for v in args.variants for i in args.inits]:
         t0 = time.perf_counter()
-        settings, pairs = parse_variant(name)
+        settings, pairs, beta = parse_variant(name)
         mod = RowSAE(N_UE, args.m, **settings)
         net = PerUEPolicy(
             n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1 + 2 * pairs
@@ -207,11 +235,14 @@ def main() -> None:
         code = mod.apply({"params": params}, x_tr[:1], method=RowSAE.encode)[0]
         pol0 = net.init(k_pol, fourier(code, pairs))
 
-        def joint(theta, xb, a, mod=mod, net=net, pairs=pairs):
+        def joint(theta, xb, a, mod=mod, net=net, pairs=pairs, beta=beta):
             s = fourier(mod.apply({"params": theta[1]}, xb, method=RowSAE.encode), pairs)
-            return policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
+            out = policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
                 mod, theta[1], xb, stats
             )
+            if beta:
+                out = out + beta * expected_regret(scn, stats, net.apply(theta[0], s), xb, a)
+            return out
 
         pol, params = fit_offline(
             k_pol, joint, (pol0, params), x_lab, labels, args.steps, 256, 1e-3
