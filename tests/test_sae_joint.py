@@ -70,7 +70,7 @@ def test_joint_loss_and_action_match_numpy(weight):
     st = channel_map.channel_stats(scn, "linear")
     x = channel_map.preprocess(h, st)
     a_star = jax.random.randint(jax.random.key(5), (6, 5), 0, 3)
-    got = float(agent.loss(theta, x, a_star, jnp.float32(cfg.lam)))
+    got = float(agent.loss(theta, jax.random.key(6), x, a_star, jnp.float32(cfg.lam)))
 
     enc = ref_sae.to_np(theta["encoder"])
     x64, g = np.asarray(x, np.float64), np.asarray(st.gain, np.float64)
@@ -316,3 +316,134 @@ def test_algorithm1_settings_unused_by_the_joint_code_are_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build(plain)  # Algorithm 1 uses them: no warning
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _distill_setup(distill=4, weight=0.3):
+    scn = _scn()
+    sae_cfg = sae.SAEConfig(variant="2r_sae", latent=4, hidden=[7])
+    cfg = TrainConfig(
+        epochs=20, phi=5, batch=8, buffer=16, hidden=(6,), lam=0.05, code_weight=weight
+    )
+    cfg = TrainConfig(**{**cfg.__dict__, "distill": distill, "ue_hidden": (9,), "ue_embed": 3})
+    agent = fixed_trainer(cfg, sae_cfg, scn).agent
+    theta = agent.init(jax.random.key(2), sae.init_sae(jax.random.key(1), sae_cfg, 10, 2))
+    h = sample_channels(jax.random.key(4), scn, 6)
+    st = channel_map.channel_stats(scn, "linear")
+    x = channel_map.preprocess(h, st)
+    a_star = jax.random.randint(jax.random.key(5), (6, 5), 0, 3)
+    return scn, sae_cfg, cfg, agent, theta, st, x, a_star
+
+
+def test_distill_settings():
+    with pytest.raises(ConfigError, match="distill > 0 .* needs train.code_weight > 0"):
+        TrainConfig(distill=16)
+    for bad in (-1, True, 2.5):
+        with pytest.raises(ConfigError, match="train.distill must be an integer >= 0"):
+            TrainConfig(code_weight=1.0, distill=bad)
+
+
+def test_distill_loss_matches_numpy():
+    """train.distill: the teacher (reading the channel) on the replayed rows by eq. 25, plus the
+    code's policy against the teacher's softmax on the replayed rows and `distill` fresh channels
+    of the key, plus lambda/2 ||policy||^2 and w x eq. 23 on the replayed rows; the action stays
+    the code's policy's. NumPy from the teacher's logits, the code by reference_sae, the policy
+    MLP by reference_algorithm3."""
+    scn, sae_cfg, cfg, agent, theta, st, x, a_star = _distill_setup()
+    assert set(theta) == {"policy", "encoder", "teacher"}
+    key = jax.random.key(6)
+    got = float(agent.loss(theta, key, x, a_star, jnp.float32(cfg.lam)))
+    h_fresh = sample_channels(key, scn, cfg.distill)
+    x_all = np.concatenate(
+        [np.asarray(x, np.float64), np.asarray(channel_map.preprocess(h_fresh, st), np.float64)]
+    )
+    x_all = x_all.reshape(6 + cfg.distill, 10)
+    teacher = agent_teacher(cfg, scn)
+    t_logits = np.asarray(teacher.apply(theta["teacher"], jnp.asarray(x_all, jnp.float32)))
+    t_logp = _log_softmax(t_logits.astype(np.float64))
+    t_leaves = [np.asarray(v, np.float64) for v in jax.tree.leaves(theta["teacher"])]
+    onehot = np.eye(3)[np.asarray(a_star)]
+    want = -np.mean(np.sum(onehot * t_logp[:6], -1)) + 0.5 * cfg.lam * sum(
+        np.sum(v**2) for v in t_leaves
+    )
+    enc = ref_sae.to_np(theta["encoder"])
+    z, _ = ref_sae.forward(enc, x_all, "elu")
+    layers = _layers(theta["policy"])
+    s_logits, _ = ref_a3.forward(layers, z)
+    s_logp = _log_softmax(s_logits.reshape(-1, 5, 3))
+    want += -np.mean(np.sum(np.exp(t_logp) * s_logp, -1)) + 0.5 * cfg.lam * ref_a3.norm_sq(layers)
+    g = np.asarray(st.gain, np.float64)
+    want += cfg.code_weight * ref_sae.loss(
+        enc, x_all[:6], g, kind="linear", variant="2r_sae", activation="elu", **GAMMAS
+    )
+    assert got == pytest.approx(want, rel=2e-4)
+    assert float(agent.loss(theta, jax.random.key(7), x, a_star, cfg.lam)) != pytest.approx(
+        got, rel=1e-6
+    )  # the fresh channels come from the key
+    a = np.asarray(agent.act(theta, x))
+    want_a = np.stack([ref_a3.act_ref(layers, z[b], 3) for b in range(6)])
+    np.testing.assert_array_equal(a, want_a)
+
+
+def agent_teacher(cfg, scn):
+    from ojrs_jax.agent.policy import PerUEPolicy
+
+    return PerUEPolicy(n_ue=scn.weights.shape[0], n_mec=2, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
+
+
+def test_distill_teacher_learns_only_from_the_labels():
+    """The teacher's probabilities are targets, held fixed: the loss's gradient for the teacher
+    is that of its own eq. 25 on the replayed rows, whatever the code's policy does; the code's
+    policy and the encoder get gradients from the student's terms."""
+    from ojrs_jax.agent.policy import policy_loss
+
+    scn, sae_cfg, cfg, agent, theta, st, x, a_star = _distill_setup()
+    key = jax.random.key(6)
+    grads = jax.grad(agent.loss)(theta, key, x, a_star, cfg.lam)
+    teacher = agent_teacher(cfg, scn)
+    own = jax.grad(lambda t: policy_loss(teacher, t, x, a_star, cfg.lam))(theta["teacher"])
+    for got, want in zip(jax.tree.leaves(grads["teacher"]), jax.tree.leaves(own), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)
+    assert max(float(jnp.max(jnp.abs(v))) for v in jax.tree.leaves(grads["policy"])) > 1e-4
+    assert max(float(jnp.max(jnp.abs(v))) for v in jax.tree.leaves(grads["encoder"])) > 1e-4
+
+
+def test_distill_training_brings_the_code_policy_to_the_teacher():
+    """A short Algorithm 3 run with train.distill: the teacher learns the searched actions (its
+    decisions agree with ASA's labels on other channels far more than at the start), the code's
+    policy comes to agree with the teacher, and the saved model holds no teacher."""
+    from ojrs_jax.search.asa import label_channels
+
+    scn = _scn(n=6)
+    sae_cfg = sae.SAEConfig(variant="2r_sae", structure="per_ue", per_ue_code=1, hidden=[8])
+    common = dict(epochs=300, phi=5, batch=32, buffer=256, updates=4, chunk=300, change_epoch=0)
+    common.update(state="sae", arch="per_ue_code", ue_hidden=(16,), ue_embed=4, lam=1e-4)
+    common.update(learning_rate=3e-3, code_weight=0.01, distill=32)
+    cfg = TrainConfig(**common)
+    trainer = fixed_trainer(cfg, sae_cfg, scn)
+    params = make_env(jax.random.key(5), scn, cfg, sae_cfg)
+    pre = sae.init_sae(jax.random.key(1), sae_cfg, 12, 2)
+    h = sample_channels(jax.random.key(77), scn, 128)
+    x = channel_map.preprocess(h, channel_map.channel_stats(scn, "linear"))
+    labels = np.asarray(
+        label_channels(
+            jax.random.key(8), scn, h, cfg.asa_params, k=cfg.asa.k, n_iter=cfg.asa.max_iter
+        )
+    )
+    teacher = agent_teacher(cfg, scn)
+
+    def scores(theta):
+        t = np.asarray(jnp.argmax(teacher.apply(theta["teacher"], x), -1))
+        s = np.asarray(trainer.agent.act(theta, x))
+        return float(np.mean(t == labels)), float(np.mean(s == t))
+
+    t0, s0 = scores(trainer.agent.init(jax.random.key(0), pre))
+    state, metrics = trainer.train(jax.random.key(0), params, pre)
+    t1, s1 = scores(state.policy)
+    assert t1 >= 0.85 and t1 >= t0 + 0.2, (t0, t1)
+    assert s1 >= 0.85 and s1 >= s0 + 0.2, (s0, s1)
+    assert set(trainer.model(state)) == {"policy", "encoder"}

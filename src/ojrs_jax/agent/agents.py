@@ -26,8 +26,15 @@ from jax.flatten_util import ravel_pytree
 
 from ojrs_jax.agent import feature_policy as fp
 from ojrs_jax.agent.config import TrainConfig
+from ojrs_jax.agent.policy import (
+    PerUEPolicy,
+    cross_entropy,
+    init_policy,
+    params_norm_sq,
+    policy_loss,
+    soft_cross_entropy,
+)
 from ojrs_jax.agent.policy import act as policy_act
-from ojrs_jax.agent.policy import cross_entropy, init_policy, policy_loss
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.env.base import OffloadingEnv
 from ojrs_jax.env.distribution import DeploymentDistribution
@@ -50,7 +57,8 @@ class Agent(NamedTuple):
     init: Callable[..., Params]  # (key, pretrained SAE or None) -> initial parameters theta
     observe: Callable[[Any, Any, Problem], jax.Array]  # (encoder, env params, problem) -> s
     act: Callable[[Params, jax.Array], jax.Array]  # (theta, s) -> a (N,) int32
-    loss: Callable[[Params, jax.Array, jax.Array, Any], jax.Array]  # eq. 25 (theta, S, A*, lam)
+    # eq. 25 (theta, key, S, A*, lam); the key draws the fresh channels of `train.distill`
+    loss: Callable[[Params, jax.Array, jax.Array, jax.Array, Any], jax.Array]
 
 
 def _cast_like(start: Any, params: Any) -> Any:
@@ -94,7 +102,7 @@ def make_agent(
     def act(theta: Params, s: jax.Array) -> jax.Array:
         return policy_act(net, theta, s)
 
-    def loss(theta: Params, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+    def loss(theta: Params, key: jax.Array, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
         return policy_loss(net, theta, S, A, lam)
 
     return Agent(net, state_dim, code, False, init, observe, act, loss)
@@ -114,6 +122,8 @@ def _joint_agent(
     n_in = env.n_ue * env.n_mec
     stats = channel_map.channel_stats(env.scn, sae_cfg.preprocess)
     weight = cfg.code_weight
+    # train.distill: the per-UE policy of `train=tuned` on the channel, a teacher during training
+    teacher = PerUEPolicy(n_ue=env.n_ue, n_mec=env.n_mec, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
 
     def warm_start(key: jax.Array, policy: Params, sae: Params) -> Params:
         """`cfg.warm_start` Adam steps of the joint loss on ASA labels (from Greedy, asa.max_iter
@@ -158,8 +168,12 @@ def _joint_agent(
         if start is not None:
             policy = _cast_like(start, policy)
         if cfg.warm_start:
-            return warm_start(jax.random.fold_in(key, 1), policy, sae)
-        return {"policy": policy, "encoder": sae}
+            theta = warm_start(jax.random.fold_in(key, 1), policy, sae)
+        else:
+            theta = {"policy": policy, "encoder": sae}
+        if cfg.distill:
+            theta["teacher"] = init_policy(jax.random.fold_in(key, 2), teacher, n_in)
+        return theta
 
     def observe(encoder: Any, params: Any, p: Problem) -> jax.Array:
         return channel_map.preprocess(p.h, params.stats).reshape(*p.h.shape[:-2], n_in)
@@ -167,8 +181,12 @@ def _joint_agent(
     def act(theta: Params, x: jax.Array) -> jax.Array:
         return policy_act(net, theta["policy"], sae_mod.encode(theta["encoder"], sae_cfg, x))
 
-    def loss(theta: Params, X: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
-        return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam)
+    def loss(theta: Params, key: jax.Array, X: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+        if not cfg.distill:
+            return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam)
+        h = sample_channels(key, env.scn, cfg.distill)
+        X_all = jnp.concatenate([X, channel_map.preprocess(h, stats).reshape(cfg.distill, n_in)])
+        return distill_loss(net, teacher, sae_cfg, stats, weight, theta, X, X_all, A, lam)
 
     return Agent(net, n_in, True, True, init, observe, act, loss)
 
@@ -188,6 +206,30 @@ def joint_loss(
     s = sae_mod.encode(theta["encoder"], sae_cfg, X)
     code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
     return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+
+
+def distill_loss(
+    net: Any,
+    teacher: Any,
+    sae_cfg: sae_mod.SAEConfig,
+    stats: channel_map.ChannelStats,
+    weight: float,
+    theta: Params,
+    X: jax.Array,
+    X_all: jax.Array,
+    A: jax.Array,
+    lam: Any,
+) -> jax.Array:
+    """`train.distill`: the teacher theta["teacher"] (reading the channel X) learns eq. 25 from
+    the searched actions A of the replayed rows X; the code's policy learns the teacher's option
+    probabilities (held fixed) on X_all (X and fresh channels) through encoder(X_all), plus
+    lambda/2 ||policy||^2 and `weight` x the SAE's loss on X, as `joint_loss`."""
+    p_teacher = jax.nn.softmax(teacher.apply(theta["teacher"], X_all), axis=-1)
+    s = sae_mod.encode(theta["encoder"], sae_cfg, X_all)
+    student = soft_cross_entropy(net, theta["policy"], s, jax.lax.stop_gradient(p_teacher))
+    student = student + 0.5 * lam * params_norm_sq(theta["policy"])
+    code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
+    return policy_loss(teacher, theta["teacher"], X, A, lam) + student + weight * code_loss
 
 
 def fit_offline(
@@ -243,7 +285,7 @@ def _feature_agent(cfg: TrainConfig, net: fp.FeaturePolicy, template: Problem, s
         p = unravel(s)
         return fp.act(net, theta, p.dep, p.h)
 
-    def loss(theta: Params, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
+    def loss(theta: Params, key: jax.Array, S: jax.Array, A: jax.Array, lam: Any) -> jax.Array:
         P = jax.vmap(unravel)(S)
         return fp.loss(net, theta, P.dep, P.h, A, lam)
 

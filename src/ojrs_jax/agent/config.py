@@ -68,6 +68,7 @@ class TrainConfig:
     code_weight: float = 0.0  # > 0: the SAE learns with the policy, eq. 25 + this x eq. 23
     warm_start: int = 0  # > 0 (with code_weight): Adam steps fitting policy and SAE to ASA labels
     warm_start_draws: int = 4096  # channels labelled by ASA (from Greedy) for the warm start
+    distill: int = 0  # > 0 (with code_weight): fresh channels per step a channel teacher labels
     state: str = "sae"  # what the policy reads: sae (2r-SAE code) | channel | deployment
     arch: str = "mlp"  # mlp (the paper's DNN) | per_ue | per_ue_code | feature (any N, M)
     ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
@@ -155,6 +156,14 @@ class TrainConfig:
             raise ConfigError(
                 "train.warm_start > 0 fits the policy and the SAE together before DRL: it needs "
                 f"train.code_weight > 0, got code_weight={self.code_weight}"
+            )
+        d = self.distill
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise ConfigError(f"train.distill must be an integer >= 0, got {d!r}")
+        if d > 0 and self.code_weight <= 0:
+            raise ConfigError(
+                "train.distill > 0 teaches the code's policy from a channel-reading teacher: it "
+                f"needs train.code_weight > 0, got code_weight={self.code_weight}"
             )
         if self.code_weight > 0 and self.init_from:
             raise ConfigError(

@@ -220,6 +220,15 @@ def cross_entropy(net: nn.Module, params: Params, s: jax.Array, a_star: jax.Arra
     return -jnp.mean(picked)
 
 
+def soft_cross_entropy(
+    net: nn.Module, params: Params, s: jax.Array, targets: jax.Array
+) -> jax.Array:
+    """Mean per-UE cross-entropy of the policy against option probabilities: s (B, D),
+    targets (B, N, M+1) (a teacher's softmax; one-hot targets give `cross_entropy`)."""
+    logp = jax.nn.log_softmax(net.apply(params, s), axis=-1)
+    return -jnp.mean(jnp.sum(targets * logp, axis=-1))
+
+
 def policy_loss(
     net: nn.Module, params: Params, s: jax.Array, a_star: jax.Array, lam: jax.Array | float
 ) -> jax.Array:

@@ -221,8 +221,10 @@ def make_trainer(
             policy, opt_state, buffer = carry
             s_b, a_b, idx = buf.sample(k_b, buffer)
 
+            k_loss = jax.random.fold_in(k_b, 1)  # the same draw before and after the step
+
             def loss_fn(theta):
-                return agent.loss(theta, s_b, a_b, st.hyper.lam)
+                return agent.loss(theta, k_loss, s_b, a_b, st.hyper.lam)
 
             loss_before, grads = jax.value_and_grad(loss_fn)(policy)
             upd, opt_state = opt.update(grads, opt_state, policy)
