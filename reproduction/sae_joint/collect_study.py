@@ -75,17 +75,21 @@ lines += [
     "code layer is linear (no ELU on the code); `log` the encoder reads [x, ln x] of the UE's "
     "row; `ff6` the policy reads the code through 6 Fourier pairs [z, sin(pi 2^k z), "
     "cos(pi 2^k z)], k < 6; `regret<B>` the loss also holds B x the policy's expected "
-    "regret (each UE's deviation from its label weighed by the relative latency it costs).\n",
-    "| M | variant | SAE init | eq. 23 pretraining steps | labels | offline steps | WAPE Acc "
-    "| offline NRR (p10) |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "regret (each UE's deviation from its label weighed by the relative latency it costs). "
+    "Distilled on N: the code and its policy fitted to the option probabilities of a teacher "
+    "(the per-UE policy reading the channel, fitted to the labels; its own NRR beside) on N "
+    "fresh channels instead of the labels.\n",
+    "| M | variant | SAE init | eq. 23 pretraining steps | labels | distilled on (teacher NRR) "
+    "| offline steps | WAPE Acc | offline NRR (p10) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ]
 for m, res in records("encoder"):
     for r in res.values():
+        dist = f"{r['distill']} ({r['teacher_nrr']:.4f})" if r.get("distill") else "-"
         lines.append(
             f"| {m} | {r['variant']} | {r.get('init', 0)} | {r['pretrain_steps']} | "
-            f"{r['labels']} | {r['steps']} | {r['wape_acc']:.3f} | {r['offline_nrr']:.4f} "
-            f"({r['offline_nrr_p10']:.3f}) |"
+            f"{r['labels']} | {dist} | {r['steps']} | {r['wape_acc']:.3f} | "
+            f"{r['offline_nrr']:.4f} ({r['offline_nrr_p10']:.3f}) |"
         )
 (HERE / "study.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -26,9 +26,13 @@ compression of h):
 each pretrained by eq. 23 for `--pretrain` Adam steps (0: from a random SAE), then fitted with
 the policy for `--steps` Adam steps on ASA labels of `--labels` training channels; `--inits`
 lists the SAE's random initialisations (0: the key of joint_study.py, i > 0: folded in).
+With `--distill N` (the offline form of `train.distill`) a teacher, the per-UE policy reading
+the channel, is fitted to the ASA labels first (6000 Adam steps), and the code and its policy
+are fitted to the teacher's option probabilities on N fresh channels instead of the labels.
 
     python reproduction/sae_joint/encoder_study.py --m 5 --variants base id16 ctx32 id16_ctx32
     python reproduction/sae_joint/encoder_study.py --m 5 --steps 12000 --labels 16000
+    python reproduction/sae_joint/encoder_study.py --m 4 --steps 12000 --distill 20000
 
 Writes reproduction/sae_joint/encoder_m<M>_s2.json (one row per variant and setting).
 """
@@ -46,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax.agent.agents import fit_offline
-from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
+from ojrs_jax.agent.policy import PerUEPolicy, params_norm_sq, policy_loss, soft_cross_entropy
 from ojrs_jax.experiments import code_study
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
@@ -193,7 +197,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000, help="joint offline Adam steps")
     ap.add_argument("--labels", type=int, default=4000, help="ASA-labelled training channels")
     ap.add_argument("--inits", type=int, nargs="+", default=[0], help="SAE initialisations")
+    ap.add_argument("--distill", type=int, default=0, help="fit to a teacher on N fresh channels")
     args = ap.parse_args()
+    if args.distill < 0:
+        raise SystemExit(f"error: --distill must be >= 0, got {args.distill}")
     record = HERE / f"joint_m{args.m}_s2.json"
     if not record.exists():
         raise SystemExit(f"error: {record} missing; run joint_study.py --m {args.m} first")
@@ -208,6 +215,24 @@ def main() -> None:
     x_te = channel_map.preprocess(h_te, stats).reshape(h_te.shape[0], -1)
     labels = code_study.asa_labels(k_lab, scn, h_tr[: args.labels])
     x_lab = x_tr[: args.labels]
+    x_fit, y_fit, teacher = x_lab, labels, None
+    if args.distill:  # the teacher reads the channel; its softmax on fresh channels is the target
+        net_t = PerUEPolicy(n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=0)
+        k_t = jax.random.fold_in(k_pol, 99)
+        pol_t = fit_offline(
+            k_t,
+            lambda p, xb, a: policy_loss(net_t, p, xb, a, LAM),
+            net_t.init(k_t, x_lab[:1]),
+            x_lab,
+            labels,
+            6000,
+            256,
+            1e-3,
+        )
+        h_soft = sample_channels(jax.random.fold_in(k_tr, 7), scn, args.distill)
+        x_fit = channel_map.preprocess(h_soft, stats).reshape(args.distill, -1)
+        y_fit = jax.nn.softmax(net_t.apply(pol_t, x_fit), -1)
+        teacher = np.asarray(jnp.argmax(net_t.apply(pol_t, x_te[:draws]), -1))
     h_d = np.asarray(h_te[:draws], np.float64)
     cs = cases(Problem(dep=from_scenario(scn), h=h_d))
     ref = (latency64(scn, h_d, a_opt), draws)
@@ -215,6 +240,8 @@ def main() -> None:
     for name, init in [(v, i) for v in args.variants for i in args.inits]:
         t0 = time.perf_counter()
         settings, pairs, beta = parse_variant(name)
+        if beta and args.distill:
+            raise SystemExit("error: regret<B> needs the labels; it does not go with --distill")
         mod = RowSAE(N_UE, args.m, **settings)
         net = PerUEPolicy(
             n_ue=N_UE, n_mec=args.m, hidden=(64, 64), embed=32, code_width=1 + 2 * pairs
@@ -237,19 +264,20 @@ def main() -> None:
 
         def joint(theta, xb, a, mod=mod, net=net, pairs=pairs, beta=beta):
             s = fourier(mod.apply({"params": theta[1]}, xb, method=RowSAE.encode), pairs)
-            out = policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
-                mod, theta[1], xb, stats
-            )
+            if args.distill:  # a: the teacher's option probabilities
+                fit = soft_cross_entropy(net, theta[0], s, a) + 0.5 * LAM * params_norm_sq(theta[0])
+            else:
+                fit = policy_loss(net, theta[0], s, a, LAM)
+            out = fit + CODE_WEIGHT * eq23(mod, theta[1], xb, stats)
             if beta:
                 out = out + beta * expected_regret(scn, stats, net.apply(theta[0], s), xb, a)
             return out
 
-        pol, params = fit_offline(
-            k_pol, joint, (pol0, params), x_lab, labels, args.steps, 256, 1e-3
-        )
+        pol, params = fit_offline(k_pol, joint, (pol0, params), x_fit, y_fit, args.steps, 256, 1e-3)
         s = mod.apply({"params": params}, x_te[:draws], method=RowSAE.encode)
         a = np.asarray(jnp.argmax(net.apply(pol, fourier(s, pairs)), -1))
-        sc = certify(cs, {"policy": a}, reference=ref)
+        decisions = {"policy": a} if teacher is None else {"policy": a, "teacher": teacher}
+        sc = certify(cs, decisions, reference=ref)
         h_hat = channel_map.postprocess(mod.apply({"params": params}, x_te), stats)
         row = {
             "variant": name,
@@ -263,7 +291,9 @@ def main() -> None:
             "wape_acc": float(channel_map.reconstruction_accuracy(h_te, h_hat)),
             "seconds": time.perf_counter() - t0,
         }
-        tag = f"_i{init}" if init else ""
+        if args.distill:
+            row.update(distill=args.distill, teacher_nrr=sc["nrr_teacher"])
+        tag = (f"_d{args.distill}" if args.distill else "") + (f"_i{init}" if init else "")
         # read again just before writing: several studies may run at once into one record
         res = json.loads(out.read_text()) if out.exists() else {}
         res[f"{name}_p{args.pretrain}_s{args.steps}_l{args.labels}{tag}"] = row
