@@ -1,5 +1,6 @@
 """Write table3_seeds.md: Table III of `train=sae_joint`, every training seed (table3_jobs/*.json,
-the result.json of each `ojrs-reproduce` job), against the certified optimum and the paper's row.
+the result.json of each `ojrs-reproduce` job; table3_distill_jobs/*.json with train.distill),
+against the certified optimum and the paper's row.
 
     python reproduction/sae_joint/collect_table3.py
 """
@@ -18,29 +19,40 @@ PAPER = {  # Table III of the paper (against PSO): F-Best, F-Avg, S-Best, S-Avg
     5: (0.9672, 0.9197, 0.9671, 0.9488),
 }
 COLS = ("F-Best", "F-Avg", "S-Best", "S-Avg")
+SECTIONS = (  # (folder of result.json files, what trained)
+    ("table3_jobs", "`train=sae_joint`"),
+    ("table3_distill_jobs", "`train=sae_joint train.distill=256`"),
+)
 lines = [
     "# Table III with `train=sae_joint`, every training seed (N = 30, deployment seed 2)\n",
-    "Written by collect_table3.py from table3_jobs/*.json. 10000 epochs, weight change at epoch "
-    "5000, NRR of the policy's own decision (no search) every 500 epochs on 1000 held-out draws, "
-    "each certified optimal by SCIP (both weight sets); Best and Avg over the evaluation points "
-    "before (F) and from (S) the change. Each cell: seeds 0, 1, 2 against the certified optimum "
-    "(mean), then the paper's figure (against PSO).\n",
-    "| M | CR | SAE WAPE Acc | " + " | ".join(COLS) + " | job s |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "Written by collect_table3.py from table3_jobs/*.json and table3_distill_jobs/*.json. 10000 "
+    "epochs, weight change at epoch 5000, NRR of the policy's own decision (no search) every 500 "
+    "epochs on 1000 held-out draws, each certified optimal by SCIP (both weight sets); Best and "
+    "Avg over the evaluation points before (F) and from (S) the change. Each cell: seeds 0, 1, 2 "
+    "against the certified optimum (mean), then the paper's figure (against PSO).\n",
 ]
-jobs = [json.loads(p.read_text()) for p in sorted(HERE.glob("table3_jobs/*.json"))]
-for r in sorted(jobs, key=lambda r: r["n_mec"]):
-    m, t = r["n_mec"], r["table3"]
-    cells = []
-    for i, c in enumerate(COLS):
-        v = t[f"{c} vs exact"]
-        seeds = ", ".join(f"{x:.4f}" for x in v["values"])
-        cells.append(f"{seeds} ({v['mean']:.4f}); paper {PAPER[m][i]:.4f}")
-    cr = 1 - 1 / m
-    lines.append(
-        f"| {m} | {cr:.2f} | {r['sae']['acc']:.3f} | "
-        + " | ".join(cells)
-        + f" | {r['wall_seconds']:.0f} |"
-    )
-(HERE / "table3_seeds.md").write_text("\n".join(lines) + "\n")
+for folder, what in SECTIONS:
+    jobs = [json.loads(p.read_text()) for p in sorted(HERE.glob(f"{folder}/*.json"))]
+    if not jobs:
+        continue
+    lines += [
+        f"## {what} ({folder}/)\n",
+        "| M | CR | SAE WAPE Acc | " + " | ".join(COLS) + " | job s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(jobs, key=lambda r: r["n_mec"]):
+        m, t = r["n_mec"], r["table3"]
+        cells = []
+        for i, c in enumerate(COLS):
+            v = t[f"{c} vs exact"]
+            seeds = ", ".join(f"{x:.4f}" for x in v["values"])
+            cells.append(f"{seeds} ({v['mean']:.4f}); paper {PAPER[m][i]:.4f}")
+        cr = 1 - 1 / m
+        lines.append(
+            f"| {m} | {cr:.2f} | {r['sae']['acc']:.3f} | "
+            + " | ".join(cells)
+            + f" | {r['wall_seconds']:.0f} |"
+        )
+    lines.append("")
+(HERE / "table3_seeds.md").write_text("\n".join(lines))
 print("\n".join(lines))
