@@ -185,8 +185,8 @@ def _joint_agent(
         if not cfg.distill:
             return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam)
         h = sample_channels(key, env.scn, cfg.distill)
-        X_all = jnp.concatenate([X, channel_map.preprocess(h, stats).reshape(cfg.distill, n_in)])
-        return distill_loss(net, teacher, sae_cfg, stats, weight, theta, X, X_all, A, lam)
+        fresh = channel_map.preprocess(h, stats).reshape(cfg.distill, n_in)
+        return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam, teacher, fresh)
 
     return Agent(net, n_in, True, True, init, observe, act, loss)
 
@@ -200,30 +200,21 @@ def joint_loss(
     X: jax.Array,
     A: jax.Array,
     lam: Any,
+    teacher: Any = None,
+    X_fresh: jax.Array | None = None,
 ) -> jax.Array:
     """Eq. 25 of the policy theta["policy"] on the code encoder(X) plus `weight` x the SAE's own
-    loss (eq. 23, or MSE by `sae_cfg.variant`) of theta["encoder"] on X (B, N*M)."""
-    s = sae_mod.encode(theta["encoder"], sae_cfg, X)
-    code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
-    return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+    loss (eq. 23, or MSE by `sae_cfg.variant`) of theta["encoder"] on X (B, N*M).
 
-
-def distill_loss(
-    net: Any,
-    teacher: Any,
-    sae_cfg: sae_mod.SAEConfig,
-    stats: channel_map.ChannelStats,
-    weight: float,
-    theta: Params,
-    X: jax.Array,
-    X_all: jax.Array,
-    A: jax.Array,
-    lam: Any,
-) -> jax.Array:
-    """`train.distill`: the teacher theta["teacher"] (reading the channel X) learns eq. 25 from
-    the searched actions A of the replayed rows X; the code's policy learns the teacher's option
-    probabilities (held fixed) on X_all (X and fresh channels) through encoder(X_all), plus
-    lambda/2 ||policy||^2 and `weight` x the SAE's loss on X, as `joint_loss`."""
+    With a `teacher` (`train.distill`): the teacher theta["teacher"], reading the channel,
+    learns eq. 25 from the searched actions A of the replayed rows X; the code's policy learns
+    the teacher's option probabilities (held fixed) on X and the fresh channels X_fresh through
+    the code, plus lambda/2 ||policy||^2; the SAE's loss stays on X."""
+    if teacher is None:
+        s = sae_mod.encode(theta["encoder"], sae_cfg, X)
+        code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
+        return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
+    X_all = jnp.concatenate([X, X_fresh])
     p_teacher = jax.nn.softmax(teacher.apply(theta["teacher"], X_all), axis=-1)
     s = sae_mod.encode(theta["encoder"], sae_cfg, X_all)
     student = soft_cross_entropy(net, theta["policy"], s, jax.lax.stop_gradient(p_teacher))
