@@ -13,6 +13,7 @@ import reference_sae as ref_sae
 from conftest import decide_channels, fixed_trainer
 
 from ojrs_jax.agent.config import TrainConfig
+from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
 from ojrs_jax.agent.trainer import make_env
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.run.scheduler import make_scheduler
@@ -323,13 +324,26 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def _teacher(cfg, scn):
+    """The teacher network of `train.distill`, built here from the settings it is documented by."""
+    return PerUEPolicy(n_ue=scn.weights.shape[0], n_mec=2, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
+
+
 def _distill_setup(distill=4, weight=0.3):
     scn = _scn()
     sae_cfg = sae.SAEConfig(variant="2r_sae", latent=4, hidden=[7])
     cfg = TrainConfig(
-        epochs=20, phi=5, batch=8, buffer=16, hidden=(6,), lam=0.05, code_weight=weight
+        epochs=20,
+        phi=5,
+        batch=8,
+        buffer=16,
+        hidden=(6,),
+        lam=0.05,
+        code_weight=weight,
+        distill=distill,
+        ue_hidden=(9,),
+        ue_embed=3,
     )
-    cfg = TrainConfig(**{**cfg.__dict__, "distill": distill, "ue_hidden": (9,), "ue_embed": 3})
     agent = fixed_trainer(cfg, sae_cfg, scn).agent
     theta = agent.init(jax.random.key(2), sae.init_sae(jax.random.key(1), sae_cfg, 10, 2))
     h = sample_channels(jax.random.key(4), scn, 6)
@@ -362,7 +376,7 @@ def test_distill_loss_matches_numpy():
         [np.asarray(x, np.float64), np.asarray(channel_map.preprocess(h_fresh, st), np.float64)]
     )
     x_all = x_all.reshape(6 + cfg.distill, 10)
-    teacher = agent_teacher(cfg, scn)
+    teacher = _teacher(cfg, scn)
     t_logits = np.asarray(teacher.apply(theta["teacher"], jnp.asarray(x_all, jnp.float32)))
     t_logp = _log_softmax(t_logits.astype(np.float64))
     t_leaves = [np.asarray(v, np.float64) for v in jax.tree.leaves(theta["teacher"])]
@@ -389,22 +403,14 @@ def test_distill_loss_matches_numpy():
     np.testing.assert_array_equal(a, want_a)
 
 
-def agent_teacher(cfg, scn):
-    from ojrs_jax.agent.policy import PerUEPolicy
-
-    return PerUEPolicy(n_ue=scn.weights.shape[0], n_mec=2, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
-
-
 def test_distill_teacher_learns_only_from_the_labels():
     """The teacher's probabilities are targets, held fixed: the loss's gradient for the teacher
     is that of its own eq. 25 on the replayed rows, whatever the code's policy does; the code's
     policy and the encoder get gradients from the student's terms."""
-    from ojrs_jax.agent.policy import policy_loss
-
     scn, sae_cfg, cfg, agent, theta, st, x, a_star = _distill_setup()
     key = jax.random.key(6)
     grads = jax.grad(agent.loss)(theta, key, x, a_star, cfg.lam)
-    teacher = agent_teacher(cfg, scn)
+    teacher = _teacher(cfg, scn)
     own = jax.grad(lambda t: policy_loss(teacher, t, x, a_star, cfg.lam))(theta["teacher"])
     for got, want in zip(jax.tree.leaves(grads["teacher"]), jax.tree.leaves(own), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)
@@ -434,7 +440,7 @@ def test_distill_training_brings_the_code_policy_to_the_teacher():
             jax.random.key(8), scn, h, cfg.asa_params, k=cfg.asa.k, n_iter=cfg.asa.max_iter
         )
     )
-    teacher = agent_teacher(cfg, scn)
+    teacher = _teacher(cfg, scn)
 
     def scores(theta):
         t = np.asarray(jnp.argmax(teacher.apply(theta["teacher"], x), -1))

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ojrs_jax.agent.agents import fit_offline
-from ojrs_jax.agent.policy import PerUEPolicy, params_norm_sq, policy_loss, soft_cross_entropy
+from ojrs_jax.agent.policy import PerUEPolicy, policy_loss
 from ojrs_jax.experiments import code_study
 from ojrs_jax.sae import channel_map
 from ojrs_jax.sae import model as sae_mod
@@ -264,11 +264,10 @@ def main() -> None:
 
         def joint(theta, xb, a, mod=mod, net=net, pairs=pairs, beta=beta):
             s = fourier(mod.apply({"params": theta[1]}, xb, method=RowSAE.encode), pairs)
-            if args.distill:  # a: the teacher's option probabilities
-                fit = soft_cross_entropy(net, theta[0], s, a) + 0.5 * LAM * params_norm_sq(theta[0])
-            else:
-                fit = policy_loss(net, theta[0], s, a, LAM)
-            out = fit + CODE_WEIGHT * eq23(mod, theta[1], xb, stats)
+            # a: ASA labels, or with --distill the teacher's option probabilities
+            out = policy_loss(net, theta[0], s, a, LAM) + CODE_WEIGHT * eq23(
+                mod, theta[1], xb, stats
+            )
             if beta:
                 out = out + beta * expected_regret(scn, stats, net.apply(theta[0], s), xb, a)
             return out

@@ -26,14 +26,7 @@ from jax.flatten_util import ravel_pytree
 
 from ojrs_jax.agent import feature_policy as fp
 from ojrs_jax.agent.config import TrainConfig
-from ojrs_jax.agent.policy import (
-    PerUEPolicy,
-    cross_entropy,
-    init_policy,
-    params_norm_sq,
-    policy_loss,
-    soft_cross_entropy,
-)
+from ojrs_jax.agent.policy import PerUEPolicy, cross_entropy, init_policy, policy_loss
 from ojrs_jax.agent.policy import act as policy_act
 from ojrs_jax.core.settings import ConfigError
 from ojrs_jax.env.base import OffloadingEnv
@@ -217,8 +210,7 @@ def joint_loss(
     X_all = jnp.concatenate([X, X_fresh])
     p_teacher = jax.nn.softmax(teacher.apply(theta["teacher"], X_all), axis=-1)
     s = sae_mod.encode(theta["encoder"], sae_cfg, X_all)
-    student = soft_cross_entropy(net, theta["policy"], s, jax.lax.stop_gradient(p_teacher))
-    student = student + 0.5 * lam * params_norm_sq(theta["policy"])
+    student = policy_loss(net, theta["policy"], s, jax.lax.stop_gradient(p_teacher), lam)
     code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
     return policy_loss(teacher, theta["teacher"], X, A, lam) + student + weight * code_loss
 

@@ -149,22 +149,18 @@ class TrainConfig:
             raise ConfigError(
                 f"train.init_from must be a run directory or '', got {self.init_from!r}"
             )
-        w = self.warm_start
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise ConfigError(f"train.warm_start must be an integer >= 0, got {w!r}")
-        if w > 0 and self.code_weight <= 0:
-            raise ConfigError(
-                "train.warm_start > 0 fits the policy and the SAE together before DRL: it needs "
-                f"train.code_weight > 0, got code_weight={self.code_weight}"
-            )
-        d = self.distill
-        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-            raise ConfigError(f"train.distill must be an integer >= 0, got {d!r}")
-        if d > 0 and self.code_weight <= 0:
-            raise ConfigError(
-                "train.distill > 0 teaches the code's policy from a channel-reading teacher: it "
-                f"needs train.code_weight > 0, got code_weight={self.code_weight}"
-            )
+        for name, what in (  # the joint agent's options: whole counts, needing code_weight > 0
+            ("warm_start", "fits the policy and the SAE together before DRL"),
+            ("distill", "teaches the code's policy from a channel-reading teacher"),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"train.{name} must be an integer >= 0, got {v!r}")
+            if v > 0 and self.code_weight <= 0:
+                raise ConfigError(
+                    f"train.{name} > 0 {what}: it needs train.code_weight > 0, "
+                    f"got code_weight={self.code_weight}"
+                )
         if self.code_weight > 0 and self.init_from:
             raise ConfigError(
                 "train.init_from is not available with train.code_weight > 0: the policy of a "

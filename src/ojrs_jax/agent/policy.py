@@ -232,8 +232,13 @@ def soft_cross_entropy(
 def policy_loss(
     net: nn.Module, params: Params, s: jax.Array, a_star: jax.Array, lam: jax.Array | float
 ) -> jax.Array:
-    """Eq. 25: cross-entropy plus lambda/2 ||theta||^2."""
-    return cross_entropy(net, params, s, a_star) + 0.5 * lam * params_norm_sq(params)
+    """Eq. 25: cross-entropy plus lambda/2 ||theta||^2. a_star: the searched actions (B, N), or
+    option probabilities (B, N, M+1) to learn instead (a teacher's, `train.distill`)."""
+    if jnp.issubdtype(a_star.dtype, jnp.integer):
+        ce = cross_entropy(net, params, s, a_star)
+    else:
+        ce = soft_cross_entropy(net, params, s, a_star)
+    return ce + 0.5 * lam * params_norm_sq(params)
 
 
 def make_optimizer(
