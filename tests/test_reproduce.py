@@ -103,6 +103,10 @@ def test_multirun_writes_every_job_and_the_aggregate(sweep):
         sae = json.loads((sweep / name / "result.json").read_text())["sae"]
         assert len(sae["restart_losses"]) == 2 and sae["restart"] in (0, 1)
         assert sae["restart_losses"][int(sae["restart"])] == min(sae["restart_losses"])
+    # result.json records the job's settings, the command line's overrides included
+    cfg = json.loads((sweep / "1_table3" / "result.json").read_text())["config"]
+    assert cfg["train"]["epochs"] == 200 and cfg["train"]["change_epoch"] == 100
+    assert cfg["sae"]["restarts"] == 2 and cfg["reproduce"]["eval_draws"] == 20
 
 
 def test_table3_aggregate_matches_the_raw_curves(sweep):

@@ -345,6 +345,7 @@ def run_experiment(cfg: Any, out: Path) -> dict[str, Any]:
     result = RUNNERS[kind](c, out)
     result["name"] = name
     result["preset"] = str(c.get("reproduce", {}).get("preset", ""))
+    result["config"] = c  # every setting the job ran with (overrides included)
     result["wall_seconds"] = time.perf_counter() - t0
     atomic_write_text(out / "result.json", json.dumps(result, indent=1, default=_json_default))
     log.info("job %s done in %.1f s: %s", name, result["wall_seconds"], job_summary(result))
