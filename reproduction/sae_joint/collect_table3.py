@@ -10,14 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ojrs_jax.experiments.results import PAPER_TABLE3  # M: (Acc, CR, F-Best, F-Avg, S-Best, S-Avg)
+
 HERE = Path(__file__).parent
-PAPER = {  # Table III of the paper (against PSO): F-Best, F-Avg, S-Best, S-Avg
-    1: (0.9987, 0.9462, 0.9988, 0.9764),
-    2: (0.9895, 0.9421, 0.9886, 0.9693),
-    3: (0.9821, 0.9362, 0.9823, 0.9612),
-    4: (0.9732, 0.9252, 0.9733, 0.9575),
-    5: (0.9672, 0.9197, 0.9671, 0.9488),
-}
 COLS = ("F-Best", "F-Avg", "S-Best", "S-Avg")
 SECTIONS = (  # (folder of result.json files, what trained)
     ("table3_jobs", "`train=sae_joint`"),
@@ -46,7 +41,7 @@ for folder, what in SECTIONS:
         for i, c in enumerate(COLS):
             v = t[f"{c} vs exact"]
             seeds = ", ".join(f"{x:.4f}" for x in v["values"])
-            cells.append(f"{seeds} ({v['mean']:.4f}); paper {PAPER[m][i]:.4f}")
+            cells.append(f"{seeds} ({v['mean']:.4f}); paper {PAPER_TABLE3[m][2 + i]:.4f}")
         cr = 1 - 1 / m
         lines.append(
             f"| {m} | {cr:.2f} | {r['sae']['acc']:.3f} | "
