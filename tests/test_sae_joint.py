@@ -329,7 +329,7 @@ def _teacher(cfg, scn):
     return PerUEPolicy(n_ue=scn.weights.shape[0], n_mec=2, hidden=cfg.ue_hidden, embed=cfg.ue_embed)
 
 
-def _distill_setup(distill=4, weight=0.3):
+def _distill_setup(distill=4, weight=0.3, temperature=1.0):
     scn = _scn()
     sae_cfg = sae.SAEConfig(variant="2r_sae", latent=4, hidden=[7])
     cfg = TrainConfig(
@@ -341,6 +341,7 @@ def _distill_setup(distill=4, weight=0.3):
         lam=0.05,
         code_weight=weight,
         distill=distill,
+        distill_temperature=temperature,
         ue_hidden=(9,),
         ue_embed=3,
     )
@@ -359,15 +360,23 @@ def test_distill_settings():
     for bad in (-1, True, 2.5):
         with pytest.raises(ConfigError, match="train.distill must be an integer >= 0"):
             TrainConfig(code_weight=1.0, distill=bad)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ConfigError, match="train.distill_temperature must be a finite"):
+            TrainConfig(code_weight=1.0, distill=4, distill_temperature=bad)
+    with pytest.raises(ConfigError, match="distill_temperature=2.0 .* needs train.distill > 0"):
+        TrainConfig(code_weight=1.0, distill_temperature=2.0)
 
 
-def test_distill_loss_matches_numpy():
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_distill_loss_matches_numpy(temperature):
     """train.distill: the teacher (reading the channel) on the replayed rows by eq. 25, plus the
     code's policy against the teacher's softmax on the replayed rows and `distill` fresh channels
     of the key, plus lambda/2 ||policy||^2 and w x eq. 23 on the replayed rows; the action stays
-    the code's policy's. NumPy from the teacher's logits, the code by reference_sae, the policy
+    the code's policy's. With train.distill_temperature T both the teacher's and the policy's
+    logits are divided by T in that term and it is multiplied by T^2 (the teacher's own eq. 25
+    stays at T = 1). NumPy from the teacher's logits, the code by reference_sae, the policy
     MLP by reference_algorithm3."""
-    scn, sae_cfg, cfg, agent, theta, st, x, a_star = _distill_setup()
+    scn, sae_cfg, cfg, agent, theta, st, x, a_star = _distill_setup(temperature=temperature)
     assert set(theta) == {"policy", "encoder", "teacher"}
     key = jax.random.key(6)
     got = float(agent.loss(theta, key, x, a_star, jnp.float32(cfg.lam)))
@@ -388,8 +397,10 @@ def test_distill_loss_matches_numpy():
     z, _ = ref_sae.forward(enc, x_all, "elu")
     layers = _layers(theta["policy"])
     s_logits, _ = ref_a3.forward(layers, z)
-    s_logp = _log_softmax(s_logits.reshape(-1, 5, 3))
-    want += -np.mean(np.sum(np.exp(t_logp) * s_logp, -1)) + 0.5 * cfg.lam * ref_a3.norm_sq(layers)
+    T = temperature
+    s_logp = _log_softmax(s_logits.reshape(-1, 5, 3) / T)
+    p_t = np.exp(_log_softmax(t_logits.astype(np.float64) / T))
+    want += -(T**2) * np.mean(np.sum(p_t * s_logp, -1)) + 0.5 * cfg.lam * ref_a3.norm_sq(layers)
     g = np.asarray(st.gain, np.float64)
     want += cfg.code_weight * ref_sae.loss(
         enc, x_all[:6], g, kind="linear", variant="2r_sae", activation="elu", **GAMMAS

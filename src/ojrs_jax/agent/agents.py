@@ -179,7 +179,9 @@ def _joint_agent(
             return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam)
         h = sample_channels(key, env.scn, cfg.distill)
         fresh = channel_map.preprocess(h, stats).reshape(cfg.distill, n_in)
-        return joint_loss(net, sae_cfg, stats, weight, theta, X, A, lam, teacher, fresh)
+        return joint_loss(
+            net, sae_cfg, stats, weight, theta, X, A, lam, teacher, fresh, cfg.distill_temperature
+        )
 
     return Agent(net, n_in, True, True, init, observe, act, loss)
 
@@ -195,6 +197,7 @@ def joint_loss(
     lam: Any,
     teacher: Any = None,
     X_fresh: jax.Array | None = None,
+    temperature: float = 1.0,
 ) -> jax.Array:
     """Eq. 25 of the policy theta["policy"] on the code encoder(X) plus `weight` x the SAE's own
     loss (eq. 23, or MSE by `sae_cfg.variant`) of theta["encoder"] on X (B, N*M).
@@ -202,15 +205,21 @@ def joint_loss(
     With a `teacher` (`train.distill`): the teacher theta["teacher"], reading the channel,
     learns eq. 25 from the searched actions A of the replayed rows X; the code's policy learns
     the teacher's option probabilities (held fixed) on X and the fresh channels X_fresh through
-    the code, plus lambda/2 ||policy||^2; the SAE's loss stays on X."""
+    the code, plus lambda/2 ||policy||^2; the SAE's loss stays on X. A `temperature` T != 1
+    (`train.distill_temperature`) divides the teacher's logits before its softmax and the
+    policy's in its cross-entropy, which it multiplies by T^2 (Hinton et al. 2015)."""
     if teacher is None:
         s = sae_mod.encode(theta["encoder"], sae_cfg, X)
         code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
         return policy_loss(net, theta["policy"], s, A, lam) + weight * code_loss
     X_all = jnp.concatenate([X, X_fresh])
-    p_teacher = jax.nn.softmax(teacher.apply(theta["teacher"], X_all), axis=-1)
+    t_logits = teacher.apply(theta["teacher"], X_all)
+    if temperature != 1.0:
+        t_logits = t_logits / temperature
+    p_teacher = jax.nn.softmax(t_logits, axis=-1)
     s = sae_mod.encode(theta["encoder"], sae_cfg, X_all)
-    student = policy_loss(net, theta["policy"], s, jax.lax.stop_gradient(p_teacher), lam)
+    target = jax.lax.stop_gradient(p_teacher)
+    student = policy_loss(net, theta["policy"], s, target, lam, temperature)
     code_loss = sae_mod.sae_loss(theta["encoder"], sae_cfg, X, stats)
     return policy_loss(teacher, theta["teacher"], X, A, lam) + student + weight * code_loss
 

@@ -69,6 +69,7 @@ class TrainConfig:
     warm_start: int = 0  # > 0 (with code_weight): Adam steps fitting policy and SAE to ASA labels
     warm_start_draws: int = 4096  # channels labelled by ASA (from Greedy) for the warm start
     distill: int = 0  # > 0 (with code_weight): fresh channels per step a channel teacher labels
+    distill_temperature: float = 1.0  # distill: T softening teacher and student (loss x T^2)
     state: str = "sae"  # what the policy reads: sae (2r-SAE code) | channel | deployment
     arch: str = "mlp"  # mlp (the paper's DNN) | per_ue | per_ue_code | feature (any N, M)
     ue_hidden: tuple[int, ...] = (64, 64)  # per_ue: hidden widths of the shared per-UE network
@@ -144,6 +145,14 @@ class TrainConfig:
                 "train.code_weight > 0 trains the SAE with the policy during DRL: it needs "
                 f"train.state=sae and train.incremental_sae=true, got state={self.state}, "
                 f"incremental_sae={self.incremental_sae}"
+            )
+        t = self.distill_temperature
+        if not _number(t) or t <= 0:
+            raise ConfigError(f"train.distill_temperature must be a finite number > 0, got {t!r}")
+        if t != 1 and not self.distill:
+            raise ConfigError(
+                f"train.distill_temperature={t} softens a teacher's targets: it needs "
+                "train.distill > 0"
             )
         if isinstance(self.init_from, bool) or not isinstance(self.init_from, str):
             raise ConfigError(

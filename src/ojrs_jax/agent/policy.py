@@ -221,23 +221,34 @@ def cross_entropy(net: nn.Module, params: Params, s: jax.Array, a_star: jax.Arra
 
 
 def soft_cross_entropy(
-    net: nn.Module, params: Params, s: jax.Array, targets: jax.Array
+    net: nn.Module, params: Params, s: jax.Array, targets: jax.Array, temperature: float = 1.0
 ) -> jax.Array:
     """Mean per-UE cross-entropy of the policy against option probabilities: s (B, D),
-    targets (B, N, M+1) (a teacher's softmax; one-hot targets give `cross_entropy`)."""
-    logp = jax.nn.log_softmax(net.apply(params, s), axis=-1)
-    return -jnp.mean(jnp.sum(targets * logp, axis=-1))
+    targets (B, N, M+1) (a teacher's softmax; one-hot targets give `cross_entropy`). With a
+    `temperature` T != 1 the policy's logits are divided by T and the mean multiplied by T^2
+    (knowledge distillation, Hinton et al. 2015: targets softened by the same T)."""
+    logits = net.apply(params, s)
+    if temperature == 1.0:
+        return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+    logp = jax.nn.log_softmax(logits / temperature, axis=-1)
+    return -(temperature**2) * jnp.mean(jnp.sum(targets * logp, axis=-1))
 
 
 def policy_loss(
-    net: nn.Module, params: Params, s: jax.Array, a_star: jax.Array, lam: jax.Array | float
+    net: nn.Module,
+    params: Params,
+    s: jax.Array,
+    a_star: jax.Array,
+    lam: jax.Array | float,
+    temperature: float = 1.0,
 ) -> jax.Array:
     """Eq. 25: cross-entropy plus lambda/2 ||theta||^2. a_star: the searched actions (B, N), or
-    option probabilities (B, N, M+1) to learn instead (a teacher's, `train.distill`)."""
+    option probabilities (B, N, M+1) to learn instead (a teacher's, `train.distill`, softened by
+    `temperature`, which then also divides the policy's logits: `soft_cross_entropy`)."""
     if jnp.issubdtype(a_star.dtype, jnp.integer):
         ce = cross_entropy(net, params, s, a_star)
     else:
-        ce = soft_cross_entropy(net, params, s, a_star)
+        ce = soft_cross_entropy(net, params, s, a_star, temperature)
     return ce + 0.5 * lam * params_norm_sq(params)
 
 
