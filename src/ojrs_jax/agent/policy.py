@@ -228,10 +228,10 @@ def soft_cross_entropy(
     `temperature` T != 1 the policy's logits are divided by T and the mean multiplied by T^2
     (knowledge distillation, Hinton et al. 2015: targets softened by the same T)."""
     logits = net.apply(params, s)
-    if temperature == 1.0:
-        return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
-    logp = jax.nn.log_softmax(logits / temperature, axis=-1)
-    return -(temperature**2) * jnp.mean(jnp.sum(targets * logp, axis=-1))
+    if temperature != 1.0:
+        logits = logits / temperature
+    ce = -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+    return ce if temperature == 1.0 else temperature**2 * ce
 
 
 def policy_loss(
