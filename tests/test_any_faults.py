@@ -49,8 +49,11 @@ def one_error_line(p: subprocess.CompletedProcess | str, code: int | None = None
 
 
 def digest(d: Path) -> dict[str, str]:
+    """Every file under `d` (the run's files, Hydra's record .hydra/, the log, the checkpoint)."""
     return {
-        f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in RUN_FILES if (d / f).exists()
+        str(f.relative_to(d)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(d.rglob("*"))
+        if f.is_file()
     }
 
 
@@ -61,6 +64,8 @@ def any_run(tmp_path_factory) -> Path:
     p = train_any(f"hydra.run.dir={d}")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "NRR" in p.stdout and all((d / f).exists() for f in RUN_FILES)
+    # Hydra's record of the run, written by the run once it claimed the directory
+    assert (d / ".hydra" / "overrides.yaml").read_text().split()[1::2] == TINY_ANY_ARGS
     return d
 
 
@@ -108,10 +113,11 @@ def test_a_finished_run_is_never_overwritten(any_run, tmp_path):
     d = tmp_path / "run"
     shutil.copytree(any_run, d)
     before = digest(d)
-    p = train_any(f"hydra.run.dir={d}")
+    assert {".hydra/overrides.yaml", "train.log", "checkpoint/meta.json"} <= before.keys()
+    p = train_any("train.epochs=20", f"hydra.run.dir={d}")
     line = one_error_line(p, 2)
     assert f"run directory {d} already holds a finished run" in line and "resume=true" in line
-    assert digest(d) == before
+    assert digest(d) == before  # Hydra's record of the finished run included
     # resume=true reports it finished and writes nothing
     p = train_any("resume=true", f"hydra.run.dir={d}")
     assert p.returncode == 0 and "already finished" in p.stdout
@@ -123,7 +129,7 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
     with writing(d):
         p = train_any(f"hydra.run.dir={d}")
     assert "is in use by another process" in one_error_line(p, 2)
-    assert not (d / "config.yaml").exists()
+    assert [f.name for f in d.iterdir()] == [".lock"]  # the holder's lock file alone
 
 
 @pytest.mark.parametrize(
@@ -145,7 +151,7 @@ def test_bad_settings_are_one_line(override, needle, tmp_path):
     d = tmp_path / "run"
     p = train_any(override, f"hydra.run.dir={d}")
     assert needle in one_error_line(p, 2)
-    assert not (d / "model.msgpack").exists()
+    assert not d.exists()  # nothing written: not even the directory
 
 
 def test_a_policy_of_one_deployment_cannot_train_on_a_distribution(tmp_path):
@@ -208,6 +214,7 @@ def test_a_full_disk_with_tensorboard_is_one_line_not_a_hang(tmp_path, monkeypat
     assert e.value.code == 2 and time.time() - t0 < 300
     assert one_error_line(capsys.readouterr().err) == "error: No space left on device"
     assert not (d / "model.msgpack").exists()
+    assert (d / "config.yaml").exists()  # what the started run wrote is kept, as it was
 
 
 # --- deciding ---------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ def test_baselines_cli_writes_table_and_csv(tmp_path):
     out = tmp_path / "run"
     p = run(["scale=tiny", "draws=4", f"hydra.run.dir={out}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+    # Hydra's record, written by the command once its settings passed (app.hydra.save_record)
+    assert (
+        out / ".hydra" / "overrides.yaml"
+    ).read_text().split() == "- scale=tiny - draws=4".split()
     for name in ("greedy", "random", "exact"):
         assert name in p.stdout
     rows = list(csv.DictReader(open(out / "baselines.csv")))
@@ -58,7 +62,7 @@ def test_bad_config_fails_with_one_line(tmp_path, override, needle):
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and needle in lines[-1]
     assert "Traceback" not in p.stderr
-    assert not (tmp_path / "r" / "summary.csv").exists()
+    assert not (tmp_path / "r").exists()  # nothing written: not even Hydra's record or the log
 
 
 def test_old_name_of_draws_still_works_with_a_warning(tmp_path):

@@ -138,6 +138,62 @@ def test_progress_setting(monkeypatch):
     assert summary_line({"NRR": 0.998765, "skip": None, "epochs": 3}) == "NRR 0.9988, epochs 3"
 
 
+# (CLI module, a value of the right type that the command's own checks refuse, the message)
+REFUSED = [
+    ("train", "train.distill=-1", "train.distill must be an integer >= 0, got -1"),
+    ("train_any", "train.rounds=0", "train.rounds must be a positive integer, got 0"),
+    ("baselines", "methods=[greedy,magic]", "unknown method 'magic'"),
+    ("fig7", "draws=0", "draws must be a positive integer, got 0"),
+    ("sae", "sae.steps=-1", "sae.steps must be a positive integer, got -1"),
+    # refused by the job after its first log line
+    ("reproduce", "train.epochs=-5", "must be a multiple of train.phi (10) and divide"),
+]
+
+
+@pytest.mark.parametrize("module,override,message", REFUSED)
+def test_a_refused_start_writes_nothing(module, override, message, tmp_path):
+    """Hydra makes the run directory and its log before the task's checks run; a start refused
+    by them leaves no directory (nor Hydra's record, nor the log) behind, and a directory that
+    was there (a finished run's) keeps its record as it was (tests/test_any_faults.py)."""
+    d = tmp_path / "run"
+    argv = [override, f"hydra.run.dir={d}"]
+    if module == "reproduce":
+        argv = ["experiment=table3_m2", *argv]
+    p = subprocess.run(
+        [sys.executable, "-m", f"ojrs_jax.cli.{module}", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and lines[-1].startswith("error: ") and message in lines[-1], p.stderr
+    assert not d.exists(), sorted(str(f.relative_to(d)) for f in d.rglob("*"))
+
+
+def test_a_failed_start_removes_only_a_directory_it_wrote_nothing_into(tmp_path):
+    """A directory holding Hydra's record, the lock file and the log alone is removed; one file
+    more (here config.yaml, written by a run that started) keeps every file where it was."""
+    from ojrs_jax.app.hydra import _discard_if_untouched
+
+    def make(d: Path, *extra: str) -> Path:
+        (d / ".hydra").mkdir(parents=True)
+        for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".lock", "train.log", *extra):
+            (d / name).write_text("x")
+        return d
+
+    _discard_if_untouched(make(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
+    kept = make(tmp_path / "started", "config.yaml")
+    (kept / "checkpoint").mkdir()
+    before = sorted(str(f.relative_to(kept)) for f in kept.rglob("*"))
+    _discard_if_untouched(kept)
+    assert sorted(str(f.relative_to(kept)) for f in kept.rglob("*")) == before
+    only_dir = make(tmp_path / "with_a_folder")
+    (only_dir / "tensorboard").mkdir()
+    _discard_if_untouched(only_dir)
+    assert (only_dir / ".hydra" / "overrides.yaml").exists() and (only_dir / "tensorboard").is_dir()
+
+
 def test_tensorboard_without_the_extra_is_one_error_line(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=re.escape(INSTALL)):
@@ -152,7 +208,7 @@ def test_tensorboard_without_the_extra_is_one_error_line(monkeypatch, capsys, tm
         "error: tensorboard=true needs the tensorboardX package, which is not installed: "
         'pip install "ojrs-jax[tracking]"'
     ]
-    assert [f.name for f in tmp_path.iterdir() if f.name != ".hydra"] == []  # nothing written
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even Hydra's record
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -96,6 +96,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, env, reference):
     for name in ("model.msgpack", "metrics.csv", "summary.json", "scenario.json"):
         assert not (run_dir / name).exists(), name
     assert json.loads((run_dir / "checkpoint" / "meta.json").read_text())["epoch"] >= seen
+    # Hydra's record of the run's start: its command-line overrides (the run writes it)
+    record = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert record.split()[1::2] == [a for a in ARGS if not a.startswith("hydra")]
 
     # other settings would continue a different run: refused, checkpoint untouched
     state_bytes = (run_dir / "checkpoint" / "state.msgpack").read_bytes()
@@ -105,6 +108,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, env, reference):
         f"error: cannot resume {run_dir}: seed was 0, now 1 (resume with the run's own settings)"
     )
     assert (run_dir / "checkpoint" / "state.msgpack").read_bytes() == state_bytes
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == record
 
     resumed = run([f"hydra.run.dir={run_dir}", "resume=true"], env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -122,6 +126,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, env, reference):
     assert s_res["epochs"] == TOTAL and s_res["eval"]["epoch"] == TOTAL
     assert without_timings(s_res) == without_timings(s_ref)
     assert not list(run_dir.rglob("*.tmp"))
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == record  # the start's, kept
 
 
 def test_resume_refuses_other_settings(tmp_path):

@@ -5,6 +5,12 @@ full, permission denied) into one `error:` line and exit code 2. `hydra_cli` is 
 this package made strict: a setting the YAML files of `conf/` do not define, a value of the
 wrong type for its default, or an override Hydra cannot apply (an unknown key, a missing group
 option, a syntax error) also ends in one `error:` line and exit 2.
+
+Hydra's record of a run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`) is written by
+`save_record` once the settings pass their check (the commands' configs set
+`hydra.output_subdir: null`, so Hydra itself writes nothing): a refused start leaves the record
+of a finished run in that directory as it was, and a start refused in a directory it created
+leaves no directory behind.
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ojrs_jax.core.io import atomic_write_text
 from ojrs_jax.core.settings import ConfigError, first_line, rename_overrides
 
 if TYPE_CHECKING:
@@ -126,18 +135,67 @@ def hydra_error_line(e: BaseException) -> str:
     return f"{line} {first_line(cause)}" if cause is not None else line
 
 
-def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
+RECORD = ".hydra"  # Hydra's name for its record of a run (hydra.output_subdir)
+
+
+def save_record(cfg: DictConfig, run_dir: Path, keep: bool = False) -> None:
+    """Write Hydra's record of this run into `run_dir/.hydra`: the task's config, Hydra's own
+    config and the command-line overrides, as Hydra writes them (`OmegaConf.to_yaml`). `keep`:
+    leave a record already there as it is (a resumed run keeps the record of its start)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_cfg = HydraConfig.instance().cfg
+    assert hydra_cfg is not None  # only called from a task that Hydra runs
+    d = Path(run_dir) / RECORD
+    if keep and d.exists():
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", hydra_cfg),
+        ("overrides.yaml", hydra_cfg.hydra.overrides.task),
+    ):
+        atomic_write_text(d / name, OmegaConf.to_yaml(node))
+
+
+def _discard_if_untouched(run_dir: Path) -> None:
+    """Remove `run_dir`, which this process created, if the failed task left nothing in it but
+    the record, the lock file and its log (the log file is opened at its first line:
+    conf/hydra/job_logging/ojrs.yaml; the lines of a refused job say only what it set out to
+    do)."""
+    try:
+        left = [p for p in run_dir.iterdir() if p.name != RECORD]
+        if not all(p.is_file() and (p.name == ".lock" or p.suffix == ".log") for p in left):
+            return
+        record = run_dir / RECORD
+        for p in [*left, *(record.iterdir() if record.is_dir() else [])]:
+            p.unlink()
+        if record.is_dir():
+            record.rmdir()
+        run_dir.rmdir()
+    except OSError:  # best effort: the error that stopped the task is the one to report
+        pass
+
+
+def hydra_cli(
+    config_name: str, own_record: bool = False
+) -> Callable[[Callable[[DictConfig], Any]], Callable[..., Any]]:
     """`hydra.main` on this package's `config_name`, with `cli_guard` and strict settings.
 
     Before the task runs, the composed config is checked against the YAML defaults
     (`check_settings`); an override Hydra itself rejects is reported by `hydra_error_line`.
     Both end in one `error:` line and exit code 2, as do the errors of `error_line` raised by
-    the task; others (bugs) keep their traceback.
+    the task; others (bugs) keep their traceback. Hydra's record (`save_record`) is written
+    when the settings have passed, or by the task itself (`own_record`: once it has claimed its
+    run directory). A run directory this start created is removed again if the task fails
+    before writing anything into it.
     """
     import hydra
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[..., Any]:
         started = [False]
+        since = [0.0]
 
         @functools.wraps(task)
         def checked(cfg: DictConfig) -> Any:
@@ -146,10 +204,21 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             from ojrs_jax.core.cache import enable_compilation_cache
 
             started[0] = True
-            if HydraConfig.initialized():  # not when called with a config directly
+            if not HydraConfig.initialized():  # called with a config directly
+                return task(cfg)
+            out = Path(HydraConfig.get().runtime.output_dir)
+            # Hydra made the directory in this process if it is empty and younger than `main`
+            made = not any(out.iterdir()) and out.stat().st_ctime >= since[0]
+            try:
                 check_settings(to_container(cfg), _defaults_for(config_name))
+                if not own_record:
+                    save_record(cfg, out)
                 enable_compilation_cache()
-            return task(cfg)
+                return task(cfg)
+            except Exception:  # Ctrl-C keeps what the job has done (its log included)
+                if made:
+                    _discard_if_untouched(out)
+                raise
 
         app = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(
             cli_guard(checked)
@@ -160,6 +229,9 @@ def hydra_cli(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Calla
             if cfg_passthrough is not None:
                 return app(cfg_passthrough)
             started[0] = False
+            # a file's time is the kernel's coarse clock, which never runs ahead of time.time():
+            # a directory made before this line never looks younger than it
+            since[0] = time.time()
             sys.argv[1:] = rename_overrides(sys.argv[1:], config_name)
             # Hydra prints its own multi-line report and exits 1 unless HYDRA_FULL_ERROR is set;
             # set, it raises, and the exception becomes our one line.

@@ -5,7 +5,8 @@
     ojrs-train scale=paper_m5 train=paper train.epochs=2000 replay=uniform
     ojrs-train deployment=random train=any      # one policy for any deployment (ojrs-train-any)
 
-Writes to the Hydra run directory: config.yaml, scenario.json (+ scenario_start.json; the fixed
+Writes to the Hydra run directory: .hydra/ (Hydra's record, once the run holds the directory:
+a refused start writes nothing), config.yaml, scenario.json (+ scenario_start.json; the fixed
 deployment), checkpoint/ (state after each chunk; `resume=true` continues a killed run),
 model.msgpack (for `ojrs-decide`), metrics.csv (one row per epoch), summary.json and the
 figures reward.png, loss.png and t_sa.png (paper Figs. 8-10). Exit 3: training diverged
@@ -16,6 +17,7 @@ another process (its lock) or already holding a run, or an I/O error. Exit 130: 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ojrs_jax.app.hydra import hydra_cli, to_container
+from ojrs_jax.app.hydra import hydra_cli, save_record, to_container
 from ojrs_jax.run.train import parse, train_run
 
 
@@ -59,7 +61,9 @@ def run(cfg: DictConfig) -> None:
     out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     try:
         spec, opts = parse(to_container(cfg))
-        summary = train_run(spec, opts, out, resume=bool(cfg.get("resume", False)))
+        resume = bool(cfg.get("resume", False))
+        record = functools.partial(save_record, cfg, keep=resume)
+        summary = train_run(spec, opts, out, resume=resume, record=record)
     except FloatingPointError as e:  # training diverged; the last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
@@ -69,7 +73,7 @@ def run(cfg: DictConfig) -> None:
         sys.exit(3)
 
 
-main = hydra_cli("train")(run)
+main = hydra_cli("train", own_record=True)(run)
 
 
 if __name__ == "__main__":

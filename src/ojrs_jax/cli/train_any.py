@@ -13,7 +13,7 @@ from __future__ import annotations
 from ojrs_jax.app.hydra import hydra_cli
 from ojrs_jax.cli.train import run
 
-main = hydra_cli("train_any")(run)
+main = hydra_cli("train_any", own_record=True)(run)
 
 if __name__ == "__main__":
     main()

@@ -161,6 +161,10 @@ def run_baselines(
     `extra` adds deciders by name (the reproduction adds the trained OJRS pipeline), timed the
     same way as the built-in rules: one jitted call of decision + P2 per draw."""
     methods, draws, p2_method, time_limit = cfg.methods, cfg.draws, cfg.p2_method, cfg.time_limit
+    known = (*available_methods(), *(extra or {}))
+    for m in methods:
+        if m not in known:
+            raise ConfigError(f"unknown method {m!r}; available: {', '.join(known)}")
     log.info(
         "baselines: %s on %d draws (N = %d, M = %d)",
         ", ".join(methods),
@@ -168,10 +172,6 @@ def run_baselines(
         cfg.system.n_ue,
         cfg.system.n_mec,
     )
-    known = (*available_methods(), *(extra or {}))
-    for m in methods:
-        if m not in known:
-            raise ConfigError(f"unknown method {m!r}; available: {', '.join(known)}")
 
     scn = make_scenario(cfg.system)
     k_h, k_m = jax.random.split(jax.random.key(cfg.seed))

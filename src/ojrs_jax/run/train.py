@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +106,16 @@ def parse(cfg: dict) -> tuple[RunSpec, RunOptions]:
     return spec, RunOptions.from_mapping(spec.cfg)
 
 
-def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = False) -> dict:
-    """Run (or resume) one training run into `run_dir`; returns the summary dict."""
+def train_run(
+    spec: RunSpec,
+    opts: RunOptions,
+    run_dir: Path,
+    resume: bool = False,
+    record: Callable[[Path], None] | None = None,
+) -> dict:
+    """Run (or resume) one training run into `run_dir`; returns the summary dict. `record(run_dir)`
+    writes the caller's record of the run (Hydra's `.hydra/`) once the directory is claimed and
+    the run goes on: a refused start and a finished run leave the directory as it was."""
     run_dir = Path(run_dir)
     with writing(run_dir):
         total = spec.train_cfg.n_blocks * spec.train_cfg.phi
@@ -116,8 +125,9 @@ def train_run(spec: RunSpec, opts: RunOptions, run_dir: Path, resume: bool = Fal
         done = finished_summary(run_dir, at, total)
         if done is not None:
             print(f"{run_dir} is already finished ({total} epochs): nothing to do; its summary:")
-            log.info("%s is already finished (%d epochs): nothing to do", run_dir, total)
             return done
+        if record is not None:
+            record(run_dir)
         return _train(spec, opts, run_dir, resume)
 
 
