@@ -378,8 +378,9 @@ def test_disk_full_during_train_is_one_line(tmp_path, monkeypatch, capsys):
         main()
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: cannot write {d / 'config.yaml'}: No space left on device"]
-    assert not (d / "config.yaml").exists() and not list(d.rglob("*.tmp"))
+    # the first file of a run is Hydra's record (app.hydra.save_record), written under the lock
+    assert err == [f"error: cannot write {d / '.hydra' / 'config.yaml'}: No space left on device"]
+    assert not d.exists()  # the start made the directory and wrote nothing: it is removed
 
 
 # --- aggregation of sweeps -------------------------------------------------------------------
