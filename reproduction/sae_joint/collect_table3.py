@@ -23,8 +23,7 @@ SECTIONS = (  # (folder of result.json files, what trained)
     ),
     (
         "table3_distill_lr2_t2_jobs",
-        "`train=sae_joint train.distill=256 train.learning_rate=2e-3 "
-        "train.distill_temperature=2`",
+        "`train=sae_joint train.distill=256 train.learning_rate=2e-3 train.distill_temperature=2`",
     ),
 )
 lines = [
