@@ -19,6 +19,7 @@ import functools
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -164,16 +165,17 @@ def _discard_if_untouched(run_dir: Path) -> None:
     the record, the lock file and its log (the log file is opened at its first line:
     conf/hydra/job_logging/ojrs.yaml; the lines of a refused job say only what it set out to
     do)."""
+    from ojrs_jax.run.rundir import LOCK
+
     try:
         left = [p for p in run_dir.iterdir() if p.name != RECORD]
-        if not all(p.is_file() and (p.name == ".lock" or p.suffix == ".log") for p in left):
+        if not all(p.is_file() and (p.name == LOCK or p.suffix == ".log") for p in left):
             return
-        record = run_dir / RECORD
-        for p in [*left, *(record.iterdir() if record.is_dir() else [])]:
+        for p in left:
             p.unlink()
-        if record.is_dir():
-            record.rmdir()
-        run_dir.rmdir()
+        if (run_dir / RECORD).is_dir():
+            shutil.rmtree(run_dir / RECORD)  # written by `save_record` alone
+        run_dir.rmdir()  # fails, and keeps the directory, if anything appeared meanwhile
     except OSError:  # best effort: the error that stopped the task is the one to report
         pass
 
