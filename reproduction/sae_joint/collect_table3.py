@@ -25,11 +25,16 @@ SECTIONS = (  # (folder of result.json files, what trained)
         "table3_distill_lr2_t2_jobs",
         "`train=sae_joint train.distill=256 train.learning_rate=2e-3 train.distill_temperature=2`",
     ),
+    (
+        "table3_distill_lr3_t2_jobs",
+        "`train=sae_joint train.distill=256 train.learning_rate=3e-3 train.distill_temperature=2`",
+    ),
 )
 lines = [
     "# Table III with `train=sae_joint`, every training seed (N = 30, deployment seed 2)\n",
     "Written by collect_table3.py from the *.json of table3_jobs/, table3_distill_jobs/, "
-    "table3_distill_lr2_jobs/ and table3_distill_lr2_t2_jobs/. 10000 "
+    "table3_distill_lr2_jobs/, table3_distill_lr2_t2_jobs/ and table3_distill_lr3_t2_jobs/. "
+    "10000 "
     "epochs, weight change at epoch 5000, NRR of the policy's own decision (no search) every 500 "
     "epochs on 1000 held-out draws, each certified optimal by SCIP (both weight sets); Best and "
     "Avg over the evaluation points before (F) and from (S) the change. Each cell: seeds 0, 1, 2 "
