@@ -30,15 +30,15 @@ SECTIONS = (  # (folder of result.json files, what trained)
         "`train=sae_joint train.distill=256 train.learning_rate=3e-3 train.distill_temperature=2`",
     ),
 )
+folders = [f"{folder}/" for folder, _ in SECTIONS]
 lines = [
     "# Table III with `train=sae_joint`, every training seed (N = 30, deployment seed 2)\n",
-    "Written by collect_table3.py from the *.json of table3_jobs/, table3_distill_jobs/, "
-    "table3_distill_lr2_jobs/, table3_distill_lr2_t2_jobs/ and table3_distill_lr3_t2_jobs/. "
-    "10000 "
-    "epochs, weight change at epoch 5000, NRR of the policy's own decision (no search) every 500 "
-    "epochs on 1000 held-out draws, each certified optimal by SCIP (both weight sets); Best and "
-    "Avg over the evaluation points before (F) and from (S) the change. Each cell: seeds 0, 1, 2 "
-    "against the certified optimum (mean), then the paper's figure (against PSO).\n",
+    f"Written by collect_table3.py from the *.json of {', '.join(folders[:-1])} and "
+    f"{folders[-1]}. 10000 epochs, weight change at epoch 5000, NRR of the policy's own decision "
+    "(no search) every 500 epochs on 1000 held-out draws, each certified optimal by SCIP (both "
+    "weight sets); Best and Avg over the evaluation points before (F) and from (S) the change. "
+    "Each cell: seeds 0, 1, 2 against the certified optimum (mean), then the paper's figure "
+    "(against PSO).\n",
 ]
 for folder, what in SECTIONS:
     jobs = [json.loads(p.read_text()) for p in sorted(HERE.glob(f"{folder}/*.json"))]
